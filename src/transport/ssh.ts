@@ -1,0 +1,159 @@
+import { readFile } from "node:fs/promises";
+import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import { CommandError, PgrepError, UnreachableError, type RunResult } from "../errors.js";
+import { becomeArgv } from "./become.js";
+import { fingerprint, keyType, type KnownHosts } from "./known-hosts.js";
+import { shellCommand } from "./quote.js";
+import type { RunOptions, Transport } from "./types.js";
+
+export interface SshTarget {
+  name: string; // inventory host name, used in messages
+  host: string; // what to dial
+  port: number;
+  user: string;
+  identityFile?: string;
+  knownHosts: KnownHosts;
+  /** Record keys of hosts not yet in known_hosts (like StrictHostKeyChecking=accept-new). Changed keys are always refused. */
+  acceptNewHostKeys: boolean;
+  connectTimeoutMs?: number;
+}
+
+/** Counts connections opened by this process, so benchmarks and tests can check "one per host". */
+export const sshStats = { connections: 0 };
+
+/** One SSH connection per host for the whole run; each command is a channel on it. */
+export class SshTransport implements Transport {
+  private constructor(
+    readonly host: string,
+    readonly loginUser: string,
+    private readonly client: Client,
+  ) {}
+
+  static async connect(t: SshTarget): Promise<SshTransport> {
+    const client = new Client();
+    let keyProblem: PgrepError | undefined;
+    const pendingAdds: Promise<void>[] = [];
+    const config: ConnectConfig = {
+      host: t.host,
+      port: t.port,
+      username: t.user,
+      readyTimeout: t.connectTimeoutMs ?? 15_000,
+      keepaliveInterval: 10_000,
+      hostVerifier: (raw: Buffer) => {
+        const key = { type: keyType(raw), blob: raw };
+        const check = t.knownHosts.check(t.host, t.port, key);
+        const fp = fingerprint(raw);
+        switch (check.status) {
+          case "known":
+            return true;
+          case "unknown":
+            if (t.acceptNewHostKeys) {
+              pendingAdds.push(t.knownHosts.add(t.host, t.port, key));
+              return true;
+            }
+            keyProblem = new UnreachableError(
+              t.name,
+              `unknown SSH host key ${key.type} ${fp} for ${t.host}:${t.port}`,
+              `verify the fingerprint, then add it to ${t.knownHosts.path} or re-run with --accept-new-host-keys`,
+            );
+            return false;
+          case "changed":
+            keyProblem = new UnreachableError(
+              t.name,
+              `SSH host key for ${t.host}:${t.port} has CHANGED (now ${key.type} ${fp}, known_hosts has ${check.expected.join(", ")})`,
+              `if the host was really reinstalled, remove its old line from ${t.knownHosts.path}; pgrep never accepts a changed key`,
+            );
+            return false;
+          case "revoked":
+            keyProblem = new UnreachableError(t.name, `SSH host key ${fp} for ${t.host}:${t.port} is revoked in ${t.knownHosts.path}`);
+            return false;
+        }
+      },
+    };
+    if (t.identityFile) {
+      try {
+        config.privateKey = await readFile(t.identityFile);
+      } catch (e) {
+        throw new UnreachableError(t.name, `cannot read SSH identity file ${t.identityFile}: ${(e as Error).message}`);
+      }
+    } else if (process.env.SSH_AUTH_SOCK) {
+      config.agent = process.env.SSH_AUTH_SOCK;
+    }
+    await new Promise<void>((resolve, reject) => {
+      client.once("ready", () => resolve());
+      client.once("error", (err: Error & { level?: string; code?: string }) => {
+        if (keyProblem) return reject(keyProblem);
+        reject(describeConnectError(t, err));
+      });
+      sshStats.connections++;
+      client.connect(config);
+    });
+    await Promise.all(pendingAdds);
+    client.on("error", () => {}); // later errors surface on the channel that hit them
+    return new SshTransport(t.name, t.user, client);
+  }
+
+  run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const full = becomeArgv(this.loginUser, opts.user, argv);
+    const envPrefix = opts.env ? ["env", ...Object.entries(opts.env).map(([k, v]) => `${k}=${v}`)] : [];
+    const command = shellCommand([...envPrefix, ...full]);
+    const started = Date.now();
+    return new Promise((resolve, reject) => {
+      this.client.exec(command, (err: Error | undefined, stream: ClientChannel) => {
+        if (err) return reject(new UnreachableError(this.host, `cannot run a command over SSH: ${err.message}`));
+        let stdout = "";
+        let stderr = "";
+        let timer: NodeJS.Timeout | undefined;
+        let timedOut = false;
+        if (opts.timeoutMs) {
+          timer = setTimeout(() => {
+            timedOut = true;
+            stream.signal("KILL");
+            stream.close();
+          }, opts.timeoutMs);
+        }
+        stream.on("data", (d: Buffer) => {
+          const s = d.toString();
+          stdout += s;
+          opts.onOutput?.(s, "stdout");
+        });
+        stream.stderr.on("data", (d: Buffer) => {
+          const s = d.toString();
+          stderr += s;
+          opts.onOutput?.(s, "stderr");
+        });
+        stream.on("close", (code: number | null, signal?: string) => {
+          if (timer) clearTimeout(timer);
+          const result: RunResult = {
+            host: this.host,
+            command,
+            exitCode: timedOut ? null : (code ?? null),
+            signal: timedOut ? "TIMEOUT" : (signal ?? null),
+            stdout,
+            stderr,
+            durationMs: Date.now() - started,
+          };
+          if (result.exitCode !== 0 && !opts.allowFailure) reject(new CommandError(result, opts.what));
+          else resolve(result);
+        });
+        if (opts.stdin !== undefined) stream.end(opts.stdin);
+        else stream.end();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.client.end();
+  }
+}
+
+function describeConnectError(t: SshTarget, err: Error & { level?: string; code?: string }): UnreachableError {
+  const where = `${t.user}@${t.host}:${t.port}`;
+  if (err.level === "client-authentication")
+    return new UnreachableError(t.name, `SSH authentication failed for ${where}`, "check ssh.user and ssh.identity_file in the inventory");
+  if (err.code === "ECONNREFUSED") return new UnreachableError(t.name, `SSH connection refused by ${where}`, "is sshd running, and is ssh.port right?");
+  if (err.code === "ENOTFOUND" || err.code === "EAI_AGAIN") return new UnreachableError(t.name, `cannot resolve ${t.host}`, "check the host's address in the inventory");
+  if (err.level === "client-timeout" || err.code === "ETIMEDOUT" || /Timed out/i.test(err.message))
+    return new UnreachableError(t.name, `SSH connection to ${where} timed out`, "is the host up and the port reachable?");
+  return new UnreachableError(t.name, `SSH connection to ${where} failed: ${err.message}`);
+}

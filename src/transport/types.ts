@@ -1,0 +1,33 @@
+import type { RunResult } from "../errors.js";
+
+export interface RunOptions {
+  /** Run as this OS user (via runuser when connected as root, sudo -n otherwise). */
+  user?: string;
+  /** Fed to the command's standard input; the way secrets travel. */
+  stdin?: string | Buffer;
+  /** Extra environment; never put secrets here (they would be visible in /proc). */
+  env?: Record<string, string>;
+  /** Return the result instead of throwing when the exit code is not 0. */
+  allowFailure?: boolean;
+  timeoutMs?: number;
+  /** Receives stdout/stderr chunks as they arrive (progress). */
+  onOutput?: (chunk: string, stream: "stdout" | "stderr") => void;
+  /** Names the command in error messages. */
+  what?: string;
+}
+
+export interface WriteOptions {
+  owner?: string; // "user" or "user:group"
+  mode: number; // e.g. 0o600
+}
+
+/** How pgrep reaches one host. Every process run, local or remote, goes through this. */
+export interface Transport {
+  readonly host: string;
+  /** Who commands run as by default ("root" or the SSH/local user). */
+  readonly loginUser: string;
+  run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  close(): Promise<void>;
+}
+
+export type { RunResult };
