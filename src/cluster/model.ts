@@ -1,0 +1,47 @@
+// The cluster as the inventory wants it: typed, resolved (defaults applied, paths absolute), immutable.
+
+export type Role = "primary" | "standby";
+export type LayoutName = "debian" | "generic";
+
+export type Connection =
+  | { kind: "local" }
+  | { kind: "ssh"; host: string; port: number; user: string; identityFile: string | undefined };
+
+export interface PgSpec {
+  /** undefined: detected from the binaries installed on the host (generic layout only). */
+  major: number | undefined;
+  layout: LayoutName;
+  port: number;
+  clusterName: string; // debian's <cluster> in /etc/postgresql/<major>/<cluster>
+  dataDir: string | undefined; // undefined: the layout's default for the major
+  binDir: string | undefined; // undefined: found on the host
+  osUser: string;
+  passfile: string | undefined; // undefined: ~osUser/.pgpass on the host
+  listenAddresses: string;
+}
+
+export interface HostSpec {
+  name: string;
+  address: string; // how the other hosts reach this one (replication, pg_hba)
+  role: Role;
+  upstream: string | undefined; // standbys: the host they stream from
+  connection: Connection;
+  pg: PgSpec;
+}
+
+export type PasswordSource =
+  | { kind: "env"; name: string }
+  | { kind: "file"; path: string }
+  | { kind: "generated"; path: string };
+
+export interface ClusterSpec {
+  name: string;
+  inventoryFile: string;
+  stateDir: string;
+  knownHostsFile: string;
+  replicationUser: string;
+  password: PasswordSource;
+  hosts: HostSpec[];
+  primary: HostSpec;
+  standbys: HostSpec[];
+}

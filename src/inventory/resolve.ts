@@ -1,0 +1,117 @@
+import { userInfo, homedir } from "node:os";
+import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } from "node:path";
+import type { Document, LineCounter } from "yaml";
+import type { ClusterSpec, Connection, HostSpec, PasswordSource } from "../cluster/model.js";
+import { isSupportedMajor, SUPPORTED_MAJORS } from "../postgres/versions.js";
+import { InventoryError, keyPathText, positionOf, type InventoryProblem } from "./load.js";
+import type { Inventory } from "./schema.js";
+
+/** Applies defaults and checks what the schema cannot (one primary, references, duplicates, versions). */
+export function resolveCluster(file: string, inv: Inventory, doc: Document, lines: LineCounter): ClusterSpec {
+  const problems: InventoryProblem[] = [];
+  const fail = (path: (string | number)[], message: string) =>
+    problems.push({ ...positionOf(doc, lines, path), keyPath: keyPathText(path), message });
+  const baseDir = dirname(resolvePath(file));
+  const expand = (p: string) => (p.startsWith("~/") ? join(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolvePath(baseDir, p));
+  const pg = inv.postgres;
+
+  if (pg.major === undefined) {
+    if (pg.layout !== "generic") fail(["postgres"], "major is required (e.g. major: 15); only the generic layout can detect it");
+  } else if (!isSupportedMajor(pg.major)) {
+    fail(["postgres", "major"], `PostgreSQL ${pg.major} is not supported (supported: ${SUPPORTED_MAJORS[0]}–${SUPPORTED_MAJORS.at(-1)})`);
+  }
+  if (pg.layout !== "debian" && pg.cluster_name) fail(["postgres", "cluster_name"], "only the debian layout has cluster names");
+
+  const seenNames = new Map<string, number>();
+  const seenEndpoints = new Map<string, number>();
+  const hosts: HostSpec[] = inv.hosts.map((h, i) => {
+    const at = (...k: (string | number)[]) => ["hosts", i, ...k];
+    if (seenNames.has(h.name)) fail(at("name"), `duplicate host name '${h.name}' (also hosts[${seenNames.get(h.name)}])`);
+    seenNames.set(h.name, i);
+    let connection: Connection;
+    if (h.connection === "local") {
+      if (h.ssh) fail(at("ssh"), "a host with connection: local has no ssh settings");
+      connection = { kind: "local" };
+    } else {
+      const s = { ...inv.ssh, ...h.ssh };
+      connection = {
+        kind: "ssh",
+        host: s.host ?? h.address,
+        port: s.port ?? 22,
+        user: s.user ?? "root",
+        identityFile: s.identity_file ? expand(s.identity_file) : undefined,
+      };
+    }
+    const hp = h.postgres ?? {};
+    const dataDir = hp.data_dir ?? pg.data_dir;
+    const port = hp.port ?? pg.port;
+    const remotePath = (p: string | undefined, key: (string | number)[]) => {
+      if (p === undefined) return undefined;
+      if (connection.kind === "local") return expand(p);
+      if (!isAbsolute(p)) fail(key, `must be an absolute path on the host (got '${p}')`);
+      return p;
+    };
+    if (pg.layout === "generic" && !dataDir) fail(at("postgres"), "data_dir is required with the generic layout (here or under postgres:)");
+    const endpoint = `${connection.kind === "local" ? "local" : `${connection.host}:${connection.port}`}|${port}`;
+    if (seenEndpoints.has(endpoint))
+      fail(at("postgres", "port"), `hosts[${seenEndpoints.get(endpoint)}] already uses port ${port} on the same machine`);
+    seenEndpoints.set(endpoint, i);
+    const osUser = pg.os_user ?? (connection.kind === "local" && userInfo().uid !== 0 ? userInfo().username : "postgres");
+    return {
+      name: h.name,
+      address: h.address,
+      role: h.role,
+      upstream: h.upstream,
+      connection,
+      pg: {
+        major: pg.major,
+        layout: pg.layout,
+        port,
+        clusterName: pg.cluster_name ?? "main",
+        dataDir: remotePath(dataDir, hp.data_dir ? at("postgres", "data_dir") : ["postgres", "data_dir"]),
+        binDir: remotePath(hp.bin_dir ?? pg.bin_dir, hp.bin_dir ? at("postgres", "bin_dir") : ["postgres", "bin_dir"]),
+        osUser,
+        passfile: remotePath(hp.passfile, at("postgres", "passfile")),
+        listenAddresses: pg.listen_addresses,
+      },
+    };
+  });
+
+  const primaries = hosts.filter((h) => h.role === "primary");
+  if (primaries.length === 0) fail(["hosts"], "no host has role: primary (exactly one is needed)");
+  if (primaries.length > 1)
+    fail(["hosts", hosts.indexOf(primaries[1]!), "role"], `two primaries: '${primaries[0]!.name}' and '${primaries[1]!.name}' (exactly one is allowed)`);
+  hosts.forEach((h, i) => {
+    if (h.role === "primary" && h.upstream) fail(["hosts", i, "upstream"], "a primary has no upstream");
+    if (h.role !== "standby") return;
+    if (h.upstream === undefined) {
+      h.upstream = primaries[0]?.name;
+      return;
+    }
+    const up = hosts.find((x) => x.name === h.upstream);
+    if (!up) fail(["hosts", i, "upstream"], `unknown host '${h.upstream}'`);
+    else if (up === h) fail(["hosts", i, "upstream"], "a host cannot stream from itself");
+    else if (up.role !== "primary") fail(["hosts", i, "upstream"], `'${up.name}' is a standby; cascading standbys are not supported yet`);
+  });
+
+  let password: PasswordSource;
+  const src = inv.replication.password;
+  const stateDir = join(baseDir, `${basename(file, extname(file))}.state`);
+  if (!src) password = { kind: "generated", path: join(stateDir, "replication-password") };
+  else if ("env" in src) password = { kind: "env", name: src.env };
+  else password = { kind: "file", path: expand(src.file) };
+
+  if (problems.length) throw new InventoryError(file, problems);
+  const primary = primaries[0]!;
+  return {
+    name: inv.cluster,
+    inventoryFile: resolvePath(file),
+    stateDir,
+    knownHostsFile: expand(inv.ssh.known_hosts ?? "~/.ssh/known_hosts"),
+    replicationUser: inv.replication.user,
+    password,
+    hosts,
+    primary,
+    standbys: hosts.filter((h) => h.role === "standby"),
+  };
+}

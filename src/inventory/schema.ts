@@ -1,0 +1,77 @@
+import { z } from "zod";
+
+// The inventory's shape. Unknown keys are errors (a typo must not silently fall back to a default).
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, "use letters, digits, '-' and '_' (at most 63)");
+const port = z.number().int().min(1).max(65535);
+const path = z.string().min(1);
+
+const secretSource = z.union([
+  z.object({ env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "an environment variable name") }).strict(),
+  z.object({ file: path }).strict(),
+]);
+
+const sshSettings = z
+  .object({
+    host: z.string().min(1).optional(),
+    port: port.optional(),
+    user: z.string().min(1).optional(),
+    identity_file: path.optional(),
+    known_hosts: path.optional(),
+  })
+  .strict();
+
+const postgresHost = z
+  .object({
+    port: port.optional(),
+    data_dir: path.optional(),
+    bin_dir: path.optional(),
+    passfile: path.optional(),
+  })
+  .strict();
+
+export const layouts = ["debian", "generic"] as const;
+
+export const inventorySchema = z
+  .object({
+    cluster: name,
+    postgres: z
+      .object({
+        major: z.number().int().optional(),
+        layout: z.enum(layouts).default("debian"),
+        port: port.default(5432),
+        cluster_name: name.optional(),
+        data_dir: path.optional(),
+        bin_dir: path.optional(),
+        os_user: z.string().min(1).optional(),
+        listen_addresses: z.string().min(1).default("*"),
+      })
+      .strict(),
+    replication: z
+      .object({
+        user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "a lower-case role name").default("replicator"),
+        password: secretSource.optional(),
+      })
+      .strict()
+      .default({}),
+    ssh: sshSettings.default({}),
+    hosts: z
+      .array(
+        z
+          .object({
+            name,
+            address: z.string().min(1),
+            role: z.enum(["primary", "standby"]),
+            upstream: name.optional(),
+            connection: z.enum(["ssh", "local"]).default("ssh"),
+            ssh: sshSettings.optional(),
+            postgres: postgresHost.optional(),
+          })
+          .strict(),
+      )
+      .min(1),
+  })
+  .strict();
+
+export type InventoryInput = z.input<typeof inventorySchema>;
+export type Inventory = z.output<typeof inventorySchema>;
