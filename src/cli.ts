@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import { EXIT, PgrepError } from "./errors.js";
+
+// Commander wiring only. Commands are imported when they run, so `pgrep --help` loads no SSH code.
+// This file is the one place that turns an error into a message and an exit code.
+
+const DEMO = new URL("../inventories/local.yml", import.meta.url).pathname;
+let debug = process.argv.includes("--debug");
+
+function inventoryOption(): Option {
+  return new Option("-i, --inventory <file>", "the cluster's inventory (default: the local demo, inventories/local.yml)");
+}
+
+function inventoryPath(v: string | undefined): string {
+  if (v) return v;
+  process.stderr.write(`Using the local demo inventory ${DEMO} (pass --inventory FILE for your own cluster).\n`);
+  return DEMO;
+}
+
+async function output(quiet = false) {
+  const { consoleOutput } = await import("./output.js");
+  return consoleOutput(quiet);
+}
+
+const program = new Command()
+  .name("pgrep")
+  .description("Provision PostgreSQL streaming replication: a primary and hot standbys, from one inventory file.")
+  .version("0.1.0")
+  .option("--debug", "show stack traces for errors")
+  .showHelpAfterError("(run with --help for usage)")
+  .exitOverride();
+
+program
+  .command("setup")
+  .description("create or converge the cluster: primary settings, replication role, pg_hba, standbys cloned and streaming")
+  .addOption(inventoryOption())
+  .option("--force <host...>", "replace these standbys' data even if it is not a standby of this cluster", [])
+  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts (a changed key is always refused)", false)
+  .option("--stream-timeout <seconds>", "how long to wait for each standby to stream", (v) => Number(v), 120)
+  .option("-q, --quiet", "print only the final status", false)
+  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
+  .action(async (o) => {
+    const { setupCommand } = await import("./commands/setup.js");
+    return finish(setupCommand({ inventory: inventoryPath(o.inventory), force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+  });
+
+program
+  .command("status")
+  .description("show each host's role, state, timeline, LSN and lag; exit 5 when the cluster is degraded")
+  .addOption(inventoryOption())
+  .option("--json", "machine-readable output", false)
+  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
+  .addHelpText("after", "\nExamples:\n  pgrep status -i prod.yml\n  pgrep status -i prod.yml --json | jq '.hosts[] | {name, state, lagBytes}'")
+  .action(async (o) => {
+    const { statusCommand } = await import("./commands/status.js");
+    return finish(statusCommand({ inventory: inventoryPath(o.inventory), json: o.json }, await output()));
+  });
+
+program
+  .command("destroy")
+  .description("stop and delete the clusters pgrep created for a local inventory (asks first)")
+  .addOption(inventoryOption())
+  .option("-y, --yes", "do not ask for confirmation", false)
+  .addHelpText("after", "\nExample:\n  pgrep destroy -i inventories/local.yml --yes")
+  .action(async (o) => {
+    const { destroyCommand } = await import("./commands/destroy.js");
+    return finish(destroyCommand({ inventory: inventoryPath(o.inventory), yes: o.yes }, await output()));
+  });
+
+async function finish(p: Promise<number>): Promise<void> {
+  process.exitCode = await p;
+}
+
+function fail(e: unknown): never {
+  if (e instanceof CommanderError) {
+    process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage);
+  }
+  if (e instanceof PgrepError) {
+    process.stderr.write(`pgrep: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+    if (debug && e.stack) process.stderr.write(`${e.stack}\n`);
+    process.exit(e.exitCode);
+  }
+  const err = e as Error;
+  process.stderr.write(`pgrep: internal error: ${err?.message ?? String(e)}\n`);
+  if (debug && err?.stack) process.stderr.write(`${err.stack}\n`);
+  else process.stderr.write("hint: run again with --debug for details, and report it\n");
+  process.exit(EXIT.internal);
+}
+
+program.parseAsync(process.argv).catch(fail);
+debug = debug || !!program.opts().debug;

@@ -1,0 +1,63 @@
+import type { ClusterSpec } from "./model.js";
+import type { ClusterSnapshot, ReachableHost } from "./state.js";
+
+// Compares what the inventory wants with what a snapshot shows. Pure.
+
+export interface HostReport {
+  name: string;
+  address: string;
+  wanted: "primary" | "standby";
+  observed: "primary" | "standby" | "unknown";
+  state: "running" | "streaming" | "catchup" | "not streaming" | "stopped" | "unreachable" | "conflicting primary" | "running as standby" | "not a cluster";
+  ok: boolean;
+  upstream: string | null;
+  timeline: number | null;
+  lsn: string | null;
+  lagBytes: number | null;
+  lagSeconds: number | null;
+  startedAt: string | null;
+  problem: string | null;
+}
+
+export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostReport[] {
+  return spec.hosts.map((h) => {
+    const s = snap.hosts.get(h.name);
+    const base: HostReport = {
+      name: h.name,
+      address: h.address,
+      wanted: h.role,
+      observed: "unknown",
+      state: "unreachable",
+      ok: false,
+      upstream: h.upstream ?? null,
+      timeline: null,
+      lsn: null,
+      lagBytes: null,
+      lagSeconds: null,
+      startedAt: null,
+      problem: null,
+    };
+    if (!s || !s.reachable) return { ...base, problem: s ? s.error.message : "not observed" };
+    if (s.pgVersion === undefined) return { ...base, state: "not a cluster", problem: `no PostgreSQL cluster in ${s.layout.dataDir}` };
+    if (!s.running || !s.sql) return { ...base, state: "stopped", problem: s.running ? `cannot query: ${s.sqlError ?? "no psql"}` : "PostgreSQL is not running" };
+    const q = s.sql;
+    const r: HostReport = { ...base, observed: q.inRecovery ? "standby" : "primary", timeline: q.timeline, lsn: q.lsn, startedAt: q.startedAt };
+    if (h.role === "primary") {
+      if (q.inRecovery) return { ...r, state: "running as standby", problem: "the inventory says primary but the server is in recovery" };
+      return { ...r, state: "running", ok: true };
+    }
+    if (!q.inRecovery) return { ...r, state: "conflicting primary", problem: "the inventory says standby but the server accepts writes" };
+    const up = snap.hosts.get(h.upstream ?? "");
+    const row = up?.reachable ? (up as ReachableHost).sql?.replication.find((x) => x.application_name === h.name) : undefined;
+    if (!row) return { ...r, state: "not streaming", problem: `${h.upstream} shows no replication connection from it (receiver: ${q.receiver?.status ?? "none"})` };
+    const state = row.state === "streaming" ? "streaming" : row.state === "catchup" ? "catchup" : "not streaming";
+    return {
+      ...r,
+      state,
+      ok: state === "streaming",
+      lagBytes: row.lag_bytes,
+      lagSeconds: row.replay_lag_s ?? 0,
+      problem: state === "streaming" ? null : `walsender state is '${row.state}'`,
+    };
+  });
+}

@@ -1,0 +1,56 @@
+import { UnreachableError } from "../errors.js";
+import { KnownHosts } from "../transport/known-hosts.js";
+import { LocalTransport } from "../transport/local.js";
+import { SshTransport } from "../transport/ssh.js";
+import type { Transport } from "../transport/types.js";
+import type { ClusterSpec, HostSpec } from "./model.js";
+
+export interface ConnectOptions {
+  acceptNewHostKeys: boolean;
+}
+
+/** Opens one transport per host (in parallel) and keeps it for the whole run. */
+export class Connections {
+  private readonly open = new Map<string, Promise<Transport>>();
+  private knownHosts: Promise<KnownHosts> | undefined;
+
+  constructor(
+    private readonly spec: ClusterSpec,
+    private readonly opts: ConnectOptions,
+  ) {}
+
+  get(host: HostSpec): Promise<Transport> {
+    let t = this.open.get(host.name);
+    if (!t) {
+      t = this.connect(host);
+      t.catch(() => {}); // observed by whoever awaits it
+      this.open.set(host.name, t);
+    }
+    return t;
+  }
+
+  private async connect(host: HostSpec): Promise<Transport> {
+    const c = host.connection;
+    if (c.kind === "local") return new LocalTransport(host.name);
+    this.knownHosts ??= KnownHosts.load(this.spec.knownHostsFile);
+    try {
+      return await SshTransport.connect({
+        name: host.name,
+        host: c.host,
+        port: c.port,
+        user: c.user,
+        identityFile: c.identityFile,
+        knownHosts: await this.knownHosts,
+        acceptNewHostKeys: this.opts.acceptNewHostKeys,
+      });
+    } catch (e) {
+      if (e instanceof UnreachableError) throw e;
+      throw new UnreachableError(host.name, (e as Error).message);
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    const all = await Promise.allSettled(this.open.values());
+    await Promise.all(all.map((r) => (r.status === "fulfilled" ? r.value.close() : undefined)));
+  }
+}

@@ -1,0 +1,42 @@
+import type { HostReport } from "./assess.js";
+
+// Human output. Glyphs as operators know them from repmgr: * primary, ! wrong, ? unreachable.
+
+function glyph(r: HostReport): string {
+  if (r.state === "unreachable") return "?";
+  if (!r.ok) return "!";
+  return r.wanted === "primary" ? "*" : " ";
+}
+
+function bytes(n: number | null): string {
+  if (n === null) return "";
+  if (n < 1024) return `${n} B`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let v = n / 1024;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+export function formatStatusTable(reports: HostReport[]): string {
+  const rows = [
+    ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG"],
+    ...reports.map((r) => [
+      glyph(r),
+      r.name,
+      r.wanted,
+      r.state,
+      r.wanted === "standby" ? (r.upstream ?? "") : "-",
+      r.timeline === null ? "" : String(r.timeline),
+      r.lsn ?? "",
+      r.wanted === "standby" && r.lagBytes !== null ? `${bytes(r.lagBytes)}, ${(r.lagSeconds ?? 0).toFixed(1)} s` : "",
+    ]),
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const lines = rows.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
+  const problems = reports.filter((r) => r.problem).map((r) => `  ${r.name}: ${r.problem}`);
+  return [...lines, ...(problems.length ? ["", "Problems:", ...problems] : [])].join("\n");
+}

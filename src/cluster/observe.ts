@@ -1,0 +1,166 @@
+import { isIP } from "node:net";
+import { InputError, PgrepError } from "../errors.js";
+import { mergePgpass, type PgpassEntry } from "../postgres/files.js";
+import { resolveLayout } from "../postgres/layout.js";
+import { queryJson, sqlLiteral } from "../postgres/sql.js";
+import { verifierMatches } from "../postgres/scram.js";
+import { capabilities, isSupportedMajor, majorFromVersionNum } from "../postgres/versions.js";
+import type { Transport } from "../transport/types.js";
+import type { Connections } from "./connections.js";
+import type { ClusterSpec, HostSpec } from "./model.js";
+import { parseKv, PROBE_SCRIPT } from "./probe.sh.js";
+import type { ClusterSnapshot, HostState, ReachableHost, SqlState } from "./state.js";
+
+/** The .pgpass entries every host gets: one per cluster host, so any host can become the upstream. */
+export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[] {
+  const seen = new Set<string>();
+  return spec.hosts
+    .map((h) => ({ host: h.address, port: h.pg.port, user: spec.replicationUser, password }))
+    .filter((e) => !seen.has(`${e.host}:${e.port}`) && !!seen.add(`${e.host}:${e.port}`));
+}
+
+/** Reads every host (read-only): the primary first (it decides the major when it is detected), then the rest in parallel. */
+export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined): Promise<ClusterSnapshot> {
+  const hosts = new Map<string, HostState>();
+  for (const h of spec.hosts) conns.get(h); // start every connection now
+  const primaryState = await observeHost(spec, spec.primary, conns, password, spec.primary.pg.major);
+  hosts.set(spec.primary.name, primaryState);
+  const major = spec.primary.pg.major ?? (primaryState.reachable ? primaryState.caps.major : undefined);
+  const rest = await Promise.all(spec.standbys.map((h) => observeHost(spec, h, conns, password, major)));
+  rest.forEach((s) => hosts.set(s.name, s));
+  if (major === undefined) {
+    throw primaryState.reachable ? new InputError("cannot tell the PostgreSQL major") : primaryState.error;
+  }
+  return { major, hosts };
+}
+
+async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections, password: string | undefined, major: number | undefined): Promise<HostState> {
+  let t: Transport;
+  try {
+    t = await conns.get(host);
+  } catch (e) {
+    return { name: host.name, reachable: false, error: e as Error };
+  }
+  // Paths do not depend on the bin dir, and "~/" is resolved by the probe to the OS user's home.
+  const draft = resolveLayout(host, { loginUser: t.loginUser, binDir: "", major: major ?? 0, home: "~" });
+  const args = [
+    host.pg.osUser,
+    host.pg.binDir ?? "",
+    major === undefined ? "" : String(major),
+    draft.dataDir,
+    `file:settings=${draft.settingsFile}`,
+    `file:hba=${draft.hbaFile}`,
+    `file:mainConf=${draft.mainConf}`,
+    `file:passfile=${draft.passfile}`,
+    `file:recoveryConf=${draft.dataDir}/recovery.conf`,
+    `file:autoConf=${draft.dataDir}/postgresql.auto.conf`,
+  ];
+  if (host === spec.primary) for (const h of spec.hosts) if (!isIP(h.address)) args.push(`resolve:${h.address}`);
+  const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "probing the host" });
+  const kv = parseKv(r.stdout);
+  const file = (k: string) => (kv.has(`file_${k}`) ? Buffer.from(kv.get(`file_${k}`)!, "base64").toString("utf8") : null);
+  for (const k of ["settings", "hba", "mainConf", "recoveryConf", "autoConf"])
+    if (kv.has(`unreadable_${k}`)) throw new PgrepError(`${host.name}: cannot read ${kv.get(`path_${k}`)} as ${draft.admin}`);
+
+  const binVersion = kv.get("bin_version");
+  const pgVersion = kv.has("pg_version") ? Number(kv.get("pg_version")) : undefined;
+  const hostMajor = major ?? pgVersion ?? (binVersion ? Number(binVersion.split(".")[0]) : undefined);
+  if (hostMajor === undefined || !isSupportedMajor(hostMajor)) {
+    const error = new InputError(
+      `${host.name}: no PostgreSQL server binaries found${major ? ` for major ${major}` : ""}`,
+      major ? `install postgresql-${major} on ${host.name}, or set postgres.bin_dir` : "install PostgreSQL, or set postgres.bin_dir and postgres.major",
+    );
+    return { name: host.name, reachable: false, error };
+  }
+  const home = kv.get("home") ?? "";
+  const layout = resolveLayout(host, { loginUser: t.loginUser, binDir: kv.get("bin_dir") ?? "", major: hostMajor, home });
+  const passfileText = file("passfile");
+  const state: ReachableHost = {
+    name: host.name,
+    reachable: true,
+    transport: t,
+    layout,
+    caps: capabilities(hostMajor),
+    osUserExists: kv.get("os_user_exists") === "1",
+    binVersion,
+    psql: kv.get("psql") || undefined,
+    pgBasebackup: kv.get("pg_basebackup") || undefined,
+    dataDirExists: kv.get("data_dir_exists") === "1",
+    dataDirEntries: Number(kv.get("data_dir_entries") ?? 0),
+    pgVersion,
+    sysid: kv.get("sysid") || undefined,
+    running: kv.get("running") === "1",
+    startedAt: kv.get("started_at"),
+    hasStandbySignal: kv.has("has_standby.signal"),
+    hasRecoveryConf: kv.has("has_recovery.conf"),
+    files: {
+      settings: file("settings"),
+      hba: file("hba"),
+      mainConf: file("mainConf"),
+      recoveryConf: file("recoveryConf"),
+      autoConf: file("autoConf"),
+      passfileCurrent: password !== undefined && passfileText !== null && mergePgpass(passfileText, pgpassEntries(spec, password)) === passfileText,
+    },
+    resolved: Object.fromEntries(
+      [...kv].filter(([k]) => k.startsWith("resolve_")).map(([k, v]) => [k.slice(8), v.split(" ").filter(Boolean)]),
+    ),
+    sql: undefined,
+    sqlError: undefined,
+  };
+  if (state.running && state.psql) {
+    try {
+      state.sql = await observeSql(state, host, spec.replicationUser, password);
+    } catch (e) {
+      state.sqlError = (e as Error).message;
+    }
+  }
+  return state;
+}
+
+export async function observeSql(s: ReachableHost, host: HostSpec, replUser: string, password: string | undefined): Promise<SqlState> {
+  const recv = s.caps.receiverFlushColumn;
+  const raw = await queryJson<Record<string, unknown>>(
+    { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql!, osUser: host.pg.osUser },
+    `WITH pos AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
+SELECT json_build_object(
+  'in_recovery', pg_is_in_recovery(),
+  'version_num', current_setting('server_version_num')::int,
+  'sysid', (SELECT system_identifier::text FROM pg_control_system()),
+  'timeline', CASE WHEN pg_is_in_recovery()
+      THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+      ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  'lsn', (SELECT lsn::text FROM pos),
+  'receive_lsn', pg_last_wal_receive_lsn()::text,
+  'replay_lag_s', CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END,
+  'started_at', pg_postmaster_start_time()::text,
+  'pending_restart', (SELECT coalesce(json_agg(name), '[]') FROM pg_settings WHERE pending_restart),
+  'replication', (SELECT coalesce(json_agg(json_build_object(
+      'application_name', application_name, 'client_addr', client_addr::text, 'state', state, 'sync_state', sync_state,
+      'sent_lsn', sent_lsn::text, 'replay_lsn', replay_lsn::text,
+      'lag_bytes', pg_wal_lsn_diff((SELECT lsn FROM pos), replay_lsn), 'replay_lag_s', extract(epoch FROM replay_lag))), '[]')
+    FROM pg_stat_replication),
+  'receiver', (SELECT json_build_object('status', status, 'conninfo', conninfo, 'flushed', ${recv}::text) FROM pg_stat_wal_receiver),
+  'role', (SELECT json_build_object('can_login', rolcanlogin, 'replication', rolreplication, 'verifier', rolpassword)
+    FROM pg_authid WHERE rolname = ${sqlLiteral(replUser)})
+)`,
+    "reading server state",
+  );
+  const role = raw.role as { can_login: boolean; replication: boolean; verifier: string | null } | null;
+  return {
+    inRecovery: raw.in_recovery as boolean,
+    versionNum: raw.version_num as number,
+    sysid: raw.sysid as string,
+    timeline: raw.timeline as number,
+    lsn: raw.lsn as string | null,
+    receiveLsn: raw.receive_lsn as string | null,
+    replayLagSeconds: raw.replay_lag_s as number | null,
+    startedAt: raw.started_at as string,
+    pendingRestart: raw.pending_restart as string[],
+    replication: raw.replication as SqlState["replication"],
+    receiver: raw.receiver as SqlState["receiver"],
+    // The verifier is compared here and dropped: snapshots hold no secrets.
+    role: role && { canLogin: role.can_login, replication: role.replication, passwordOk: !!password && verifierMatches(role.verifier, password) },
+  };
+}
+
+export { majorFromVersionNum };

@@ -1,0 +1,54 @@
+// Shell run on each host, as root or as the PostgreSQL OS user, reading everything observe needs in one
+// round trip. Prints key=value lines; file contents are base64 so that any byte survives.
+// Arguments: os_user bin_dir major data_dir, then items "file:KEY=PATH" ("~/" = the OS user's home)
+// and "resolve:NAME".
+export const PROBE_SCRIPT = String.raw`
+osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4
+home=$(getent passwd "$osuser" | cut -d: -f6)
+echo "os_user_exists=$([ -n "$home" ] && echo 1 || echo 0)"
+echo "home=$home"
+if [ -z "$bindir" ]; then
+  for d in $(ls -d /usr/lib/postgresql/*/bin /usr/pgsql-*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$d/postgres" ] || continue
+    if [ -z "$major" ] || "$d/postgres" --version | grep -q " $major\."; then bindir=$d; break; fi
+  done
+fi
+echo "bin_dir=$bindir"
+if [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$bindir/postgres" --version | sed -E 's/^[^0-9]*([0-9]+(\.[0-9]+)?).*/\1/')"; fi
+for tool in psql pg_basebackup; do
+  if [ -n "$bindir" ] && [ -x "$bindir/$tool" ]; then echo "$tool=$bindir/$tool"; else echo "$tool=$(command -v $tool || true)"; fi
+done
+if [ -d "$datadir" ]; then
+  echo "data_dir_exists=1"
+  echo "data_dir_entries=$(ls -A "$datadir" | wc -l)"
+  [ -r "$datadir/PG_VERSION" ] && echo "pg_version=$(cat "$datadir/PG_VERSION")"
+  [ -r "$datadir/global/pg_control" ] && echo "sysid=$(od -An -t u8 -N8 "$datadir/global/pg_control" | tr -d ' ')"
+  if [ -r "$datadir/postmaster.pid" ]; then
+    pid=$(sed -n 1p "$datadir/postmaster.pid")
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      echo "running=1"; echo "pid=$pid"; echo "started_at=$(sed -n 3p "$datadir/postmaster.pid")"
+    fi
+  fi
+  for f in standby.signal recovery.conf recovery.signal; do [ -e "$datadir/$f" ] && echo "has_$f=1"; done
+else
+  echo "data_dir_exists=0"
+fi
+for item in "$@"; do
+  case "$item" in
+    file:*) key=$(printf %s "$item" | cut -d: -f2- | cut -d= -f1); path=$(printf %s "$item" | cut -d= -f2-)
+      case "$path" in "~/"*) path="$home/$(printf %s "$path" | cut -c3-)";; esac
+      echo "path_$key=$path"
+      if [ -r "$path" ]; then printf 'file_%s=' "$key"; base64 -w0 < "$path"; echo; elif [ -e "$path" ]; then echo "unreadable_$key=1"; fi;;
+    resolve:*) a=$(printf %s "$item" | cut -d: -f2-); echo "resolve_$a=$(getent ahosts "$a" | awk '{print $1}' | sort -u | tr '\n' ' ')";;
+  esac
+done
+`;
+
+export function parseKv(text: string): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const i = line.indexOf("=");
+    if (i > 0) m.set(line.slice(0, i), line.slice(i + 1));
+  }
+  return m;
+}

@@ -1,0 +1,78 @@
+import type { Layout } from "../postgres/layout.js";
+import type { Capabilities } from "../postgres/versions.js";
+import type { Transport } from "../transport/types.js";
+
+// What a host really is right now (observe's output). Holds no secrets: password checks are booleans.
+
+export interface ReplicationRow {
+  application_name: string;
+  client_addr: string | null;
+  state: string;
+  sync_state: string;
+  sent_lsn: string | null;
+  replay_lsn: string | null;
+  lag_bytes: number | null;
+  replay_lag_s: number | null;
+}
+
+export interface SqlState {
+  inRecovery: boolean;
+  versionNum: number;
+  sysid: string;
+  timeline: number;
+  lsn: string | null;
+  receiveLsn: string | null;
+  replayLagSeconds: number | null;
+  startedAt: string;
+  pendingRestart: string[];
+  replication: ReplicationRow[];
+  receiver: { status: string; conninfo: string | null } | null;
+  role: { canLogin: boolean; replication: boolean; passwordOk: boolean } | null;
+}
+
+export interface ManagedFiles {
+  settings: string | null;
+  hba: string | null;
+  mainConf: string | null;
+  recoveryConf: string | null;
+  autoConf: string | null;
+  /** The passfile has the lines pgrep would write (its content is never kept). */
+  passfileCurrent: boolean;
+}
+
+export interface ReachableHost {
+  name: string;
+  reachable: true;
+  transport: Transport;
+  layout: Layout;
+  caps: Capabilities;
+  osUserExists: boolean;
+  binVersion: string | undefined;
+  psql: string | undefined;
+  pgBasebackup: string | undefined;
+  dataDirExists: boolean;
+  dataDirEntries: number;
+  pgVersion: number | undefined;
+  sysid: string | undefined;
+  running: boolean;
+  startedAt: string | undefined;
+  hasStandbySignal: boolean;
+  hasRecoveryConf: boolean;
+  files: ManagedFiles;
+  resolved: Record<string, string[]>;
+  sql: SqlState | undefined;
+  sqlError: string | undefined;
+}
+
+export interface UnreachableHost {
+  name: string;
+  reachable: false;
+  error: Error;
+}
+
+export type HostState = ReachableHost | UnreachableHost;
+
+export interface ClusterSnapshot {
+  major: number;
+  hosts: Map<string, HostState>;
+}

@@ -1,0 +1,54 @@
+import { assessCluster, type HostReport } from "../cluster/assess.js";
+import { Connections } from "../cluster/connections.js";
+import type { ClusterSpec } from "../cluster/model.js";
+import { observeCluster } from "../cluster/observe.js";
+import type { ClusterSnapshot } from "../cluster/state.js";
+import { UnreachableError } from "../errors.js";
+import { loadCluster } from "../inventory/index.js";
+import { loadReplicationPassword } from "../secrets.js";
+
+// What every command does first: load the inventory, then open one connection per host and observe.
+
+export interface SessionOptions {
+  inventory: string;
+  acceptNewHostKeys?: boolean;
+  createPassword?: boolean;
+}
+
+export interface Session {
+  spec: ClusterSpec;
+  conns: Connections;
+  password: string | undefined;
+  observe(): Promise<ClusterSnapshot>;
+  close(): Promise<void>;
+}
+
+export async function openSession(opts: SessionOptions, validate?: (spec: ClusterSpec) => void): Promise<Session> {
+  const spec = await loadCluster(opts.inventory);
+  validate?.(spec);
+  const password = await loadReplicationPassword(spec, opts.createPassword ?? false);
+  const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
+  return {
+    spec,
+    conns,
+    password,
+    observe: () => observeCluster(spec, conns, password),
+    close: () => conns.closeAll(),
+  };
+}
+
+/** Throws the unreachable hosts' errors (exit 3) when any host could not be read. */
+export function requireAllReachable(snap: ClusterSnapshot): void {
+  const down = [...snap.hosts.values()].filter((h) => !h.reachable);
+  if (!down.length) return;
+  const first = down[0]!;
+  if (down.length === 1 && !first.reachable) throw first.error;
+  const msg = down.map((h) => (h.reachable ? "" : h.error.message)).join("\n");
+  throw new UnreachableError(down.map((h) => h.name).join(", "), `\n${msg}`);
+}
+
+export function healthy(reports: HostReport[]): boolean {
+  return reports.every((r) => r.ok);
+}
+
+export { assessCluster };

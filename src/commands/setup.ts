@@ -1,0 +1,53 @@
+import { formatStatusTable } from "../cluster/format.js";
+import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
+import { executePlan } from "../plan/execute.js";
+import { planSetup } from "../plan/setup.js";
+import { describeStep, stepCount, type Plan } from "../plan/steps.js";
+import { lineReporter, type Output } from "../output.js";
+import { assessCluster, healthy, openSession, requireAllReachable } from "./session.js";
+
+export interface SetupCommandOptions {
+  inventory: string;
+  force: string[];
+  acceptNewHostKeys: boolean;
+  streamTimeoutSeconds: number;
+}
+
+export async function setupCommand(opts: SetupCommandOptions, out: Output): Promise<ExitCode> {
+  const session = await openSession({ ...opts, createPassword: true }, (spec) => {
+    for (const name of opts.force) {
+      const h = spec.hosts.find((x) => x.name === name);
+      if (!h) throw new InputError(`--force: no host named '${name}' in ${opts.inventory}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
+      if (h.role === "primary") throw new InputError(`--force ${name}: pgrep never replaces a primary's data; --force is for standbys`);
+    }
+  });
+  try {
+    const { spec } = session;
+    const snap = await session.observe();
+    requireAllReachable(snap);
+    const plan = planSetup(spec, snap, { force: new Set(opts.force) });
+    if (stepCount(plan) === 0) {
+      out.progress(`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}.`);
+    } else {
+      out.progress(formatPlanSummary(plan));
+      await executePlan(plan, { spec, snap, password: session.password!, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+    }
+    const reports = assessCluster(spec, await session.observe());
+    out.result(formatStatusTable(reports));
+    if (!healthy(reports)) {
+      throw new PgrepError(`cluster ${spec.name} is not healthy after setup (see the problems above)`, { exitCode: EXIT.degraded });
+    }
+    return EXIT.ok;
+  } finally {
+    await session.close();
+  }
+}
+
+export function formatPlanSummary(plan: Plan): string {
+  const lines = [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`];
+  for (const phase of plan.phases) {
+    lines.push(`  ${phase.title}${phase.lanes.length > 1 ? " (in parallel)" : ""}:`);
+    for (const lane of phase.lanes) for (const s of lane.steps) lines.push(`    [${lane.host}] ${describeStep(s)} — ${s.why}`);
+  }
+  return lines.join("\n");
+}

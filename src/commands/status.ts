@@ -1,0 +1,21 @@
+import { formatStatusTable } from "../cluster/format.js";
+import { EXIT, type ExitCode } from "../errors.js";
+import type { Output } from "../output.js";
+import { assessCluster, healthy, openSession } from "./session.js";
+
+export interface StatusCommandOptions {
+  inventory: string;
+  json: boolean;
+}
+
+/** Exit 0 when every host is as the inventory wants, 5 (degraded) otherwise. */
+export async function statusCommand(opts: StatusCommandOptions, out: Output): Promise<ExitCode> {
+  const session = await openSession(opts);
+  try {
+    const reports = assessCluster(session.spec, await session.observe());
+    out.result(opts.json ? JSON.stringify({ cluster: session.spec.name, healthy: healthy(reports), hosts: reports }, null, 2) : formatStatusTable(reports));
+    return healthy(reports) ? EXIT.ok : EXIT.degraded;
+  } finally {
+    await session.close();
+  }
+}

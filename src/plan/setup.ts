@@ -1,0 +1,205 @@
+import { isIP } from "node:net";
+import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import { RefusedError } from "../errors.js";
+import { applyBlock, blockMarkers, conninfo, ensureLine } from "../postgres/files.js";
+import { renderTemplate } from "../render/index.js";
+import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
+
+export interface SetupOptions {
+  /** Standbys whose data directory may be replaced even though it is not a standby of this cluster. */
+  force: ReadonlySet<string>;
+}
+
+/** Pure: from the wanted cluster and what the hosts are now, the steps that make them match. */
+export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupOptions): Plan {
+  const refusals: string[] = [];
+  const unreachable = [...snap.hosts.values()].filter((h) => !h.reachable);
+  if (unreachable.length) throw unreachable[0]!.reachable === false ? unreachable[0]!.error : new Error("unreachable");
+  const state = (h: HostSpec) => snap.hosts.get(h.name) as ReachableHost;
+  const P = state(spec.primary);
+  const hba = hbaBlock(spec, P, refusals);
+
+  const primarySteps = planPrimary(spec, spec.primary, P, hba, refusals);
+  const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
+  const standbyLanes = spec.standbys.map((h) => ({
+    host: h.name,
+    steps: planStandby(spec, h, state(h), primarySysid, hba, opts, refusals),
+  }));
+  if (refusals.length) {
+    throw new RefusedError(refusals.join("\n"), "nothing was changed; fix the inventory or the host, or pass --force HOST for a standby whose data may be replaced");
+  }
+  const phases: Phase[] = [];
+  if (primarySteps.length) phases.push({ title: `primary ${spec.primary.name}`, lanes: [{ host: spec.primary.name, steps: primarySteps }] });
+  const busy = standbyLanes.filter((l) => l.steps.length);
+  if (busy.length) phases.push({ title: "standbys", lanes: busy });
+  return { command: "setup", cluster: spec.name, phases };
+}
+
+function fileTarget(h: HostSpec, s: ReachableHost, path: string, mode: number): FileTarget {
+  return { path, mode, owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "" };
+}
+
+function editStep(host: HostSpec, s: ReachableHost, current: string | null, path: string, mode: number, edit: FileEdit, why: string, always: boolean): Step[] {
+  if (!always && current !== null && applyEdit(current, edit) === current) return [];
+  return [{ kind: "edit-file", host: host.name, file: fileTarget(host, s, path, mode), edit, why }];
+}
+
+export function applyEdit(current: string | null, edit: FileEdit): string {
+  switch (edit.type) {
+    case "replace":
+      return edit.content;
+    case "block":
+      return applyBlock(current ?? "", edit.block, edit.begin, edit.end);
+    case "line":
+      return ensureLine(current ?? "", edit.line);
+  }
+}
+
+function settingsContent(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstream: { host: HostSpec } | null): string {
+  const standbyInSettings = upstream !== null && s.caps.standbyMechanism === "standby.signal";
+  return renderTemplate("pgrep.conf", {
+    cluster: spec.name,
+    host: h.name,
+    listenAddresses: h.pg.listenAddresses,
+    port: h.pg.layout === "generic" ? h.pg.port : undefined,
+    socketDir: s.layout.socketDir ?? undefined,
+    walKeep: s.caps.walKeep,
+    standbySettings: standbyInSettings,
+    upstream: upstream?.host.name ?? "",
+    primaryConninfo: upstream ? standbyConninfo(spec, h, s, upstream.host) : "",
+  });
+}
+
+export function standbyConninfo(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstream: HostSpec): string {
+  return conninfo({ host: upstream.address, port: upstream.pg.port, user: spec.replicationUser, passfile: s.layout.passfile, application_name: h.name });
+}
+
+/** Config edits every host gets (settings, include line, pg_hba block). `fresh`: the files will be new or replaced. */
+function configSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, hba: FileEdit, upstream: { host: HostSpec } | null, fresh: boolean): Step[] {
+  const steps: Step[] = [];
+  const L = s.layout;
+  const settingsMode = L.includeLine ? 0o600 : 0o644;
+  steps.push(...editStep(h, s, s.files.settings, L.settingsFile, settingsMode, { type: "replace", content: settingsContent(spec, h, s, upstream) }, "replication settings, managed by pgrep", fresh));
+  if (L.includeLine) steps.push(...editStep(h, s, s.files.mainConf, L.mainConf, 0o600, { type: "line", line: L.includeLine }, "postgresql.conf must include pgrep's settings file", fresh));
+  steps.push(...editStep(h, s, s.files.hba, L.hbaFile, 0o640, hba, "let the cluster's hosts open replication connections (SCRAM)", fresh));
+  return steps;
+}
+
+function passfileSteps(h: HostSpec, s: ReachableHost, why: string): Step[] {
+  if (s.files.passfileCurrent) return [];
+  return [{ kind: "write-passfile", host: h.name, file: fileTarget(h, s, s.layout.passfile, 0o600), why }];
+}
+
+function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, refusals: string[]): Step[] {
+  const steps: Step[] = [];
+  const exists = P.pgVersion !== undefined;
+  if (!P.osUserExists) refusals.push(`${h.name}: the OS user '${h.pg.osUser}' does not exist`);
+  if (!exists) {
+    if (P.dataDirEntries > 0) refusals.push(`${h.name}: ${P.layout.dataDir} is not empty but holds no PostgreSQL cluster; pgrep will not write over it`);
+    if (h.pg.layout === "debian" && P.files.mainConf !== null)
+      refusals.push(`${h.name}: ${P.layout.mainConf} exists but its data directory ${P.layout.dataDir} does not; remove the cluster's configuration or restore its data`);
+    steps.push({ kind: "create-cluster", host: h.name, why: `no cluster at ${P.layout.dataDir} yet` });
+  } else {
+    if (P.pgVersion !== P.caps.major) refusals.push(`${h.name}: ${P.layout.dataDir} holds a PostgreSQL ${P.pgVersion} cluster, the inventory says ${P.caps.major}`);
+    if (P.running && !P.sql) refusals.push(`${h.name}: PostgreSQL is running but cannot be queried: ${P.sqlError ?? "no psql"}`);
+    if (P.sql?.inRecovery || (!P.running && (P.hasStandbySignal || P.hasRecoveryConf)))
+      refusals.push(`${h.name}: the inventory says primary, but this server is ${P.running ? "running as" : "configured as"} a standby (was another host promoted?)`);
+    if (h.pg.layout === "debian") {
+      const port = /^\s*port\s*=\s*(\d+)/m.exec(P.files.mainConf ?? "")?.[1];
+      if (port && Number(port) !== h.pg.port) refusals.push(`${h.name}: the existing cluster listens on port ${port}, the inventory says ${h.pg.port}`);
+    }
+  }
+  const config = configSteps(spec, h, P, hba, null, !exists);
+  steps.push(...config);
+  steps.push(...passfileSteps(h, P, "so that this host can stream from another one after a role change"));
+  if (!exists || !P.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the primary must run" });
+  else if (config.length) {
+    steps.push({ kind: "control", host: h.name, action: "reload", why: "apply the new configuration" });
+    steps.push({ kind: "restart-if-pending", host: h.name, why: "some replication settings (wal_level, max_wal_senders…) only change at restart" });
+  } else if (P.sql?.pendingRestart.length) {
+    steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${P.sql.pendingRestart.join(", ")}` });
+  }
+  const role = P.sql?.role;
+  if (!role || !role.canLogin || !role.replication || !role.passwordOk)
+    steps.push({ kind: "ensure-role", host: h.name, why: !role ? `role ${spec.replicationUser} is missing` : `role ${spec.replicationUser} lacks LOGIN, REPLICATION or the current password` });
+  return steps;
+}
+
+function planStandby(
+  spec: ClusterSpec,
+  h: HostSpec,
+  S: ReachableHost,
+  primarySysid: string | undefined,
+  hba: FileEdit,
+  opts: SetupOptions,
+  refusals: string[],
+): Step[] {
+  const upstream = spec.hosts.find((x) => x.name === h.upstream)!;
+  const forced = opts.force.has(h.name);
+  if (!S.osUserExists) refusals.push(`${h.name}: the OS user '${h.pg.osUser}' does not exist`);
+  if (!S.pgBasebackup) refusals.push(`${h.name}: no pg_basebackup for PostgreSQL ${S.caps.major} (install its client package)`);
+  const marker = S.caps.standbyMechanism === "standby.signal" ? S.hasStandbySignal : S.hasRecoveryConf;
+  let problem: string | undefined;
+  let cloneWhy: string | undefined;
+  if (S.pgVersion === undefined) {
+    if (S.dataDirEntries > 0) problem = `${S.layout.dataDir} is not empty but holds no PostgreSQL cluster`;
+    else cloneWhy = "no data yet";
+  } else if (S.pgVersion !== S.caps.major) problem = `${S.layout.dataDir} holds a PostgreSQL ${S.pgVersion} cluster, the inventory says ${S.caps.major}`;
+  else if (primarySysid === undefined) problem = `${S.layout.dataDir} holds a cluster (system identifier ${S.sysid}) but the primary does not exist yet`;
+  else if (S.sysid !== primarySysid) problem = `${S.layout.dataDir} belongs to another cluster (system identifier ${S.sysid}, the primary's is ${primarySysid})`;
+  else if (S.running && S.sql && !S.sql.inRecovery) problem = "it is running as a primary (accepting writes)";
+  else if (!S.running && !marker) problem = `it is stopped and not configured as a standby (no ${S.caps.standbyMechanism}); it may have been promoted`;
+  if (problem) {
+    if (!forced) refusals.push(`${h.name}: refusing to replace its data: ${problem}`);
+    else cloneWhy = `--force: ${problem}`;
+  }
+  const steps: Step[] = [];
+  const clone = cloneWhy !== undefined;
+  steps.push(...passfileSteps(h, S, "pg_basebackup and the standby's walreceiver read the replication password from it"));
+  if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, expectSysid: S.sysid, why: cloneWhy! });
+  const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
+  steps.push(...config);
+  const markerSteps: Step[] = [];
+  if (S.caps.standbyMechanism === "standby.signal") {
+    if (clone || !S.hasStandbySignal)
+      markerSteps.push({ kind: "edit-file", host: h.name, file: fileTarget(h, S, `${S.layout.dataDir}/standby.signal`, 0o600), edit: { type: "replace", content: "" }, why: "start in standby mode" });
+    if (!clone && S.hasRecoveryConf) markerSteps.push({ kind: "remove-file", host: h.name, path: `${S.layout.dataDir}/recovery.conf`, why: "PostgreSQL 12+ refuses to start with a recovery.conf" });
+  } else {
+    const content = renderTemplate("recovery.conf", { cluster: spec.name, host: h.name, upstream: upstream.name, primaryConninfo: standbyConninfo(spec, h, S, upstream) });
+    markerSteps.push(...editStep(h, S, S.files.recoveryConf, `${S.layout.dataDir}/recovery.conf`, 0o600, { type: "replace", content }, "standby mode and where to stream from", clone));
+  }
+  steps.push(...markerSteps);
+  const changed = config.length + markerSteps.length > 0;
+  if (clone || !S.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the standby must run" });
+  else if (changed) {
+    const recoveryChanged = markerSteps.length > 0 || S.caps.primaryConninfoApply === "restart";
+    steps.push(
+      recoveryChanged
+        ? { kind: "control", host: h.name, action: "restart", why: "standby settings on this major only change at restart" }
+        : { kind: "control", host: h.name, action: "reload", why: "apply the new configuration" },
+    );
+    if (!recoveryChanged) steps.push({ kind: "restart-if-pending", host: h.name, why: "some settings only change at restart" });
+  } else if (S.sql?.pendingRestart.length) {
+    steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${S.sql.pendingRestart.join(", ")}` });
+  }
+  if (steps.length) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: "prove replication works before reporting success" });
+  return steps;
+}
+
+/** pg_hba lines for every host's address, as the primary resolves it. */
+function hbaBlock(spec: ClusterSpec, P: ReachableHost, refusals: string[]): FileEdit {
+  const byCidr = new Map<string, string[]>();
+  for (const h of spec.hosts) {
+    const ips = isIP(h.address) ? [h.address] : (P.resolved[h.address] ?? []);
+    if (!ips.length) refusals.push(`${h.name}: the primary cannot resolve its address '${h.address}'`);
+    for (const ip of ips) {
+      const cidr = `${ip}/${isIP(ip) === 6 ? 128 : 32}`;
+      byCidr.set(cidr, [...(byCidr.get(cidr) ?? []), h.name]);
+    }
+  }
+  const { begin, end } = blockMarkers(spec.name);
+  const entries = [...byCidr].map(([cidr, names]) => ({ cidr, names: names.join(", ") }));
+  return { type: "block", begin, end, block: renderTemplate("pg_hba.block", { begin, end, user: spec.replicationUser, entries }) };
+}
+

@@ -1,0 +1,69 @@
+// A plan is data: what would be done, where, and why. Executing it is a separate module, so printing a
+// plan cannot change anything.
+
+export type FileEdit =
+  | { type: "replace"; content: string }
+  | { type: "block"; begin: string; end: string; block: string }
+  | { type: "line"; line: string };
+
+export interface FileTarget {
+  path: string;
+  owner: string; // "" = leave as the writing user
+  mode: number;
+}
+
+export type Step =
+  | { kind: "create-cluster"; host: string; why: string }
+  | { kind: "edit-file"; host: string; file: FileTarget; edit: FileEdit; why: string }
+  | { kind: "remove-file"; host: string; path: string; why: string }
+  | { kind: "write-passfile"; host: string; file: FileTarget; why: string }
+  | { kind: "control"; host: string; action: "start" | "stop" | "reload" | "restart"; why: string }
+  | { kind: "restart-if-pending"; host: string; why: string }
+  | { kind: "ensure-role"; host: string; why: string }
+  | { kind: "clone"; host: string; from: string; expectSysid: string | undefined; why: string }
+  | { kind: "wait-streaming"; host: string; upstream: string; why: string };
+
+/** Steps for one host, run in order. */
+export interface Lane {
+  host: string;
+  steps: Step[];
+}
+
+/** Lanes of a phase run in parallel; phases run one after another. */
+export interface Phase {
+  title: string;
+  lanes: Lane[];
+}
+
+export interface Plan {
+  command: string;
+  cluster: string;
+  phases: Phase[];
+}
+
+export function stepCount(plan: Plan): number {
+  return plan.phases.reduce((n, p) => n + p.lanes.reduce((m, l) => m + l.steps.length, 0), 0);
+}
+
+export function describeStep(s: Step): string {
+  switch (s.kind) {
+    case "create-cluster":
+      return "create the PostgreSQL cluster";
+    case "edit-file":
+      return `write ${s.file.path}`;
+    case "remove-file":
+      return `remove ${s.path}`;
+    case "write-passfile":
+      return `write the replication password to ${s.file.path} (0600)`;
+    case "control":
+      return `${s.action} PostgreSQL`;
+    case "restart-if-pending":
+      return "restart PostgreSQL if a changed setting needs it";
+    case "ensure-role":
+      return "create or update the replication role";
+    case "clone":
+      return `clone from ${s.from} with pg_basebackup`;
+    case "wait-streaming":
+      return `wait until it streams from ${s.upstream}`;
+  }
+}

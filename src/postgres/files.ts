@@ -1,0 +1,63 @@
+// Pure text edits of PostgreSQL's files: pg_hba managed block, .pgpass lines, include lines, conninfo.
+
+export function blockMarkers(cluster: string): { begin: string; end: string } {
+  return { begin: `# BEGIN pgrep cluster ${cluster}`, end: `# END pgrep cluster ${cluster}` };
+}
+
+/** Replaces the managed block, or inserts it before the first rule so that it is matched first. */
+export function applyBlock(existing: string, block: string, begin: string, end: string): string {
+  const body = block.endsWith("\n") ? block : `${block}\n`;
+  const lines = existing.split("\n");
+  const b = lines.indexOf(begin);
+  const e = lines.indexOf(end);
+  if (b !== -1 && e > b) return [...lines.slice(0, b), ...body.slice(0, -1).split("\n"), ...lines.slice(e + 1)].join("\n");
+  const firstRule = lines.findIndex((l) => l.trim() !== "" && !l.trim().startsWith("#"));
+  const at = firstRule === -1 ? lines.length : firstRule;
+  const before = lines.slice(0, at).join("\n");
+  const after = lines.slice(at).join("\n");
+  return `${before}${before && !before.endsWith("\n") ? "\n" : ""}${body}${at < lines.length ? "\n" : ""}${after}`;
+}
+
+/** Adds the line at the end unless it is there already. */
+export function ensureLine(existing: string, line: string): string {
+  if (existing.split("\n").some((l) => l.trim() === line.trim())) return existing;
+  return `${existing}${existing === "" || existing.endsWith("\n") ? "" : "\n"}${line}\n`;
+}
+
+export interface PgpassEntry {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+function pgpassField(s: string): string {
+  return s.replaceAll("\\", "\\\\").replaceAll(":", "\\:");
+}
+
+export function pgpassLine(e: PgpassEntry): string {
+  return [e.host, String(e.port), "replication", e.user, e.password].map(pgpassField).join(":");
+}
+
+/** Keeps the user's other lines; replaces those for the same host:port:replication:user. */
+export function mergePgpass(existing: string, entries: PgpassEntry[]): string {
+  const keys = new Set(entries.map((e) => pgpassLine({ ...e, password: "" })));
+  const kept = existing.split("\n").filter((l) => {
+    if (l === "") return false;
+    const key = l.replace(/((?:[^:\\]|\\.)*)$/, "");
+    return !keys.has(key);
+  });
+  return [...kept, ...entries.map(pgpassLine)].join("\n") + "\n";
+}
+
+function conninfoValue(v: string): string {
+  return /^[A-Za-z0-9_./:@-]+$/.test(v) ? v : `'${v.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;
+}
+
+/** libpq key=value string. Carries no password: that is in the passfile. */
+export function conninfo(params: Record<string, string | number | undefined>): string {
+  return Object.entries(params)
+    .filter(([, v]) => v !== undefined && v !== "")
+    .map(([k, v]) => `${k}=${conninfoValue(String(v))}`)
+    .join(" ");
+}

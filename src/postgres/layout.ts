@@ -1,0 +1,96 @@
+import { posix } from "node:path";
+import type { HostSpec } from "../cluster/model.js";
+
+// Where a layout keeps things and how it controls the server. Pure: the host facts come from observe.
+
+export interface Layout {
+  dataDir: string;
+  binDir: string;
+  /** postgresql.conf: /etc/postgresql/<v>/<c>/ on debian, inside PGDATA on generic. */
+  mainConf: string;
+  /** The pgrep-managed settings file, included by the main configuration. */
+  settingsFile: string;
+  /** A line the main configuration must contain for settingsFile to be read (generic), else null. */
+  includeLine: string | null;
+  hbaFile: string;
+  passfile: string;
+  /** Socket directory pgrep sets (generic), so that any build of the binaries behaves the same. */
+  socketDir: string | null;
+  /** Who runs administrative commands: root, or the PostgreSQL OS user when pgrep already is that user. */
+  admin: string;
+  createCluster: Command;
+  control: Record<"start" | "stop" | "restart" | "reload", Command>;
+  serverLog: string;
+}
+
+export interface Command {
+  argv: string[];
+  user: string;
+}
+
+export interface HostFacts {
+  loginUser: string;
+  binDir: string;
+  major: number;
+  home: string; // the PostgreSQL OS user's home
+}
+
+export function debianDataDir(major: number, cluster: string): string {
+  return `/var/lib/postgresql/${major}/${cluster}`;
+}
+
+export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
+  const pg = host.pg;
+  const admin = facts.loginUser === pg.osUser ? pg.osUser : "root";
+  const passfile = pg.passfile ?? posix.join(facts.home, ".pgpass");
+  const bin = (name: string) => posix.join(facts.binDir, name);
+  if (pg.layout === "debian") {
+    const v = String(facts.major);
+    const c = pg.clusterName;
+    const dataDir = pg.dataDir ?? debianDataDir(facts.major, c);
+    const confDir = `/etc/postgresql/${v}/${c}`;
+    const ctl = (action: string): Command => ({ argv: ["pg_ctlcluster", v, c, action], user: admin });
+    return {
+      dataDir,
+      binDir: facts.binDir,
+      mainConf: `${confDir}/postgresql.conf`,
+      settingsFile: `${confDir}/conf.d/pgrep.conf`,
+      includeLine: null, // debian's postgresql.conf ends with include_dir = 'conf.d'
+      hbaFile: `${confDir}/pg_hba.conf`,
+      passfile,
+      socketDir: null,
+      admin,
+      createCluster: {
+        argv: ["pg_createcluster", v, c, "--port", String(pg.port), "--user", pg.osUser, ...(pg.dataDir ? ["--datadir", pg.dataDir] : [])],
+        user: admin,
+      },
+      control: { start: ctl("start"), stop: ctl("stop"), restart: ctl("restart"), reload: ctl("reload") },
+      serverLog: `/var/log/postgresql/postgresql-${v}-${c}.log`,
+    };
+  }
+  const dataDir = pg.dataDir!;
+  const serverLog = posix.join(dataDir, "pgrep-server.log");
+  const ctl = (...args: string[]): Command => ({ argv: [bin("pg_ctl"), "-D", dataDir, ...args], user: pg.osUser });
+  return {
+    dataDir,
+    binDir: facts.binDir,
+    mainConf: posix.join(dataDir, "postgresql.conf"),
+    settingsFile: posix.join(dataDir, "pgrep.conf"),
+    includeLine: "include_if_exists = 'pgrep.conf'\t# added by pgrep",
+    hbaFile: posix.join(dataDir, "pg_hba.conf"),
+    passfile,
+    socketDir: "/tmp",
+    admin,
+    createCluster: {
+      argv: [bin("initdb"), "-D", dataDir, "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8"],
+      user: pg.osUser,
+    },
+    control: {
+      start: ctl("-l", serverLog, "-w", "-t", "120", "start"),
+      stop: ctl("-m", "fast", "-w", "-t", "120", "stop"),
+      restart: ctl("-l", serverLog, "-m", "fast", "-w", "-t", "120", "restart"),
+      reload: ctl("reload"),
+    },
+    serverLog,
+  };
+}

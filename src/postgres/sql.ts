@@ -1,0 +1,42 @@
+import type { Transport } from "../transport/types.js";
+
+// SQL reaches PostgreSQL through psql on the host itself (unix socket, peer authentication), so pgrep needs
+// no network path to the database port and no superuser password. The socket directory and port are read
+// from postmaster.pid at call time, which is right whatever the configuration says. SQL travels on stdin.
+
+const PSQL_SCRIPT = [
+  'f="$1/postmaster.pid"',
+  '[ -r "$f" ] || { echo "PostgreSQL is not running (no $f)" >&2; exit 3; }',
+  'h=$(sed -n 5p "$f"); p=$(sed -n 4p "$f")',
+  'shift',
+  'exec "$@" -X -q -A -t -v ON_ERROR_STOP=1 -h "${h:-/tmp}" -p "$p" -d postgres',
+].join("\n");
+
+export interface SqlTarget {
+  t: Transport;
+  dataDir: string;
+  psql: string;
+  osUser: string;
+}
+
+export async function runSql(target: SqlTarget, sql: string, what = "SQL"): Promise<string> {
+  const r = await target.t.run(["sh", "-c", PSQL_SCRIPT, "sh", target.dataDir, target.psql], {
+    user: target.osUser,
+    stdin: sql,
+    what,
+  });
+  return r.stdout.trim();
+}
+
+export async function queryJson<T>(target: SqlTarget, selectJson: string, what?: string): Promise<T> {
+  const out = await runSql(target, selectJson, what);
+  return JSON.parse(out.split("\n").at(-1) ?? "null") as T;
+}
+
+export function sqlLiteral(s: string): string {
+  return `'${s.replaceAll("'", "''")}'`;
+}
+
+export function sqlIdent(s: string): string {
+  return `"${s.replaceAll('"', '""')}"`;
+}

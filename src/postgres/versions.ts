@@ -1,0 +1,59 @@
+// THE ONLY file that compares PostgreSQL major versions. Everything else asks for capabilities.
+// Facts: ../shared design notes "postgres-versions.md" (checked on real servers of 10–18).
+
+export const SUPPORTED_MAJORS = [10, 11, 12, 13, 14, 15, 16, 17, 18] as const;
+
+export interface Capabilities {
+  major: number;
+  /** ≤11: recovery.conf with standby_mode; ≥12: standby.signal + ordinary settings (a recovery.conf is FATAL). */
+  standbyMechanism: "recovery.conf" | "standby.signal";
+  /** ≤11 defaults recovery_target_timeline to the backup's timeline, so a standby would not follow a promotion. */
+  needsExplicitLatestTimeline: boolean;
+  /** Setting that keeps WAL for standbys without slots: a segment count ≤12, a size ≥13. */
+  walKeep: { name: "wal_keep_segments"; value: string } | { name: "wal_keep_size"; value: string };
+  hasMaxSlotWalKeepSize: boolean;
+  /** How a changed primary_conninfo takes effect. */
+  primaryConninfoApply: "restart" | "reload";
+  /** Trigger-file promotion: recovery.conf trigger_file ≤11, the promote_trigger_file setting 12–15, none 16+. */
+  triggerFileSetting: "trigger_file" | "promote_trigger_file" | null;
+  hasPgPromote: boolean;
+  backupApi: { start: "pg_start_backup" | "pg_backup_start"; stop: "pg_stop_backup" | "pg_backup_stop"; takesExclusiveArg: boolean };
+  /** pg_rewind -R (write standby config) and automatic crash recovery of the target. */
+  rewindWritesConfig: boolean;
+  defaultPasswordEncryption: "md5" | "scram-sha-256";
+  /** pg_stat_wal_receiver column for the last flushed position. */
+  receiverFlushColumn: "received_lsn" | "flushed_lsn";
+  /** Standbys must have max_wal_senders ≥ the primary's. */
+  walSendersMustMatch: boolean;
+}
+
+export function isSupportedMajor(major: number): boolean {
+  return (SUPPORTED_MAJORS as readonly number[]).includes(major);
+}
+
+export function capabilities(major: number): Capabilities {
+  if (!isSupportedMajor(major)) throw new Error(`unsupported PostgreSQL major ${major}`);
+  return {
+    major,
+    standbyMechanism: major <= 11 ? "recovery.conf" : "standby.signal",
+    needsExplicitLatestTimeline: major <= 11,
+    walKeep: major <= 12 ? { name: "wal_keep_segments", value: "64" } : { name: "wal_keep_size", value: "'1GB'" },
+    hasMaxSlotWalKeepSize: major >= 13,
+    primaryConninfoApply: major <= 12 ? "restart" : "reload",
+    triggerFileSetting: major <= 11 ? "trigger_file" : major <= 15 ? "promote_trigger_file" : null,
+    hasPgPromote: major >= 12,
+    backupApi:
+      major <= 14
+        ? { start: "pg_start_backup", stop: "pg_stop_backup", takesExclusiveArg: true }
+        : { start: "pg_backup_start", stop: "pg_backup_stop", takesExclusiveArg: false },
+    rewindWritesConfig: major >= 13,
+    defaultPasswordEncryption: major >= 14 ? "scram-sha-256" : "md5",
+    receiverFlushColumn: major <= 12 ? "received_lsn" : "flushed_lsn",
+    walSendersMustMatch: major >= 12,
+  };
+}
+
+/** "150018" → 15; "100023" → 10. */
+export function majorFromVersionNum(versionNum: number): number {
+  return Math.floor(versionNum / 10000);
+}

@@ -1,0 +1,35 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import type { ClusterSpec } from "./cluster/model.js";
+import { InputError } from "./errors.js";
+
+/** The replication password, from the inventory's source; generated once and kept 0600 when none is given. */
+export async function loadReplicationPassword(spec: ClusterSpec, create: boolean): Promise<string | undefined> {
+  const src = spec.password;
+  if (src.kind === "env") {
+    const v = process.env[src.name];
+    if (!v) throw new InputError(`replication.password: environment variable ${src.name} is not set or empty`, `export ${src.name}=… before running pgrep`);
+    return v;
+  }
+  const read = async (path: string) => {
+    try {
+      return (await readFile(path, "utf8")).replace(/\r?\n$/, "");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT" && src.kind === "generated") return undefined;
+      throw new InputError(`replication.password: cannot read ${path} (${code ?? "error"})`);
+    }
+  };
+  const value = await read(src.path);
+  if (value !== undefined) {
+    if (!value) throw new InputError(`replication.password: ${src.path} is empty`);
+    if (/[\n\r]/.test(value)) throw new InputError(`replication.password: ${src.path} holds more than one line`);
+    return value;
+  }
+  if (!create) return undefined;
+  const generated = randomBytes(24).toString("base64url");
+  await mkdir(dirname(src.path), { recursive: true, mode: 0o700 });
+  await writeFile(src.path, `${generated}\n`, { mode: 0o600, flag: "wx" });
+  return generated;
+}
