@@ -35,7 +35,7 @@ function patternMatches(field: string, name: string): boolean {
   for (const p of field.split(",")) {
     const negated = p.startsWith("!");
     const pat = negated ? p.slice(1) : p;
-    const re = new RegExp(`^${pat.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+    const re = new RegExp(`^${pat.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
     if (re.test(name)) {
       if (negated) return false;
       hit = true;

@@ -4,7 +4,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IMAGE=${PGREP_RIG_IMAGE:-pgrep-rig:bookworm-pg15}
-BASE_IMAGE=${PGREP_RIG_BASE:-pgrep-base:bookworm}
+PACKAGES=postgresql-15,openssh-server,rsync,sudo,iproute2,procps,ca-certificates,tini
+# The base's tag names its package list, so a changed list makes a new base.
+BASE_IMAGE=${PGREP_RIG_BASE:-pgrep-base:bookworm-$(printf %s "$PACKAGES" | md5sum | cut -c1-8)}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 say() { echo "rig: $*"; }
 
@@ -28,27 +30,23 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { echo "rig: dockerd did not start; see /var/log/pgrep-dockerd.log" >&2; exit 1; }
 fi
 
-if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  base=debian:bookworm-slim
-  if ! docker image inspect "$base" >/dev/null 2>&1 && ! docker pull -q "$base" >/dev/null 2>&1; then
-    base=$BASE_IMAGE
-    if ! docker image inspect "$base" >/dev/null 2>&1; then
-      # No registry: build the base from Debian packages. The mirror is the one apt already uses.
-      mirror=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true) \
-        | sed -nE 's/^(URIs:[[:space:]]*|deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)(https?:[^[:space:]]+).*/\3/p' \
-        | grep -v -- '-security' | head -n1 || true)
-      mirror=${mirror:-http://deb.debian.org/debian}
-      root=$(mktemp -d /var/tmp/pgrep-rootfs.XXXXXX)
-      say "debootstrap bookworm from $mirror (about a minute)"
-      $SUDO debootstrap --variant=minbase \
-        --include=postgresql-15,openssh-server,rsync,sudo,iproute2,procps,ca-certificates \
-        bookworm "$root" "$mirror" >/dev/null
-      $SUDO rm -f "$root"/etc/ssh/ssh_host_*
-      $SUDO tar -C "$root" -c . | docker import - "$base" >/dev/null
-      $SUDO rm -rf "$root"
-    fi
-  fi
-  say "building $IMAGE from $base"
-  DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base" -t "$IMAGE" "$here" >/dev/null
+have() { docker image inspect "$1" >/dev/null 2>&1; }
+if have "$BASE_IMAGE"; then base=$BASE_IMAGE
+elif have debian:bookworm-slim || docker pull -q debian:bookworm-slim >/dev/null 2>&1; then base=debian:bookworm-slim
+else
+  # No registry: build the base from Debian packages, from the mirror apt already uses.
+  base=$BASE_IMAGE
+  mirror=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true) \
+    | sed -nE 's/^(URIs:[[:space:]]*|deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)(https?:[^[:space:]]+).*/\3/p' \
+    | grep -v -- '-security' | head -n1 || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  root=$(mktemp -d /var/tmp/pgrep-rootfs.XXXXXX)
+  say "debootstrap bookworm from $mirror (about a minute)"
+  $SUDO debootstrap --variant=minbase --include="$PACKAGES" bookworm "$root" "$mirror" >/dev/null
+  $SUDO rm -f "$root"/etc/ssh/ssh_host_*
+  $SUDO tar -C "$root" -c . | docker import - "$base" >/dev/null
+  $SUDO rm -rf "$root"
 fi
+# Always built: the layer cache makes this a no-op when neither the base nor the Dockerfile changed.
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base" -t "$IMAGE" "$here" >/dev/null
 say "ready ($IMAGE)"

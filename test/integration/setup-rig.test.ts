@@ -1,0 +1,128 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgrep } from "../cli.js";
+import { Rig } from "../rig/rig.js";
+
+// Three real hosts (containers with sshd and PostgreSQL 15), driven through the built CLI over SSH.
+
+let rig: Rig;
+let inv: string;
+
+/** Bounded wait on WAL position: true once the standby has replayed up to the primary's current LSN. */
+async function waitReplayed(standby: string, timeoutMs = 30_000): Promise<void> {
+  const target = await rig.psql("pg1", "SELECT pg_current_wal_lsn()");
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if ((await rig.psql(standby, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) === "t") return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${standby} did not replay ${target} within ${timeoutMs} ms`);
+}
+
+const startTimes = async () =>
+  Object.fromEntries(await Promise.all(["pg1", "pg2", "pg3"].map(async (h) => [h, await rig.psql(h, "SELECT pg_postmaster_start_time()")])));
+
+describe("pgrep setup on three hosts over SSH", () => {
+  beforeAll(async () => {
+    rig = await Rig.start(["pg1", "pg2", "pg3"]);
+    inv = rig.inventory({ primary: "pg1" });
+  });
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  it("builds a primary and two streaming standbys", async () => {
+    const r = await pgrep(["setup", "-i", inv]);
+    console.log(`setup of 3 hosts took ${r.ms} ms`);
+    expect(r.stderr).not.toMatch(/internal error/);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toMatch(/pg2\s+standby\s+streaming\s+pg1/);
+    expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg1/);
+    // The generated password stays in the state directory and out of the output.
+    const password = readFileSync(join(rig.dir, "rig.state", "replication-password"), "utf8").trim();
+    expect(password.length).toBeGreaterThan(20);
+    expect(r.all).not.toContain(password);
+    // Debian's postgresql.conf is left alone; pgrep's settings live in conf.d.
+    expect(await rig.sh("pg1", "grep -c pgrep /etc/postgresql/15/main/postgresql.conf || true")).toMatch(/^0/);
+    expect(await rig.sh("pg2", "cat /etc/postgresql/15/main/conf.d/pgrep.conf")).toMatch(/primary_conninfo = 'host=pg1 port=5432 user=replicator passfile=\/var\/lib\/postgresql\/.pgpass application_name=pg2'/);
+    expect(await rig.sh("pg2", "stat -c '%a %U' /var/lib/postgresql/.pgpass")).toBe("600 postgres\n");
+  });
+
+  it("replicates rows to both standbys, which refuse writes", async () => {
+    await rig.psql("pg1", "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 500) g");
+    for (const s of ["pg2", "pg3"]) {
+      await waitReplayed(s);
+      expect(await rig.psql(s, "SELECT count(*) || ':' || sum(id) FROM t")).toBe("500:125250");
+      expect(await rig.psql(s, "SELECT pg_is_in_recovery()")).toBe("t");
+      await expect(rig.psql(s, "INSERT INTO t VALUES (1000, 'x')")).rejects.toThrow(/read-only transaction/);
+    }
+    const senders = await rig.psql("pg1", "SELECT string_agg(application_name || '=' || state, ',' ORDER BY application_name) FROM pg_stat_replication");
+    expect(senders).toBe("pg2=streaming,pg3=streaming");
+  });
+
+  it("changes nothing on a second run", async () => {
+    const before = await startTimes();
+    const r = await pgrep(["setup", "-i", inv]);
+    console.log(`no-op setup took ${r.ms} ms`);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/Nothing to change/);
+    expect(await startTimes()).toEqual(before);
+  });
+
+  it("re-clones only the standby whose data directory was wiped", async () => {
+    await rig.sh("pg3", "pg_ctlcluster 15 main stop && rm -rf /var/lib/postgresql/15/main/*");
+    const before = await startTimes().catch(() => undefined);
+    expect(before).toBeUndefined(); // pg3 is down
+    const pg1Start = await rig.psql("pg1", "SELECT pg_postmaster_start_time()");
+    const pg2Start = await rig.psql("pg2", "SELECT pg_postmaster_start_time()");
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/\[pg3\] clone from pg1/);
+    expect(r.stderr).not.toMatch(/\[pg2\] clone/);
+    expect(r.stderr).not.toMatch(/\[pg1\] (start|restart|create)/);
+    expect(await rig.psql("pg1", "SELECT pg_postmaster_start_time()")).toBe(pg1Start);
+    expect(await rig.psql("pg2", "SELECT pg_postmaster_start_time()")).toBe(pg2Start);
+    await waitReplayed("pg3");
+    expect(await rig.psql("pg3", "SELECT count(*) FROM t")).toBe("500");
+  });
+
+  it("refuses to replace a standby's data that belongs to a running primary of another cluster, unless forced", async () => {
+    // pg3 becomes an unrelated, writable cluster with a row of its own.
+    await rig.sh("pg3", "pg_ctlcluster 15 main stop; pg_dropcluster 15 main; pg_createcluster 15 main --start >/dev/null");
+    await rig.psql("pg3", "CREATE TABLE precious (x int); INSERT INTO precious VALUES (42)");
+    const sysidBefore = await rig.psql("pg3", "SELECT system_identifier FROM pg_control_system()");
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(4);
+    expect(r.stderr).toMatch(/pg3: refusing to replace its data: .*another cluster/);
+    expect(r.stderr).toMatch(/--force/);
+    expect(await rig.psql("pg3", "SELECT system_identifier FROM pg_control_system()")).toBe(sysidBefore);
+    expect(await rig.psql("pg3", "SELECT x FROM precious")).toBe("42");
+
+    const forced = await pgrep(["setup", "-i", inv, "--force", "pg3"]);
+    expect(forced.exitCode, forced.all).toBe(0);
+    expect(await rig.psql("pg3", "SELECT system_identifier FROM pg_control_system()")).toBe(await rig.psql("pg1", "SELECT system_identifier FROM pg_control_system()"));
+    await waitReplayed("pg3");
+    expect(await rig.psql("pg3", "SELECT count(*) FROM t")).toBe("500");
+  });
+
+  it("reports the cluster with status, also as JSON", async () => {
+    const r = await pgrep(["status", "-i", inv, "--json"]);
+    expect(r.exitCode, r.all).toBe(0);
+    const data = JSON.parse(r.stdout) as { healthy: boolean; hosts: { name: string; state: string; observed: string }[] };
+    expect(data.healthy).toBe(true);
+    expect(data.hosts.map((h) => `${h.name}:${h.observed}:${h.state}`)).toEqual(["pg1:primary:running", "pg2:standby:streaming", "pg3:standby:streaming"]);
+  });
+
+  it("says which host is unreachable, in one line, with exit code 3", async () => {
+    await rig.host("pg2").container.exec(["pkill", "-x", "sshd"]);
+    try {
+      const r = await pgrep(["setup", "-i", inv]);
+      expect(r.exitCode, r.all).toBe(3);
+      expect(r.stderr).toMatch(/^pgrep: pg2: SSH connection (refused|to .* failed|to .* timed out)/m);
+      expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    } finally {
+      await rig.host("pg2").container.exec(["sh", "-c", "/usr/sbin/sshd"]);
+    }
+  });
+});

@@ -1,0 +1,130 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestContainer } from "testcontainers";
+
+// Real hosts for integration tests: containers from the rig image on one network, each with its own sshd.
+// The test process reaches them through ports published on the loopback interface; they reach each
+// other by name, like hosts behind a bastion.
+
+export const RIG_IMAGE = process.env.PGREP_RIG_IMAGE ?? "pgrep-rig:bookworm-pg15";
+
+export interface RigHost {
+  name: string;
+  container: StartedTestContainer;
+  sshHost: string;
+  sshPort: number;
+}
+
+export class Rig {
+  private constructor(
+    readonly dir: string,
+    readonly network: StartedNetwork,
+    readonly hosts: RigHost[],
+  ) {}
+
+  get keyFile(): string {
+    return join(this.dir, "id_ed25519");
+  }
+  get knownHostsFile(): string {
+    return join(this.dir, "known_hosts");
+  }
+
+  static async start(names: string[]): Promise<Rig> {
+    const dir = mkdtempSync(join(tmpdir(), "pgrep-rig-"));
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pgrep-test", "-f", join(dir, "id_ed25519")]);
+    const pub = readFileSync(join(dir, "id_ed25519.pub"), "utf8");
+    const network = await new Network().start();
+    const started: RigHost[] = [];
+    try {
+      await Promise.all(
+        names.map(async (name) => {
+          const container = await new GenericContainer(RIG_IMAGE)
+            .withNetwork(network)
+            .withNetworkAliases(name)
+            .withHostname(name)
+            .withExposedPorts(22)
+            .withCopyContentToContainer([{ content: pub, target: "/root/.ssh/authorized_keys", mode: 0o600 }])
+            .withWaitStrategy(Wait.forListeningPorts())
+            .start();
+          started.push({ name, container, sshHost: container.getHost(), sshPort: container.getMappedPort(22) });
+        }),
+      );
+    } catch (e) {
+      await Promise.allSettled(started.map((h) => h.container.stop()));
+      await network.stop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+    started.sort((a, b) => names.indexOf(a.name) - names.indexOf(b.name));
+    const rig = new Rig(dir, network, started);
+    await rig.writeKnownHosts();
+    return rig;
+  }
+
+  /** known_hosts from the keys the containers really have; host-key checking stays on. */
+  async writeKnownHosts(): Promise<void> {
+    const lines: string[] = [];
+    for (const h of this.hosts) {
+      const r = await h.container.exec(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]);
+      for (const l of r.output.split("\n").filter((x) => x.startsWith("ssh-") || x.startsWith("ecdsa-"))) {
+        const [type, key] = l.split(" ");
+        lines.push(`[${h.sshHost}]:${h.sshPort} ${type} ${key}`);
+      }
+    }
+    writeFileSync(this.knownHostsFile, lines.join("\n") + "\n", { mode: 0o600 });
+  }
+
+  host(name: string): RigHost {
+    const h = this.hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no rig host ${name}`);
+    return h;
+  }
+
+  async sh(name: string, script: string): Promise<string> {
+    const r = await this.host(name).container.exec(["sh", "-c", script]);
+    if (r.exitCode !== 0) throw new Error(`${name}: '${script}' exited ${r.exitCode}: ${r.output}`);
+    return r.output;
+  }
+
+  /** SQL on a host's cluster, as its postgres user over the local socket. */
+  async psql(name: string, sql: string, port = 5432): Promise<string> {
+    const r = await this.host(name).container.exec(["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-p", String(port), "-d", "postgres", "-c", sql]);
+    if (r.exitCode !== 0) throw new Error(`${name}: psql exited ${r.exitCode}: ${r.output}`);
+    return r.output.trim();
+  }
+
+  /** An inventory for these hosts, debian layout; `extra` is YAML merged at the top level. */
+  inventory(opts: { primary: string; file?: string; extraTop?: string; hostExtra?: Record<string, string> }): string {
+    const hosts = this.hosts
+      .map(
+        (h) => `  - name: ${h.name}
+    address: ${h.name}
+    role: ${h.name === opts.primary ? "primary" : "standby"}
+    ssh: { host: ${h.sshHost}, port: ${h.sshPort} }${opts.hostExtra?.[h.name] ? `\n    ${opts.hostExtra[h.name]}` : ""}`,
+      )
+      .join("\n");
+    const text = `cluster: rig
+postgres:
+  major: 15
+  layout: debian
+ssh:
+  user: root
+  identity_file: ${this.keyFile}
+  known_hosts: ${this.knownHostsFile}
+${opts.extraTop ?? ""}
+hosts:
+${hosts}
+`;
+    const file = join(this.dir, opts.file ?? "rig.yml");
+    writeFileSync(file, text);
+    return file;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.hosts.map((h) => h.container.stop({ remove: true, removeVolumes: true })));
+    await this.network.stop().catch(() => {});
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

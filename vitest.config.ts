@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    // The reaper image cannot be pulled without a registry; the rig removes its own containers.
+    env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
+    // Two cores: integration files share the machine's PostgreSQL ports and CPU, so they run one at a time.
+    fileParallelism: false,
+    testTimeout: 240_000,
+    hookTimeout: 240_000,
+    reporters: ["default"],
+  },
+});
