@@ -54,7 +54,7 @@ program
   .addHelpText("after", "\nExamples:\n  pgrep status -i prod.yml\n  pgrep status -i prod.yml --json | jq '.hosts[] | {name, state, lagBytes}'")
   .action(async (o) => {
     const { statusCommand } = await import("./commands/status.js");
-    return finish(statusCommand({ inventory: inventoryPath(o.inventory), json: o.json }, await output()));
+    return finish(statusCommand({ inventory: inventoryPath(o.inventory), json: o.json, acceptNewHostKeys: o.acceptNewHostKeys }, await output()));
   });
 
 program

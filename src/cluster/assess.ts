@@ -1,3 +1,4 @@
+import { PgrepError } from "../errors.js";
 import type { ClusterSpec } from "./model.js";
 import type { ClusterSnapshot, ReachableHost } from "./state.js";
 
@@ -37,7 +38,7 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       startedAt: null,
       problem: null,
     };
-    if (!s || !s.reachable) return { ...base, problem: s ? s.error.message : "not observed" };
+    if (!s || !s.reachable) return { ...base, problem: s ? describeError(h.name, s.error) : "not observed" };
     if (s.pgVersion === undefined) return { ...base, state: "not a cluster", problem: `no PostgreSQL cluster in ${s.layout.dataDir}` };
     if (!s.running || !s.sql) return { ...base, state: "stopped", problem: s.running ? `cannot query: ${s.sqlError ?? "no psql"}` : "PostgreSQL is not running" };
     const q = s.sql;
@@ -60,4 +61,9 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       problem: state === "streaming" ? null : `walsender state is '${row.state}'`,
     };
   });
+}
+
+function describeError(host: string, e: Error): string {
+  const msg = e.message.startsWith(`${host}: `) ? e.message.slice(host.length + 2) : e.message;
+  return e instanceof PgrepError && e.hint ? `${msg} (${e.hint})` : msg;
 }

@@ -6,14 +6,16 @@ import { assessCluster, healthy, openSession } from "./session.js";
 export interface StatusCommandOptions {
   inventory: string;
   json: boolean;
+  acceptNewHostKeys: boolean;
 }
 
-/** Exit 0 when every host is as the inventory wants, 5 (degraded) otherwise. */
+/** Exit 0 when every host is as the inventory wants; 3 when a host cannot be reached; 5 (degraded) otherwise. */
 export async function statusCommand(opts: StatusCommandOptions, out: Output): Promise<ExitCode> {
   const session = await openSession(opts);
   try {
     const reports = assessCluster(session.spec, await session.observe());
     out.result(opts.json ? JSON.stringify({ cluster: session.spec.name, healthy: healthy(reports), hosts: reports }, null, 2) : formatStatusTable(reports));
+    if (reports.some((r) => r.state === "unreachable")) return EXIT.unreachable;
     return healthy(reports) ? EXIT.ok : EXIT.degraded;
   } finally {
     await session.close();

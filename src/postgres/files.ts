@@ -6,16 +6,18 @@ export function blockMarkers(cluster: string): { begin: string; end: string } {
 
 /** Replaces the managed block, or inserts it before the first rule so that it is matched first. */
 export function applyBlock(existing: string, block: string, begin: string, end: string): string {
-  const body = block.endsWith("\n") ? block : `${block}\n`;
-  const lines = existing.split("\n");
+  const blockLines = block.replace(/\n$/, "").split("\n");
+  const lines = existing === "" ? [] : existing.replace(/\n$/, "").split("\n");
   const b = lines.indexOf(begin);
   const e = lines.indexOf(end);
-  if (b !== -1 && e > b) return [...lines.slice(0, b), ...body.slice(0, -1).split("\n"), ...lines.slice(e + 1)].join("\n");
-  const firstRule = lines.findIndex((l) => l.trim() !== "" && !l.trim().startsWith("#"));
-  const at = firstRule === -1 ? lines.length : firstRule;
-  const before = lines.slice(0, at).join("\n");
-  const after = lines.slice(at).join("\n");
-  return `${before}${before && !before.endsWith("\n") ? "\n" : ""}${body}${at < lines.length ? "\n" : ""}${after}`;
+  let out: string[];
+  if (b !== -1 && e > b) out = [...lines.slice(0, b), ...blockLines, ...lines.slice(e + 1)];
+  else {
+    const firstRule = lines.findIndex((l) => l.trim() !== "" && !l.trim().startsWith("#"));
+    const at = firstRule === -1 ? lines.length : firstRule;
+    out = [...lines.slice(0, at), ...blockLines, ...lines.slice(at)];
+  }
+  return `${out.join("\n")}\n`;
 }
 
 /** Adds the line at the end unless it is there already. */

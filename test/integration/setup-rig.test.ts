@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
@@ -115,14 +115,45 @@ describe("pgrep setup on three hosts over SSH", () => {
   });
 
   it("says which host is unreachable, in one line, with exit code 3", async () => {
-    await rig.host("pg2").container.exec(["pkill", "-x", "sshd"]);
+    // Wait until nothing listens on port 22 any more, so the test does not race sshd's exit.
+    await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done; exit 1");
     try {
       const r = await pgrep(["setup", "-i", inv]);
-      expect(r.exitCode, r.all).toBe(3);
+      expect(r.exitCode, JSON.stringify(r)).toBe(3);
       expect(r.stderr).toMatch(/^pgrep: pg2: SSH connection (refused|to .* failed|to .* timed out)/m);
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     } finally {
       await rig.host("pg2").container.exec(["sh", "-c", "/usr/sbin/sshd"]);
     }
+  });
+
+  it("refuses unknown host keys with their fingerprint, and records them only when told to", async () => {
+    const kh = join(rig.dir, "known_hosts.empty");
+    writeFileSync(kh, "");
+    const file = rig.inventory({ primary: "pg1", file: "unknown-keys.yml", knownHosts: kh });
+    const r = await pgrep(["status", "-i", file]);
+    expect(r.exitCode, r.all).toBe(3);
+    expect(r.stdout).toMatch(/\?\s+pg1\s+primary\s+unreachable/);
+    expect(r.stdout).toMatch(/pg1: unknown SSH host key ssh-ed25519 SHA256:[A-Za-z0-9+/]{43} for .*--accept-new-host-keys/);
+    expect(readFileSync(kh, "utf8")).toBe("");
+    const accepted = await pgrep(["status", "-i", file, "--accept-new-host-keys"]);
+    expect(accepted.exitCode, accepted.all).toBe(0);
+    expect(readFileSync(kh, "utf8").trim().split("\n")).toHaveLength(3);
+    expect((await pgrep(["status", "-i", file])).exitCode).toBe(0);
+  });
+
+  it("always refuses a changed host key", async () => {
+    // pg2's entry holds pg3's key: what a man in the middle, or a reinstalled host, looks like.
+    const real = readFileSync(rig.knownHostsFile, "utf8").split("\n");
+    const p2 = `[${rig.host("pg2").sshHost}]:${rig.host("pg2").sshPort}`;
+    const p3 = `[${rig.host("pg3").sshHost}]:${rig.host("pg3").sshPort}`;
+    const swapped = real.filter((l) => !l.startsWith(p2)).concat(real.filter((l) => l.startsWith(p3)).map((l) => l.replace(p3, p2)));
+    const kh = join(rig.dir, "known_hosts.changed");
+    writeFileSync(kh, swapped.join("\n"));
+    const file = rig.inventory({ primary: "pg1", file: "changed-key.yml", knownHosts: kh });
+    const r = await pgrep(["setup", "-i", file, "--accept-new-host-keys"]);
+    expect(r.exitCode, r.all).toBe(3);
+    expect(r.stderr).toMatch(/pg2: SSH host key for .* has CHANGED/);
+    expect(r.stderr).toMatch(/never accepts a changed key/);
   });
 });

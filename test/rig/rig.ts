@@ -96,7 +96,7 @@ export class Rig {
   }
 
   /** An inventory for these hosts, debian layout; `extra` is YAML merged at the top level. */
-  inventory(opts: { primary: string; file?: string; extraTop?: string; hostExtra?: Record<string, string> }): string {
+  inventory(opts: { primary: string; file?: string; extraTop?: string; hostExtra?: Record<string, string>; knownHosts?: string }): string {
     const hosts = this.hosts
       .map(
         (h) => `  - name: ${h.name}
@@ -112,7 +112,7 @@ postgres:
 ssh:
   user: root
   identity_file: ${this.keyFile}
-  known_hosts: ${this.knownHostsFile}
+  known_hosts: ${opts.knownHosts ?? this.knownHostsFile}
 ${opts.extraTop ?? ""}
 hosts:
 ${hosts}

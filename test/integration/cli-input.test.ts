@@ -1,0 +1,84 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgrep } from "../cli.js";
+
+// Bad input through the real CLI: one line per problem, exit 2, no stack trace, and no host contacted —
+// the inventories point at a listener on this machine that counts connections.
+
+let server: Server;
+let port = 0;
+let connections = 0;
+const dir = mkdtempSync(join(tmpdir(), "pgrep-input-"));
+
+beforeAll(async () => {
+  server = createServer((s) => {
+    connections++;
+    s.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  port = (server.address() as { port: number }).port;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+function write(name: string, text: string): string {
+  const f = join(dir, name);
+  writeFileSync(f, text.replaceAll("PORT", String(port)));
+  return f;
+}
+
+const good = `cluster: c
+postgres: { major: 15 }
+hosts:
+  - { name: a, address: 127.0.0.1, role: primary, ssh: { port: PORT } }
+  - { name: b, address: 127.0.0.1, role: standby, ssh: { port: PORT }, postgres: { port: 5433 } }
+`;
+
+describe("bad input", () => {
+  it.each([
+    ["syntax.yml", "cluster: c\nhosts: [\n", /syntax\.yml:3:1: YAML: /],
+    ["typo.yml", good.replace("major: 15", "majr: 15"), /typo\.yml:2:13: postgres\.majr: unknown key 'majr'/],
+    ["major.yml", good.replace("major: 15", "major: 19"), /major\.yml:2:20: postgres\.major: PostgreSQL 19 is not supported/],
+    ["two.yml", good.replace("role: standby", "role: primary"), /two\.yml:5:\d+: hosts\[1\]\.role: two primaries/],
+  ])("%s: exit 2, one line with file:line:col, nothing contacted", async (name, text, expected) => {
+    const r = await pgrep(["setup", "-i", write(name, text)]);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(expected);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(connections).toBe(0);
+  });
+
+  it("an unknown host for --force: exit 2 before contacting anything", async () => {
+    const r = await pgrep(["setup", "-i", write("good.yml", good), "--force", "zz"]);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/--force: no host named 'zz'/);
+    expect(connections).toBe(0);
+  });
+
+  it("a missing password variable: exit 2 with the variable's name", async () => {
+    const r = await pgrep(["setup", "-i", write("env.yml", good.replace("hosts:", "replication: { password: { env: PGREP_TEST_UNSET } }\nhosts:"))]);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/PGREP_TEST_UNSET is not set/);
+    expect(connections).toBe(0);
+  });
+
+  it("an unknown option: exit 2", async () => {
+    const r = await pgrep(["setup", "--frobnicate"]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/unknown option '--frobnicate'/);
+  });
+
+  it("a host that does not speak SSH: exit 3, one line naming it", async () => {
+    const r = await pgrep(["setup", "-i", write("good.yml", good)]);
+    expect(r.exitCode, r.all).toBe(3);
+    expect(r.stderr).toMatch(/^pgrep: a(, b)?: /m);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    const s = await pgrep(["status", "-i", write("good.yml", good)]);
+    expect(s.exitCode, s.all).toBe(3);
+    expect(s.stdout).toMatch(/\?\s+a\s+primary\s+unreachable/);
+    expect(connections).toBeGreaterThan(0);
+  });
+});

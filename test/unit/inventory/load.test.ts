@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { parseInventory, InventoryError } from "../../../src/inventory/load.js";
+import { resolveCluster } from "../../../src/inventory/resolve.js";
+import { loadCluster } from "../../../src/inventory/index.js";
+
+function load(text: string) {
+  const { inventory, doc, lines } = parseInventory("/srv/inv.yml", text);
+  return resolveCluster("/srv/inv.yml", inventory, doc, lines);
+}
+
+function problems(text: string): string[] {
+  try {
+    load(text);
+  } catch (e) {
+    if (e instanceof InventoryError) return e.message.split("\n");
+    throw e;
+  }
+  throw new Error("expected an InventoryError");
+}
+
+const ok = `cluster: prod
+postgres: { major: 15 }
+ssh: { user: deploy, identity_file: keys/id }
+hosts:
+  - { name: db1, address: 10.0.0.1, role: primary }
+  - { name: db2, address: 10.0.0.2, role: standby, ssh: { port: 2222 } }
+`;
+
+describe("inventory", () => {
+  it("resolves defaults: debian layout, port 5432, replicator, a generated password in the state dir", () => {
+    const c = load(ok);
+    expect(c.primary.name).toBe("db1");
+    expect(c.standbys.map((h) => h.upstream)).toEqual(["db1"]);
+    expect(c.primary.pg).toMatchObject({ layout: "debian", port: 5432, clusterName: "main", osUser: "postgres" });
+    expect(c.replicationUser).toBe("replicator");
+    expect(c.password).toEqual({ kind: "generated", path: "/srv/inv.state/replication-password" });
+    expect(c.hosts[1]!.connection).toEqual({ kind: "ssh", host: "10.0.0.2", port: 2222, user: "deploy", identityFile: "/srv/keys/id" });
+  });
+
+  it("loads the shipped demo inventory", async () => {
+    const c = await loadCluster("inventories/local.yml");
+    expect(c.hosts.map((h) => [h.name, h.role, h.pg.port, h.connection.kind])).toEqual([
+      ["pg1", "primary", 5433, "local"],
+      ["pg2", "standby", 5434, "local"],
+      ["pg3", "standby", 5435, "local"],
+    ]);
+  });
+
+  it.each([
+    ["YAML syntax", "cluster: [x\n", /^\/srv\/inv\.yml:2:1: YAML: /],
+    ["unknown key, at the key", ok.replace("major: 15", "major: 15, prot: 5"), /^\/srv\/inv\.yml:2:24: postgres\.prot: unknown key 'prot'$/],
+    ["wrong type", ok.replace("major: 15", "major: fifteen"), /^\/srv\/inv\.yml:2:20: postgres\.major: expected number, got string$/],
+    ["port out of range", ok.replace("port: 2222", "port: 70000"), /^\/srv\/inv\.yml:6:65: hosts\[1\]\.ssh\.port: must be at most 65535$/],
+    ["bad role", ok.replace("role: standby", "role: replica"), /hosts\[1\]\.role: must be one of 'primary', 'standby' \(got 'replica'\)$/],
+    ["missing cluster", ok.replace("cluster: prod\n", ""), /^\/srv\/inv\.yml:1:1: cluster: is required$/],
+    ["major outside 10–18", ok.replace("major: 15", "major: 9"), /^\/srv\/inv\.yml:2:20: postgres\.major: PostgreSQL 9 is not supported \(supported: 10–18\)$/],
+    ["no primary", ok.replace("role: primary", "role: standby"), /no host has role: primary/],
+    ["two primaries", ok.replace("role: standby", "role: primary"), /^\/srv\/inv\.yml:6:\d+: hosts\[1\]\.role: two primaries: 'db1' and 'db2'/],
+    ["unknown upstream", ok.replace("role: standby,", "role: standby, upstream: db7,"), /hosts\[1\]\.upstream: unknown host 'db7'$/],
+    ["duplicate name", ok.replace("name: db2", "name: db1"), /hosts\[1\]\.name: duplicate host name 'db1'/],
+    ["password both env and file", ok.replace("hosts:", "replication: { password: { env: A, file: b } }\nhosts:"), /replication\.password/],
+    ["relative data_dir on a remote host", ok.replace("major: 15", "major: 15, data_dir: data"), /postgres\.data_dir: must be an absolute path on the host/],
+    ["generic needs data_dir", ok.replace("major: 15", "major: 15, layout: generic"), /data_dir is required with the generic layout/],
+    ["same port twice on one machine", "cluster: c\npostgres: { layout: generic, data_dir: /d }\nhosts:\n  - { name: a, address: x, role: primary, connection: local }\n  - { name: b, address: x, role: standby, connection: local }\n", /hosts\[1\]\.postgres\.port: hosts\[0\] already uses port 5432 on the same machine/],
+  ])("%s → one precise line", (_name, text, expected) => {
+    const p = problems(text);
+    expect(p.some((l) => expected.test(l)), p.join("\n")).toBe(true);
+    for (const l of p) expect(l).toMatch(/^\/srv\/inv\.yml:\d+:\d+: /);
+  });
+});

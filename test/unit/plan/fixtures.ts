@@ -1,0 +1,94 @@
+import type { ClusterSpec } from "../../../src/cluster/model.js";
+import type { ClusterSnapshot, ReachableHost, SqlState } from "../../../src/cluster/state.js";
+import { parseInventory } from "../../../src/inventory/load.js";
+import { resolveCluster } from "../../../src/inventory/resolve.js";
+import { resolveLayout } from "../../../src/postgres/layout.js";
+import { capabilities } from "../../../src/postgres/versions.js";
+import type { Transport } from "../../../src/transport/types.js";
+
+// Pure planner inputs: an inventory, and host states as observe would report them.
+
+const noTransport: Transport = {
+  host: "none",
+  loginUser: "root",
+  run: () => Promise.reject(new Error("the planner must not run commands")),
+  close: async () => {},
+};
+
+export function spec(major: number, layout: "debian" | "generic" = "debian"): ClusterSpec {
+  const text = `cluster: c1
+postgres: { major: ${major}, layout: ${layout}${layout === "generic" ? ", data_dir: /pg/data, bin_dir: /opt/pg/bin" : ""} }
+hosts:
+  - { name: db1, address: 10.0.0.1, role: primary }
+  - { name: db2, address: 10.0.0.2, role: standby }
+`;
+  const { inventory, doc, lines } = parseInventory("/inv/c1.yml", text);
+  return resolveCluster("/inv/c1.yml", inventory, doc, lines);
+}
+
+/** A host with no cluster yet. */
+export function emptyHost(s: ClusterSpec, name: string): ReachableHost {
+  const h = s.hosts.find((x) => x.name === name)!;
+  const major = h.pg.major!;
+  return {
+    name,
+    reachable: true,
+    transport: noTransport,
+    layout: resolveLayout(h, { loginUser: "root", binDir: h.pg.binDir ?? `/usr/lib/postgresql/${major}/bin`, major, home: "/var/lib/postgresql" }),
+    caps: capabilities(major),
+    osUserExists: true,
+    binVersion: `${major}.1`,
+    psql: "/usr/bin/psql",
+    pgBasebackup: "/usr/bin/pg_basebackup",
+    dataDirExists: false,
+    dataDirEntries: 0,
+    pgVersion: undefined,
+    sysid: undefined,
+    running: false,
+    startedAt: undefined,
+    hasStandbySignal: false,
+    hasRecoveryConf: false,
+    files: { settings: null, hba: null, mainConf: null, recoveryConf: null, autoConf: null, passfileCurrent: false },
+    resolved: {},
+    sql: undefined,
+    sqlError: undefined,
+  };
+}
+
+export function sql(over: Partial<SqlState> = {}): SqlState {
+  return {
+    inRecovery: false,
+    versionNum: 150000,
+    sysid: "7000000000000000001",
+    timeline: 1,
+    lsn: "0/3000000",
+    receiveLsn: null,
+    replayLagSeconds: null,
+    startedAt: "2026-01-01 00:00:00+00",
+    pendingRestart: [],
+    replication: [],
+    receiver: null,
+    role: { canLogin: true, replication: true, passwordOk: true },
+    ...over,
+  };
+}
+
+/** A running cluster with the given system identifier. */
+export function runningHost(s: ClusterSpec, name: string, sysid: string, inRecovery: boolean): ReachableHost {
+  const h = emptyHost(s, name);
+  return {
+    ...h,
+    dataDirExists: true,
+    dataDirEntries: 20,
+    pgVersion: h.caps.major,
+    sysid,
+    running: true,
+    hasStandbySignal: inRecovery,
+    files: { ...h.files, mainConf: "port = 5432\n", hba: "local all all peer\n", passfileCurrent: true },
+    sql: sql({ sysid, inRecovery }),
+  };
+}
+
+export function snapshot(major: number, ...hosts: ReachableHost[]): ClusterSnapshot {
+  return { major, hosts: new Map(hosts.map((h) => [h.name, h])) };
+}

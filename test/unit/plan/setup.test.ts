@@ -1,0 +1,90 @@
+import { describe, expect, it } from "vitest";
+import { RefusedError } from "../../../src/errors.js";
+import { applyEdit, planSetup } from "../../../src/plan/setup.js";
+import { stepCount, type Plan } from "../../../src/plan/steps.js";
+import { emptyHost, runningHost, snapshot, spec } from "./fixtures.js";
+
+const none = { force: new Set<string>() };
+
+/** Every file the plan writes on a host, as it would be written to an empty file. */
+function files(plan: Plan, host: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of plan.phases) for (const l of p.lanes) for (const s of l.steps) if (s.host === host && s.kind === "edit-file") out[s.file.path] = applyEdit("", s.edit);
+  return out;
+}
+
+function kinds(plan: Plan, host: string): string[] {
+  return plan.phases.flatMap((p) => p.lanes.filter((l) => l.host === host).flatMap((l) => l.steps.map((s) => (s.kind === "control" ? `control:${s.action}` : s.kind))));
+}
+
+describe("planSetup on a fresh cluster renders what each major and layout needs", () => {
+  for (const layout of ["debian", "generic"] as const) {
+    for (const major of [10, 11, 12, 13, 15, 16, 18]) {
+      it(`PostgreSQL ${major}, ${layout}`, () => {
+        const s = spec(major, layout);
+        const plan = planSetup(s, snapshot(major, emptyHost(s, "db1"), emptyHost(s, "db2")), none);
+        const primary = files(plan, "db1");
+        const standby = files(plan, "db2");
+        expect({ primary, standby }).toMatchSnapshot();
+        const all = Object.values(standby).join("\n") + Object.values(primary).join("\n");
+        // Settings a major does not know stop its server from starting.
+        if (major >= 13) expect(all).not.toMatch(/wal_keep_segments/);
+        if (major <= 12) expect(all).not.toMatch(/wal_keep_size/);
+        const signal = Object.keys(standby).some((p) => p.endsWith("/standby.signal"));
+        const recoveryConf = Object.keys(standby).some((p) => p.endsWith("/recovery.conf"));
+        // 10/11 ignore standby.signal (the copy would come up writable); 12+ refuse to start with recovery.conf.
+        expect({ signal, recoveryConf }).toEqual(major <= 11 ? { signal: false, recoveryConf: true } : { signal: true, recoveryConf: false });
+        // On 10/11 primary_conninfo in postgresql.conf (or an included file) is FATAL: only recovery.conf has it.
+        const conninfoIn = Object.entries(standby).filter(([, text]) => /^primary_conninfo/m.test(text)).map(([path]) => path.split("/").at(-1));
+        expect(conninfoIn).toEqual([major <= 11 ? "recovery.conf" : "pgrep.conf"]);
+        expect(kinds(plan, "db2")).toContain("clone");
+        expect(kinds(plan, "db1")).toEqual(expect.arrayContaining(["create-cluster", "control:start", "ensure-role"]));
+      });
+    }
+  }
+});
+
+describe("planSetup keeps data safe", () => {
+  const s = spec(15);
+  const primary = runningHost(s, "db1", "7001", false);
+
+  it("plans nothing for a healthy cluster", () => {
+    const plan = planSetup(s, snapshot(15, upToDate(primary), upToDate(runningHost(s, "db2", "7001", true))), none);
+    expect(stepCount(plan)).toBe(0);
+  });
+
+  it("refuses a standby whose data belongs to another cluster, and clones it with --force", () => {
+    const other = runningHost(s, "db2", "9999", true);
+    expect(() => planSetup(s, snapshot(15, primary, other), none)).toThrow(RefusedError);
+    expect(() => planSetup(s, snapshot(15, primary, other), none)).toThrow(/db2: refusing to replace its data: .*another cluster \(system identifier 9999, the primary's is 7001\)/);
+    const plan = planSetup(s, snapshot(15, primary, other), { force: new Set(["db2"]) });
+    expect(kinds(plan, "db2")).toContain("clone");
+    expect(kinds(plan, "db1")).not.toContain("create-cluster");
+  });
+
+  it("refuses a standby host that runs as a primary with the same system identifier (promoted)", () => {
+    expect(() => planSetup(s, snapshot(15, primary, runningHost(s, "db2", "7001", false)), none)).toThrow(/db2: .*running as a primary/);
+  });
+
+  it("refuses a stopped standby copy that has no standby.signal (it may have been promoted)", () => {
+    const stopped = { ...runningHost(s, "db2", "7001", false), running: false, sql: undefined };
+    expect(() => planSetup(s, snapshot(15, primary, stopped), none)).toThrow(/db2: .*not configured as a standby/);
+  });
+
+  it("refuses when the inventory's primary is running as a standby", () => {
+    expect(() => planSetup(s, snapshot(15, runningHost(s, "db1", "7001", true), runningHost(s, "db2", "7001", true)), none)).toThrow(/db1: the inventory says primary, but this server is running as a standby/);
+  });
+
+  it("refuses a non-empty data directory that holds no cluster", () => {
+    const junk = { ...emptyHost(s, "db1"), dataDirExists: true, dataDirEntries: 3 };
+    expect(() => planSetup(s, snapshot(15, junk, emptyHost(s, "db2")), none)).toThrow(/db1: .* is not empty but holds no PostgreSQL cluster/);
+  });
+});
+
+/** The host as it is after a successful setup: its files are what the plan would write. */
+function upToDate(h: ReturnType<typeof runningHost>): ReturnType<typeof runningHost> {
+  const s = spec(15);
+  const fresh = planSetup(s, snapshot(15, emptyHost(s, "db1"), emptyHost(s, "db2")), none);
+  const f = files(fresh, h.name);
+  return { ...h, files: { ...h.files, settings: f[h.layout.settingsFile]!, hba: f[h.layout.hbaFile]! } };
+}

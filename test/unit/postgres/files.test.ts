@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest";
+import { applyBlock, conninfo, ensureLine, mergePgpass } from "../../../src/postgres/files.js";
+
+const B = "# BEGIN x";
+const E = "# END x";
+
+describe("pg_hba managed block", () => {
+  const hba = "# comment header\n#\n\nlocal all postgres peer\nhost all all 0.0.0.0/0 scram-sha-256\n";
+  it("goes before the first rule so it matches first, and replacing it is idempotent", () => {
+    const once = applyBlock(hba, `${B}\nhost replication r 10.0.0.2/32 scram-sha-256\n${E}\n`, B, E);
+    expect(once).toBe(`# comment header\n#\n\n${B}\nhost replication r 10.0.0.2/32 scram-sha-256\n${E}\nlocal all postgres peer\nhost all all 0.0.0.0/0 scram-sha-256\n`);
+    const again = applyBlock(once, `${B}\nhost replication r 10.0.0.3/32 scram-sha-256\n${E}\n`, B, E);
+    expect(again).toBe(once.replace("10.0.0.2", "10.0.0.3"));
+    expect(applyBlock(again, `${B}\nhost replication r 10.0.0.3/32 scram-sha-256\n${E}\n`, B, E)).toBe(again);
+  });
+  it("works on an empty file", () => {
+    expect(applyBlock("", `${B}\n${E}\n`, B, E)).toBe(`${B}\n${E}\n`);
+  });
+});
+
+describe("ensureLine", () => {
+  it("appends once", () => {
+    const once = ensureLine("a = 1", "include_if_exists = 'pgrep.conf'");
+    expect(once).toBe("a = 1\ninclude_if_exists = 'pgrep.conf'\n");
+    expect(ensureLine(once, "include_if_exists = 'pgrep.conf'")).toBe(once);
+  });
+});
+
+describe(".pgpass merge", () => {
+  it("keeps the user's lines, replaces its own, escapes : and \\", () => {
+    const existing = "otherhost:5432:*:app:secret\n10.0.0.1:5432:replication:replicator:old\n";
+    const merged = mergePgpass(existing, [{ host: "10.0.0.1", port: 5432, user: "replicator", password: "n:e\\w" }]);
+    expect(merged).toBe("otherhost:5432:*:app:secret\n10.0.0.1:5432:replication:replicator:n\\:e\\\\w\n");
+    expect(mergePgpass(merged, [{ host: "10.0.0.1", port: 5432, user: "replicator", password: "n:e\\w" }])).toBe(merged);
+  });
+});
+
+describe("conninfo", () => {
+  it("quotes values libpq needs quoted and leaves out empty ones", () => {
+    expect(conninfo({ host: "db1", port: 5432, user: "r", passfile: "/var/lib/post gres/.pgpass", application_name: "it's", sslmode: undefined })).toBe(
+      "host=db1 port=5432 user=r passfile='/var/lib/post gres/.pgpass' application_name='it\\'s'",
+    );
+  });
+});
