@@ -46,6 +46,12 @@ describe("inventory", () => {
     ]);
   });
 
+  it("loads the shipped production example", async () => {
+    const c = await loadCluster("inventories/example.yml");
+    expect(c.password).toEqual({ kind: "env", name: "PGREP_REPLICATION_PASSWORD" });
+    expect(c.hosts[2]!.connection).toMatchObject({ kind: "ssh", host: "bastion.example.com", port: 2213, user: "deploy" });
+  });
+
   it.each([
     ["YAML syntax", "cluster: [x\n", /^\/srv\/inv\.yml:2:1: YAML: /],
     ["unknown key, at the key", ok.replace("major: 15", "major: 15, prot: 5"), /^\/srv\/inv\.yml:2:24: postgres\.prot: unknown key 'prot'$/],
