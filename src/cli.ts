@@ -89,5 +89,8 @@ function fail(e: unknown): never {
   process.exit(EXIT.internal);
 }
 
+// Whatever escapes (an error event nobody awaited) still ends as one line and an exit code.
+process.on("uncaughtException", fail);
+process.on("unhandledRejection", fail);
 program.parseAsync(process.argv).catch(fail);
 debug = debug || !!program.opts().debug;

@@ -79,17 +79,23 @@ export class SshTransport implements Transport {
     } else if (process.env.SSH_AUTH_SOCK) {
       config.agent = process.env.SSH_AUTH_SOCK;
     }
+    // ssh2 may emit several errors (and a close) for one failed handshake: settle on the first, and keep
+    // a listener for the life of the client so that no error is ever unhandled.
     await new Promise<void>((resolve, reject) => {
-      client.once("ready", () => resolve());
-      client.once("error", (err: Error & { level?: string; code?: string }) => {
-        if (keyProblem) return reject(keyProblem);
-        reject(describeConnectError(t, err));
-      });
+      let settled = false;
+      const settle = (err?: PgrepError) => {
+        if (settled) return;
+        settled = true;
+        if (err) reject(err);
+        else resolve();
+      };
+      client.on("ready", () => settle());
+      client.on("error", (err: Error & { level?: string; code?: string }) => settle(keyProblem ?? describeConnectError(t, err)));
+      client.on("close", () => settle(keyProblem ?? new UnreachableError(t.name, `SSH connection to ${t.user}@${t.host}:${t.port} closed during the handshake`)));
       sshStats.connections++;
       client.connect(config);
     });
     await Promise.all(pendingAdds);
-    client.on("error", () => {}); // later errors surface on the channel that hit them
     return new SshTransport(t.name, t.user, client);
   }
 

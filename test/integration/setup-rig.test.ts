@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -5,6 +6,7 @@ import { pgrep } from "../cli.js";
 import { Rig } from "../rig/rig.js";
 
 // Three real hosts (containers with sshd and PostgreSQL 15), driven through the built CLI over SSH.
+// pg3 is reached as the unprivileged user 'deploy', who becomes root and postgres through sudo.
 
 let rig: Rig;
 let inv: string;
@@ -26,7 +28,8 @@ const startTimes = async () =>
 describe("pgrep setup on three hosts over SSH", () => {
   beforeAll(async () => {
     rig = await Rig.start(["pg1", "pg2", "pg3"]);
-    inv = rig.inventory({ primary: "pg1" });
+    // pg3 is reached as a sudo user, the others as root: both ways of becoming root and postgres are used.
+    inv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" } });
   });
   afterAll(async () => {
     await rig?.stop();
@@ -47,6 +50,11 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(await rig.sh("pg1", "grep -c pgrep /etc/postgresql/15/main/postgresql.conf || true")).toMatch(/^0/);
     expect(await rig.sh("pg2", "cat /etc/postgresql/15/main/conf.d/pgrep.conf")).toMatch(/primary_conninfo = 'host=pg1 port=5432 user=replicator passfile=\/var\/lib\/postgresql\/.pgpass application_name=pg2'/);
     expect(await rig.sh("pg2", "stat -c '%a %U' /var/lib/postgresql/.pgpass")).toBe("600 postgres\n");
+    // pg3 was set up through the sudo user, and by nobody else.
+    const logs = spawnSync("docker", ["logs", rig.host("pg3").container.getId()], { encoding: "utf8" });
+    const sshdLog = `${logs.stdout}${logs.stderr}`;
+    expect(sshdLog).toMatch(/Accepted publickey for deploy /);
+    expect(sshdLog).not.toMatch(/Accepted publickey for root /);
   });
 
   it("replicates rows to both standbys, which refuse writes", async () => {

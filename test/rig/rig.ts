@@ -45,7 +45,11 @@ export class Rig {
             .withNetworkAliases(name)
             .withHostname(name)
             .withExposedPorts(22)
-            .withCopyContentToContainer([{ content: pub, target: "/root/.ssh/authorized_keys", mode: 0o600 }])
+            .withCopyContentToContainer([
+              { content: pub, target: "/root/.ssh/authorized_keys", mode: 0o600 },
+              // Root-owned and world-readable: sshd reads it as deploy, and StrictModes accepts root as owner.
+              { content: pub, target: "/home/deploy/.ssh/authorized_keys", mode: 0o644 },
+            ])
             .withWaitStrategy(Wait.forListeningPorts())
             .start();
           started.push({ name, container, sshHost: container.getHost(), sshPort: container.getMappedPort(22) });
@@ -95,14 +99,14 @@ export class Rig {
     return r.output.trim();
   }
 
-  /** An inventory for these hosts, debian layout; `extra` is YAML merged at the top level. */
-  inventory(opts: { primary: string; file?: string; extraTop?: string; hostExtra?: Record<string, string>; knownHosts?: string }): string {
+  /** An inventory for these hosts, debian layout; `extraTop` is YAML added at the top level. */
+  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string }): string {
     const hosts = this.hosts
       .map(
         (h) => `  - name: ${h.name}
     address: ${h.name}
     role: ${h.name === opts.primary ? "primary" : "standby"}
-    ssh: { host: ${h.sshHost}, port: ${h.sshPort} }${opts.hostExtra?.[h.name] ? `\n    ${opts.hostExtra[h.name]}` : ""}`,
+    ssh: { host: ${h.sshHost}, port: ${h.sshPort}${opts.sshUsers?.[h.name] ? `, user: ${opts.sshUsers[h.name]}` : ""} }`,
       )
       .join("\n");
     const text = `cluster: rig
