@@ -78,6 +78,21 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(await startTimes()).toEqual(before);
   });
 
+  it("restarts only for a setting that needs it, and reports which", async () => {
+    const before = await startTimes();
+    const changed = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, listenAddresses: "0.0.0.0", file: "rig.yml" });
+    const r = await pgrep(["setup", "-i", changed]);
+    expect(r.exitCode, r.all).toBe(0);
+    for (const h of ["pg1", "pg2", "pg3"]) expect(r.stderr).toMatch(new RegExp(`\\[${h}\\] ✓ restarted for listen_addresses`));
+    const after = await startTimes();
+    for (const h of ["pg1", "pg2", "pg3"]) expect(after[h]).not.toBe(before[h]);
+    expect(await rig.psql("pg1", "SHOW listen_addresses")).toBe("0.0.0.0");
+    const again = await pgrep(["setup", "-i", changed]);
+    expect(again.stderr).toMatch(/Nothing to change/);
+    // Back to the suite's inventory.
+    expect((await pgrep(["setup", "-i", rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" } })])).exitCode).toBe(0);
+  });
+
   it("re-clones only the standby whose data directory was wiped", async () => {
     await rig.sh("pg3", "pg_ctlcluster 15 main stop && rm -rf /var/lib/postgresql/15/main/*");
     const before = await startTimes().catch(() => undefined);

@@ -100,7 +100,7 @@ export class Rig {
   }
 
   /** An inventory for these hosts, debian layout; `extraTop` is YAML added at the top level. */
-  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string }): string {
+  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string }): string {
     const hosts = this.hosts
       .map(
         (h) => `  - name: ${h.name}
@@ -112,7 +112,7 @@ export class Rig {
     const text = `cluster: rig
 postgres:
   major: 15
-  layout: debian
+  layout: debian${opts.listenAddresses ? `\n  listen_addresses: '${opts.listenAddresses}'` : ""}
 ssh:
   user: root
   identity_file: ${this.keyFile}
