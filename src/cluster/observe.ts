@@ -4,7 +4,7 @@ import { mergePgpass, type PgpassEntry } from "../postgres/files.js";
 import { resolveLayout } from "../postgres/layout.js";
 import { queryJson, sqlLiteral } from "../postgres/sql.js";
 import { verifierMatches } from "../postgres/scram.js";
-import { capabilities, isSupportedMajor, majorFromVersionNum } from "../postgres/versions.js";
+import { capabilities, isSupportedMajor } from "../postgres/versions.js";
 import type { Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
@@ -163,4 +163,3 @@ SELECT json_build_object(
   };
 }
 
-export { majorFromVersionNum };

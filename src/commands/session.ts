@@ -1,4 +1,4 @@
-import { assessCluster, type HostReport } from "../cluster/assess.js";
+import type { HostReport } from "../cluster/assess.js";
 import { Connections } from "../cluster/connections.js";
 import type { ClusterSpec } from "../cluster/model.js";
 import { observeCluster } from "../cluster/observe.js";
@@ -51,4 +51,3 @@ export function healthy(reports: HostReport[]): boolean {
   return reports.every((r) => r.ok);
 }
 
-export { assessCluster };

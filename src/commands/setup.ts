@@ -4,7 +4,8 @@ import { executePlan } from "../plan/execute.js";
 import { planSetup } from "../plan/setup.js";
 import { describeStep, stepCount, type Plan } from "../plan/steps.js";
 import { lineReporter, type Output } from "../output.js";
-import { assessCluster, healthy, openSession, requireAllReachable } from "./session.js";
+import { assessCluster } from "../cluster/assess.js";
+import { healthy, openSession, requireAllReachable } from "./session.js";
 
 export interface SetupCommandOptions {
   inventory: string;

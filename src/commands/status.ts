@@ -1,7 +1,8 @@
 import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
-import { assessCluster, healthy, openSession } from "./session.js";
+import { assessCluster } from "../cluster/assess.js";
+import { healthy, openSession } from "./session.js";
 
 export interface StatusCommandOptions {
   inventory: string;

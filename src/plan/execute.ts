@@ -1,7 +1,7 @@
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { PgrepError, RefusedError, lastLines } from "../errors.js";
-import { mergePgpass } from "../postgres/files.js";
+import { conninfo, mergePgpass } from "../postgres/files.js";
 import { runSql, sqlIdent, sqlLiteral, type SqlTarget } from "../postgres/sql.js";
 import { scramVerifier } from "../postgres/scram.js";
 import { pgpassEntries } from "../cluster/observe.js";
@@ -196,7 +196,7 @@ async function clone(ctx: ExecContext, step: Extract<Step, { kind: "clone" }>, h
 }
 
 function standbyCloneConninfo(ctx: ExecContext, h: HostSpec, s: ReachableHost, upstream: HostSpec): string {
-  return `host=${upstream.address} port=${upstream.pg.port} user=${ctx.spec.replicationUser} passfile=${s.layout.passfile} application_name=pgrep_clone_${h.name}`;
+  return conninfo({ host: upstream.address, port: upstream.pg.port, user: ctx.spec.replicationUser, passfile: s.layout.passfile, application_name: `pgrep_clone_${h.name}` });
 }
 
 async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, upstreamName: string): Promise<string> {
