@@ -4,7 +4,7 @@ import { CommandError, PgrepError, UnreachableError, type RunResult } from "../e
 import { becomeArgv } from "./become.js";
 import { fingerprint, keyType, type KnownHosts } from "./known-hosts.js";
 import { shellCommand } from "./quote.js";
-import type { RunOptions, Transport } from "./types.js";
+import type { RunOptions, Spawned, Transport } from "./types.js";
 
 export interface SshTarget {
   name: string; // inventory host name, used in messages
@@ -100,24 +100,55 @@ export class SshTransport implements Transport {
   }
 
   run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const p = this.spawn(argv, opts, opts.env);
+    if (opts.stdin !== undefined) p.write(typeof opts.stdin === "string" ? opts.stdin : opts.stdin.toString("utf8"));
+    p.end();
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    if (opts.timeoutMs) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        p.kill();
+      }, opts.timeoutMs);
+    }
+    return p.done.then((r) => {
+      if (timer) clearTimeout(timer);
+      const result = timedOut ? { ...r, exitCode: null, signal: "TIMEOUT" } : r;
+      if (result.exitCode !== 0 && !opts.allowFailure) throw new CommandError(result, opts.what);
+      return result;
+    });
+  }
+
+  spawn(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput"> = {}, env?: Record<string, string>): Spawned {
     const full = becomeArgv(this.loginUser, opts.user, argv);
-    const envPrefix = opts.env ? ["env", ...Object.entries(opts.env).map(([k, v]) => `${k}=${v}`)] : [];
+    const envPrefix = env ? ["env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : [];
     const command = shellCommand([...envPrefix, ...full]);
     const started = Date.now();
-    return new Promise((resolve, reject) => {
+    let channel: ClientChannel | undefined;
+    const pending: (["write", string] | ["end"] | ["kill"])[] = [];
+    const apply = (op: ["write", string] | ["end"] | ["kill"]) => {
+      if (!channel) return void pending.push(op);
+      if (op[0] === "write") channel.write(op[1]);
+      else if (op[0] === "end") channel.end();
+      else {
+        channel.signal("KILL");
+        channel.close();
+      }
+    };
+    const done = new Promise<RunResult>((resolve) => {
       this.client.exec(command, (err: Error | undefined, stream: ClientChannel) => {
-        if (err) return reject(new UnreachableError(this.host, `cannot run a command over SSH: ${err.message}`));
+        const result = (exitCode: number | null, signal: string | null, stdout: string, stderr: string): RunResult => ({
+          host: this.host,
+          command,
+          exitCode,
+          signal,
+          stdout,
+          stderr,
+          durationMs: Date.now() - started,
+        });
+        if (err) return resolve(result(null, "SSH", "", `cannot run a command over SSH: ${err.message}`));
         let stdout = "";
         let stderr = "";
-        let timer: NodeJS.Timeout | undefined;
-        let timedOut = false;
-        if (opts.timeoutMs) {
-          timer = setTimeout(() => {
-            timedOut = true;
-            stream.signal("KILL");
-            stream.close();
-          }, opts.timeoutMs);
-        }
         stream.on("data", (d: Buffer) => {
           const s = d.toString();
           stdout += s;
@@ -128,24 +159,13 @@ export class SshTransport implements Transport {
           stderr += s;
           opts.onOutput?.(s, "stderr");
         });
-        stream.on("close", (code: number | null, signal?: string) => {
-          if (timer) clearTimeout(timer);
-          const result: RunResult = {
-            host: this.host,
-            command,
-            exitCode: timedOut ? null : (code ?? null),
-            signal: timedOut ? "TIMEOUT" : (signal ?? null),
-            stdout,
-            stderr,
-            durationMs: Date.now() - started,
-          };
-          if (result.exitCode !== 0 && !opts.allowFailure) reject(new CommandError(result, opts.what));
-          else resolve(result);
-        });
-        if (opts.stdin !== undefined) stream.end(opts.stdin);
-        else stream.end();
+        stream.on("error", () => {});
+        stream.on("close", (code: number | null, signal?: string) => resolve(result(code ?? null, signal ?? (code === null ? "closed" : null), stdout, stderr)));
+        channel = stream;
+        for (const op of pending.splice(0)) apply(op);
       });
     });
+    return { write: (t) => apply(["write", t]), end: () => apply(["end"]), kill: () => apply(["kill"]), done };
   }
 
   async close(): Promise<void> {

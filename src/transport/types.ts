@@ -21,12 +21,22 @@ export interface WriteOptions {
   mode: number; // e.g. 0o600
 }
 
+/** A command that keeps running while pgrep talks to it on stdin (e.g. a database session held open). */
+export interface Spawned {
+  write(text: string): void;
+  end(): void;
+  kill(): void;
+  /** Settles when the command exits; never rejects (inspect exitCode). */
+  readonly done: Promise<RunResult>;
+}
+
 /** How pgrep reaches one host. Every process run, local or remote, goes through this. */
 export interface Transport {
   readonly host: string;
   /** Who commands run as by default ("root" or the SSH/local user). */
   readonly loginUser: string;
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  spawn(argv: readonly string[], opts?: Pick<RunOptions, "user" | "onOutput">): Spawned;
   close(): Promise<void>;
 }
 

@@ -49,4 +49,5 @@ else
 fi
 # Always built: the layer cache makes this a no-op when neither the base nor the Dockerfile changed.
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base" -t "$IMAGE" "$here" >/dev/null
-say "ready ($IMAGE)"
+bash "$here/fetch-postgres.sh" >/dev/null
+say "ready ($IMAGE, PostgreSQL 10–18 server builds cached)"

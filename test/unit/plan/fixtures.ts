@@ -12,6 +12,9 @@ const noTransport: Transport = {
   host: "none",
   loginUser: "root",
   run: () => Promise.reject(new Error("the planner must not run commands")),
+  spawn: () => {
+    throw new Error("the planner must not run commands");
+  },
   close: async () => {},
 };
 
