@@ -89,6 +89,14 @@ function fail(e: unknown): never {
   process.exit(EXIT.internal);
 }
 
+// An interrupt undoes what must not outlive pgrep (temporary keys, backup sessions), then exits 130.
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`pgrep: interrupted (${sig}); cleaning up…\n`);
+    void import("./cleanup.js").then((c) => c.runInterruptCleanups()).finally(() => process.exit(130));
+  });
+}
+
 // Whatever escapes (an error event nobody awaited) still ends as one line and an exit code.
 process.on("uncaughtException", fail);
 process.on("unhandledRejection", fail);

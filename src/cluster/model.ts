@@ -1,11 +1,12 @@
 // The cluster as the inventory wants it: typed, resolved (defaults applied, paths absolute), immutable.
 
 export type Role = "primary" | "standby";
-export type LayoutName = "debian" | "generic";
+export type LayoutName = "debian" | "rhel" | "generic";
+export type CloneMethod = "basebackup" | "rsync";
 
 export type Connection =
   | { kind: "local" }
-  | { kind: "ssh"; host: string; port: number; user: string; identityFile: string | undefined };
+  | { kind: "ssh"; host: string; port: number; user: string; identityFile: string | undefined; peerPort: number };
 
 export interface PgSpec {
   /** undefined: detected from the binaries installed on the host (generic layout only). */
@@ -18,6 +19,8 @@ export interface PgSpec {
   osUser: string;
   passfile: string | undefined; // undefined: ~osUser/.pgpass on the host
   listenAddresses: string;
+  /** Extra settings from the inventory, already checked against the major. */
+  settings: Record<string, string>;
 }
 
 export interface HostSpec {
@@ -27,6 +30,8 @@ export interface HostSpec {
   upstream: string | undefined; // standbys: the host they stream from
   connection: Connection;
   pg: PgSpec;
+  /** How this host is cloned when it is a standby. */
+  clone: { method: CloneMethod; maxRate: string | undefined };
 }
 
 export type PasswordSource =

@@ -42,7 +42,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     return { name: host.name, reachable: false, error: e as Error };
   }
   // Paths do not depend on the bin dir, and "~/" is resolved by the probe to the OS user's home.
-  const draft = resolveLayout(host, { loginUser: t.loginUser, binDir: "", major: major ?? 0, home: "~" });
+  const draft = resolveLayout(host, { loginUser: t.loginUser, binDir: "", major: major ?? 0, home: "~", systemd: false });
   const args = [
     host.pg.osUser,
     host.pg.binDir ?? "",
@@ -73,7 +73,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     return { name: host.name, reachable: false, error };
   }
   const home = kv.get("home") ?? "";
-  const layout = resolveLayout(host, { loginUser: t.loginUser, binDir: kv.get("bin_dir") ?? "", major: hostMajor, home });
+  const layout = resolveLayout(host, { loginUser: t.loginUser, binDir: kv.get("bin_dir") ?? "", major: hostMajor, home, systemd: kv.get("systemd") === "1" });
   const passfileText = file("passfile");
   const state: ReachableHost = {
     name: host.name,
@@ -85,6 +85,9 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     binVersion,
     psql: kv.get("psql") || undefined,
     pgBasebackup: kv.get("pg_basebackup") || undefined,
+    pgBasebackupMajor: kv.get("pg_basebackup_version") ? Number(kv.get("pg_basebackup_version")) : undefined,
+    hasRsync: kv.get("rsync") === "1",
+    systemd: kv.get("systemd") === "1",
     dataDirExists: kv.get("data_dir_exists") === "1",
     dataDirEntries: Number(kv.get("data_dir_entries") ?? 0),
     pgVersion,

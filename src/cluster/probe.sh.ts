@@ -7,6 +7,8 @@ osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4
 home=$(getent passwd "$osuser" | cut -d: -f6)
 echo "os_user_exists=$([ -n "$home" ] && echo 1 || echo 0)"
 echo "home=$home"
+[ -d /run/systemd/system ] && echo "systemd=1"
+command -v rsync >/dev/null && echo "rsync=1"
 if [ -z "$bindir" ]; then
   for d in $(ls -d /usr/lib/postgresql/*/bin /usr/pgsql-*/bin 2>/dev/null | sort -V -r); do
     [ -x "$d/postgres" ] || continue
@@ -15,8 +17,12 @@ if [ -z "$bindir" ]; then
 fi
 echo "bin_dir=$bindir"
 if [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$bindir/postgres" --version | sed -E 's/^[^0-9]*([0-9]+(\.[0-9]+)?).*/\1/')"; fi
+# psql of any major 10+ talks to every server; pg_basebackup must be the server's own major (it refuses newer
+# servers, and a newer one writes settings an older walreceiver rejects), so its version is reported too.
 for tool in psql pg_basebackup; do
-  if [ -n "$bindir" ] && [ -x "$bindir/$tool" ]; then echo "$tool=$bindir/$tool"; else echo "$tool=$(command -v $tool || true)"; fi
+  if [ -n "$bindir" ] && [ -x "$bindir/$tool" ]; then p="$bindir/$tool"; else p=$(command -v $tool || true); fi
+  echo "$tool=$p"
+  [ -n "$p" ] && echo "$tool""_version=$("$p" --version 2>/dev/null | sed -E 's/^[^0-9]*([0-9]+).*/\1/')"
 done
 if [ -d "$datadir" ]; then
   echo "data_dir_exists=1"

@@ -50,6 +50,9 @@ export interface ReachableHost {
   binVersion: string | undefined;
   psql: string | undefined;
   pgBasebackup: string | undefined;
+  pgBasebackupMajor: number | undefined;
+  hasRsync: boolean;
+  systemd: boolean;
   dataDirExists: boolean;
   dataDirEntries: number;
   pgVersion: number | undefined;

@@ -2,9 +2,20 @@ import { userInfo, homedir } from "node:os";
 import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import type { Document, LineCounter } from "yaml";
 import type { ClusterSpec, Connection, HostSpec, PasswordSource } from "../cluster/model.js";
-import { isSupportedMajor, SUPPORTED_MAJORS } from "../postgres/versions.js";
+import { isSupportedMajor, settingProblem, SUPPORTED_MAJORS } from "../postgres/versions.js";
 import { InventoryError, keyPathText, positionOf, type InventoryProblem } from "./load.js";
 import type { Inventory } from "./schema.js";
+
+/** Settings pgrep owns: an inventory that sets them would fight pgrep (or break replication). */
+const MANAGED_SETTINGS: Record<string, string> = {
+  port: "use postgres.port (or hosts[].postgres.port)",
+  listen_addresses: "use postgres.listen_addresses",
+  wal_level: "pgrep sets wal_level = replica; only 'logical' (which includes it) may be set here",
+  hot_standby: "pgrep keeps hot_standby on so that standbys answer queries",
+  primary_conninfo: "pgrep writes primary_conninfo from the hosts' upstreams",
+  primary_slot_name: "pgrep manages replication slots",
+  unix_socket_directories: "the layout decides the socket directory",
+};
 
 /** Applies defaults and checks what the schema cannot (one primary, references, duplicates, versions). */
 export function resolveCluster(file: string, inv: Inventory, doc: Document, lines: LineCounter): ClusterSpec {
@@ -21,6 +32,13 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     fail(["postgres", "major"], `PostgreSQL ${pg.major} is not supported (supported: ${SUPPORTED_MAJORS[0]}–${SUPPORTED_MAJORS.at(-1)})`);
   }
   if (pg.layout !== "debian" && pg.cluster_name) fail(["postgres", "cluster_name"], "only the debian layout has cluster names");
+  const settings: Record<string, string> = {};
+  for (const [name, value] of Object.entries(pg.settings)) {
+    const managed = name.toLowerCase() === "wal_level" && value === "logical" ? undefined : MANAGED_SETTINGS[name.toLowerCase()];
+    if (managed) fail(["postgres", "settings", name], managed);
+    else if (pg.major !== undefined && isSupportedMajor(pg.major) && settingProblem(pg.major, name)) fail(["postgres", "settings", name], settingProblem(pg.major, name)!);
+    settings[name] = typeof value === "boolean" ? (value ? "on" : "off") : String(value);
+  }
 
   const seenNames = new Map<string, number>();
   const seenEndpoints = new Map<string, number>();
@@ -40,6 +58,8 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
         port: s.port ?? 22,
         user: s.user ?? "root",
         identityFile: s.identity_file ? expand(s.identity_file) : undefined,
+        // Without a separate dial address, the others reach sshd where pgrep does.
+        peerPort: s.peer_port ?? (s.host === undefined ? (s.port ?? 22) : 22),
       };
     }
     const hp = h.postgres ?? {};
@@ -73,7 +93,9 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
         osUser,
         passfile: remotePath(hp.passfile, at("postgres", "passfile")),
         listenAddresses: pg.listen_addresses,
+        settings,
       },
+      clone: { method: h.clone?.method ?? inv.clone.method, maxRate: h.clone?.max_rate ?? inv.clone.max_rate },
     };
   });
 

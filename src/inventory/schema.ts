@@ -18,8 +18,13 @@ const sshSettings = z
     user: z.string().min(1).optional(),
     identity_file: path.optional(),
     known_hosts: path.optional(),
+    /** The port other hosts use to reach this host's sshd (rsync clones), when it differs from port. */
+    peer_port: port.optional(),
   })
   .strict();
+
+const cloneMethods = ["basebackup", "rsync"] as const;
+const rate = z.string().regex(/^[1-9][0-9]*[kM]?$/, "a rate like 500k or 20M (bytes per second)");
 
 const postgresHost = z
   .object({
@@ -30,7 +35,9 @@ const postgresHost = z
   })
   .strict();
 
-export const layouts = ["debian", "generic"] as const;
+export const layouts = ["debian", "rhel", "generic"] as const;
+
+const settingValue = z.union([z.string(), z.number(), z.boolean()]);
 
 export const inventorySchema = z
   .object({
@@ -45,6 +52,8 @@ export const inventorySchema = z
         bin_dir: path.optional(),
         os_user: z.string().min(1).optional(),
         listen_addresses: z.string().min(1).default("*"),
+        /** More postgresql.conf settings for every host, written after pgrep's own. */
+        settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/i, "a setting name"), settingValue).default({}),
       })
       .strict(),
     replication: z
@@ -55,6 +64,13 @@ export const inventorySchema = z
       .strict()
       .default({}),
     ssh: sshSettings.default({}),
+    clone: z
+      .object({
+        method: z.enum(cloneMethods).default("basebackup"),
+        max_rate: rate.optional(),
+      })
+      .strict()
+      .default({}),
     hosts: z
       .array(
         z
@@ -66,6 +82,7 @@ export const inventorySchema = z
             connection: z.enum(["ssh", "local"]).default("ssh"),
             ssh: sshSettings.optional(),
             postgres: postgresHost.optional(),
+            clone: z.object({ method: z.enum(cloneMethods).optional(), max_rate: rate.optional() }).strict().optional(),
           })
           .strict(),
       )

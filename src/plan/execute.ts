@@ -1,29 +1,19 @@
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
-import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
-import { PgrepError, RefusedError, lastLines } from "../errors.js";
-import { conninfo, mergePgpass } from "../postgres/files.js";
-import { runSql, sqlIdent, sqlLiteral, type SqlTarget } from "../postgres/sql.js";
+import { PgrepError } from "../errors.js";
+import { mergePgpass } from "../postgres/files.js";
+import { runSql, sqlIdent, sqlLiteral } from "../postgres/sql.js";
 import { scramVerifier } from "../postgres/scram.js";
 import { pgpassEntries } from "../cluster/observe.js";
+import type { HostSpec } from "../cluster/model.js";
+import type { ReachableHost } from "../cluster/state.js";
 import { recordCreated } from "../state-store.js";
 import { readFileText, writeFileAtomic } from "../transport/files.js";
+import { clone } from "./clone.js";
+import { hostOf, sqlTarget, type ExecContext } from "./context.js";
+import { control, createCluster, withServerLog } from "./host-ops.js";
 import { applyEdit } from "./setup.js";
 import { describeStep, type Plan, type Step } from "./steps.js";
 
-export interface Reporter {
-  step(host: string, text: string): void;
-  done(host: string, text: string, ms: number): void;
-  info(text: string): void;
-}
-
-export interface ExecContext {
-  spec: ClusterSpec;
-  snap: ClusterSnapshot;
-  password: string;
-  report: Reporter;
-  /** Bounded waits (ms). */
-  streamTimeoutMs: number;
-}
+export type { ExecContext, Reporter } from "./context.js";
 
 /** Runs the plan: phases in order, the lanes of a phase in parallel. A failed lane stops; the others finish. */
 export async function executePlan(plan: Plan, ctx: ExecContext): Promise<void> {
@@ -45,15 +35,6 @@ export async function executePlan(plan: Plan, ctx: ExecContext): Promise<void> {
       throw new PgrepError(reasons.join("\n"), { cause: failed[0]!.reason });
     }
   }
-}
-
-function hostOf(ctx: ExecContext, name: string): { spec: HostSpec; state: ReachableHost } {
-  const spec = ctx.spec.hosts.find((h) => h.name === name)!;
-  return { spec, state: ctx.snap.hosts.get(name) as ReachableHost };
-}
-
-function sqlTarget(spec: HostSpec, s: ReachableHost): SqlTarget {
-  return { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql ?? "psql", osUser: spec.pg.osUser };
 }
 
 async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
@@ -107,96 +88,6 @@ ALTER ROLE ${sqlIdent(u)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(scramVeri
     case "wait-streaming":
       return waitStreaming(ctx, h, s, step.upstream);
   }
-}
-
-async function control(s: ReachableHost, action: "start" | "stop" | "reload" | "restart"): Promise<void> {
-  const cmd = s.layout.control[action];
-  try {
-    await s.transport.run(cmd.argv, { user: cmd.user, what: `${action} PostgreSQL`, timeoutMs: 180_000 });
-  } catch (e) {
-    throw await withServerLog(s, e as Error);
-  }
-}
-
-/** Adds the last lines of the server log to an error: why PostgreSQL did not start is usually there. */
-async function withServerLog(s: ReachableHost, e: Error): Promise<Error> {
-  const r = await s.transport.run(["tail", "-n", "4", s.layout.serverLog], { user: s.layout.admin, allowFailure: true });
-  const tail = r.exitCode === 0 ? lastLines(r.stdout, 4) : "";
-  return tail ? new PgrepError(`${e.message} — server log ${s.layout.serverLog}: ${tail}`, { cause: e }) : e;
-}
-
-async function prepareDataDir(s: ReachableHost, h: HostSpec): Promise<void> {
-  const d = s.layout.dataDir;
-  const owner = s.layout.admin === "root" ? [`chown ${h.pg.osUser}: "$1"`] : [];
-  await s.transport.run(["sh", "-c", ['set -e; mkdir -p "$1"', ...owner, 'chmod 700 "$1"'].join("; "), "sh", d], { user: s.layout.admin });
-}
-
-async function createCluster(ctx: ExecContext, h: HostSpec, s: ReachableHost): Promise<void> {
-  if (h.pg.layout === "generic") await prepareDataDir(s, h);
-  const c = s.layout.createCluster;
-  await s.transport.run(c.argv, { user: c.user, what: "creating the cluster" });
-  await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: s.layout.dataDir, ...(h.pg.layout === "debian" ? { debianCluster: `${s.caps.major}/${h.pg.clusterName}` } : {}) });
-}
-
-/** Reads the system identifier straight from pg_control (the first 8 bytes; same on every major). */
-async function readSysid(s: ReachableHost): Promise<{ sysid: string | undefined; running: boolean }> {
-  const r = await s.transport.run(
-    ["sh", "-c", 'd="$1"; [ -r "$d/global/pg_control" ] && od -An -t u8 -N8 "$d/global/pg_control" | tr -d " "; p=$(sed -n 1p "$d/postmaster.pid" 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo running; true', "sh", s.layout.dataDir],
-    { user: s.layout.admin },
-  );
-  const lines = r.stdout.split("\n").filter(Boolean);
-  return { sysid: lines.find((l) => /^\d+$/.test(l)), running: lines.includes("running") };
-}
-
-async function clone(ctx: ExecContext, step: Extract<Step, { kind: "clone" }>, h: HostSpec, s: ReachableHost): Promise<string> {
-  const { spec: uh, state: us } = hostOf(ctx, step.from);
-  const L = s.layout;
-  const primarySysid = (await runSql(sqlTarget(uh, us), "SELECT system_identifier FROM pg_control_system()")).trim();
-  let createdNow = false;
-  if (h.pg.layout === "debian" && s.files.mainConf === null) {
-    // Debian keeps the configuration in /etc; pg_basebackup brings only the data directory.
-    await createCluster(ctx, h, s);
-    createdNow = true;
-  } else if (h.pg.layout === "generic") await prepareDataDir(s, h);
-  let now = await readSysid(s);
-  if (now.running) {
-    await control(s, "stop");
-    now = await readSysid(s);
-  }
-  // Checked again right before deleting: the host may have changed since it was observed.
-  if (now.running) throw new RefusedError(`${h.name}: PostgreSQL is still running in ${L.dataDir}; not replacing its data`);
-  if (!createdNow && now.sysid !== step.expectSysid && now.sysid !== primarySysid)
-    throw new RefusedError(`${h.name}: ${L.dataDir} changed since it was checked (system identifier ${now.sysid ?? "none"}); not replacing it`, "run setup again");
-  await s.transport.run(["find", L.dataDir, "-mindepth", "1", "-delete"], { user: L.admin, what: "emptying the data directory" });
-  const args = [
-    s.pgBasebackup!,
-    "--pgdata", L.dataDir,
-    "--wal-method=stream",
-    "--checkpoint=fast",
-    "--no-password",
-    "--dbname", standbyCloneConninfo(ctx, h, s, uh),
-  ];
-  try {
-    await s.transport.run(args, { user: h.pg.osUser, what: "pg_basebackup" });
-  } catch (e) {
-    // pg_basebackup removes what it wrote; make sure nothing half-made is left to be mistaken for a standby.
-    await s.transport.run(["find", L.dataDir, "-mindepth", "1", "-delete"], { user: L.admin, allowFailure: true });
-    throw e;
-  }
-  if (!createdNow) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: L.dataDir });
-  if (s.caps.standbyMechanism === "standby.signal") {
-    // The primary's postgresql.auto.conf came along; a primary_conninfo there would override pgrep's.
-    const auto = await readFileText(s.transport, `${L.dataDir}/postgresql.auto.conf`, L.admin);
-    if (auto && /^\s*primary_(conninfo|slot_name)\s*=/m.test(auto)) {
-      const cleaned = auto.split("\n").filter((l) => !/^\s*primary_(conninfo|slot_name)\s*=/.test(l)).join("\n");
-      await writeFileAtomic(s.transport, `${L.dataDir}/postgresql.auto.conf`, cleaned, { owner: L.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: L.admin });
-    }
-  }
-  return `cloned ${step.from} into ${L.dataDir} (system identifier ${primarySysid})`;
-}
-
-function standbyCloneConninfo(ctx: ExecContext, h: HostSpec, s: ReachableHost, upstream: HostSpec): string {
-  return conninfo({ host: upstream.address, port: upstream.pg.port, user: ctx.spec.replicationUser, passfile: s.layout.passfile, application_name: `pgrep_clone_${h.name}` });
 }
 
 async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, upstreamName: string): Promise<string> {

@@ -24,7 +24,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
   const standbyLanes = spec.standbys.map((h) => ({
     host: h.name,
-    steps: planStandby(spec, h, state(h), primarySysid, hba, opts, refusals),
+    steps: planStandby(spec, h, state(h), P, primarySysid, hba, opts, refusals),
   }));
   if (refusals.length) {
     throw new RefusedError(refusals.join("\n"), "nothing was changed; fix the inventory or the host, or pass --force HOST for a standby whose data may be replaced");
@@ -65,6 +65,7 @@ function settingsContent(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstr
     port: h.pg.layout === "generic" ? h.pg.port : undefined,
     socketDir: s.layout.socketDir ?? undefined,
     walKeep: s.caps.walKeep,
+    settings: Object.entries(h.pg.settings).map(([name, value]) => ({ name, value })),
     standbySettings: standbyInSettings,
     upstream: upstream?.host.name ?? "",
     primaryConninfo: upstream ? standbyConninfo(spec, h, s, upstream.host) : "",
@@ -130,6 +131,7 @@ function planStandby(
   spec: ClusterSpec,
   h: HostSpec,
   S: ReachableHost,
+  P: ReachableHost,
   primarySysid: string | undefined,
   hba: FileEdit,
   opts: SetupOptions,
@@ -138,7 +140,7 @@ function planStandby(
   const upstream = spec.hosts.find((x) => x.name === h.upstream)!;
   const forced = opts.force.has(h.name);
   if (!S.osUserExists) refusals.push(`${h.name}: the OS user '${h.pg.osUser}' does not exist`);
-  if (!S.pgBasebackup) refusals.push(`${h.name}: no pg_basebackup for PostgreSQL ${S.caps.major} (install its client package)`);
+  const method = h.clone.method;
   const marker = S.caps.standbyMechanism === "standby.signal" ? S.hasStandbySignal : S.hasRecoveryConf;
   let problem: string | undefined;
   let cloneWhy: string | undefined;
@@ -156,8 +158,9 @@ function planStandby(
   }
   const steps: Step[] = [];
   const clone = cloneWhy !== undefined;
+  if (clone) refusals.push(...cloneProblems(h, S, upstream, P).map((p) => `${h.name}: ${p}`));
   steps.push(...passfileSteps(h, S, "pg_basebackup and the standby's walreceiver read the replication password from it"));
-  if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, expectSysid: S.sysid, why: cloneWhy! });
+  if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
   const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
   steps.push(...config);
   const markerSteps: Step[] = [];
@@ -185,6 +188,24 @@ function planStandby(
   }
   if (steps.length) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: "prove replication works before reporting success" });
   return steps;
+}
+
+/** What would make a clone fail, found before anything is stopped or emptied. */
+function cloneProblems(h: HostSpec, S: ReachableHost, upstream: HostSpec, P: ReachableHost): string[] {
+  const major = S.caps.major;
+  if (h.clone.method === "basebackup") {
+    if (!S.pgBasebackup || S.pgBasebackupMajor !== major)
+      return [
+        `no pg_basebackup of PostgreSQL ${major} on this host${S.pgBasebackup ? ` (${S.pgBasebackup} is ${S.pgBasebackupMajor})` : ""}; install the PostgreSQL ${major} client, or use clone: { method: rsync }`,
+      ];
+    return [];
+  }
+  const problems: string[] = [];
+  if (!S.hasRsync) problems.push("rsync is not installed here (clone method rsync)");
+  if (!P.hasRsync) problems.push(`rsync is not installed on ${upstream.name} (clone method rsync)`);
+  if ((h.connection.kind === "local") !== (upstream.connection.kind === "local"))
+    problems.push(`clone method rsync needs both hosts local or both over SSH (${upstream.name} is not)`);
+  return problems;
 }
 
 /** pg_hba lines for every host's address, as the primary resolves it. */

@@ -20,7 +20,7 @@ export type Step =
   | { kind: "control"; host: string; action: "start" | "stop" | "reload" | "restart"; why: string }
   | { kind: "restart-if-pending"; host: string; why: string }
   | { kind: "ensure-role"; host: string; why: string }
-  | { kind: "clone"; host: string; from: string; expectSysid: string | undefined; why: string }
+  | { kind: "clone"; host: string; from: string; method: "basebackup" | "rsync"; expectSysid: string | undefined; why: string }
   | { kind: "wait-streaming"; host: string; upstream: string; why: string };
 
 /** Steps for one host, run in order. */
@@ -62,7 +62,7 @@ export function describeStep(s: Step): string {
     case "ensure-role":
       return "create or update the replication role";
     case "clone":
-      return `clone from ${s.from} with pg_basebackup`;
+      return `clone from ${s.from} with ${s.method === "rsync" ? "the backup API and rsync" : "pg_basebackup"}`;
     case "wait-streaming":
       return `wait until it streams from ${s.upstream}`;
   }

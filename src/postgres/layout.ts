@@ -33,6 +33,7 @@ export interface HostFacts {
   binDir: string;
   major: number;
   home: string; // the PostgreSQL OS user's home
+  systemd: boolean; // systemd is PID 1: services are controlled through it
 }
 
 export function debianDataDir(major: number, cluster: string): string {
@@ -43,7 +44,6 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
   const pg = host.pg;
   const admin = facts.loginUser === pg.osUser ? pg.osUser : "root";
   const passfile = pg.passfile ?? posix.join(facts.home, ".pgpass");
-  const bin = (name: string) => posix.join(facts.binDir, name);
   if (pg.layout === "debian") {
     const v = String(facts.major);
     const c = pg.clusterName;
@@ -68,7 +68,29 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
       serverLog: `/var/log/postgresql/postgresql-${v}-${c}.log`,
     };
   }
-  const dataDir = pg.dataDir!;
+  if (pg.layout === "rhel") return rhelLayout(host, facts, admin, passfile);
+  return pgCtlLayout(host, facts, admin, passfile, pg.dataDir!, "/tmp");
+}
+
+/** PGDG packages: data and configuration in /var/lib/pgsql/<v>/data, binaries in /usr/pgsql-<v>/bin. */
+function rhelLayout(host: HostSpec, facts: HostFacts, admin: string, passfile: string): Layout {
+  const v = String(facts.major);
+  const dataDir = host.pg.dataDir ?? `/var/lib/pgsql/${v}/data`;
+  const base = pgCtlLayout(host, facts, admin, passfile, dataDir, null);
+  if (!facts.systemd) return base;
+  // The packaged unit reads PGDATA from its own Environment=; pgrep checks that it points here (planner).
+  const unit = (action: string): Command => ({ argv: ["systemctl", action, `postgresql-${v}`], user: admin === "root" ? "root" : admin });
+  return {
+    ...base,
+    control: { start: unit("start"), stop: unit("stop"), restart: unit("restart"), reload: unit("reload") },
+    serverLog: posix.join(dataDir, "log"),
+  };
+}
+
+/** Plain data directory controlled with pg_ctl: the generic layout, and rhel without systemd. */
+function pgCtlLayout(host: HostSpec, facts: HostFacts, admin: string, passfile: string, dataDir: string, socketDir: string | null): Layout {
+  const pg = host.pg;
+  const bin = (name: string) => posix.join(facts.binDir, name);
   const serverLog = posix.join(dataDir, "pgrep-server.log");
   const ctl = (...args: string[]): Command => ({ argv: [bin("pg_ctl"), "-D", dataDir, ...args], user: pg.osUser });
   return {
@@ -79,7 +101,7 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
     includeLine: "include_if_exists = 'pgrep.conf'\t# added by pgrep",
     hbaFile: posix.join(dataDir, "pg_hba.conf"),
     passfile,
-    socketDir: "/tmp",
+    socketDir,
     admin,
     createCluster: {
       argv: [bin("initdb"), "-D", dataDir, "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8"],

@@ -19,8 +19,13 @@ export interface SqlTarget {
   osUser: string;
 }
 
+/** psql connected to the server of target.dataDir, reading SQL from stdin. */
+export function psqlArgv(target: SqlTarget): string[] {
+  return ["sh", "-c", PSQL_SCRIPT, "sh", target.dataDir, target.psql];
+}
+
 export async function runSql(target: SqlTarget, sql: string, what = "SQL"): Promise<string> {
-  const r = await target.t.run(["sh", "-c", PSQL_SCRIPT, "sh", target.dataDir, target.psql], {
+  const r = await target.t.run(psqlArgv(target), {
     user: target.osUser,
     stdin: sql,
     what,

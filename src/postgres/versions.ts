@@ -57,3 +57,41 @@ export function capabilities(major: number): Capabilities {
 export function majorFromVersionNum(versionNum: number): number {
   return Math.floor(versionNum / 10000);
 }
+
+/** Settings that exist only in some majors: [first major that has it, last major that has it]. */
+const SETTING_RANGES: Record<string, [number, number]> = {
+  wal_keep_segments: [10, 12],
+  wal_keep_size: [13, 99],
+  max_slot_wal_keep_size: [13, 99],
+  wal_receiver_create_temp_slot: [13, 99],
+  promote_trigger_file: [12, 15],
+  stats_temp_directory: [10, 14],
+  vacuum_defer_cleanup_age: [10, 15],
+  force_parallel_mode: [10, 15],
+  debug_parallel_query: [16, 99],
+  sync_replication_slots: [17, 99],
+  synchronized_standby_slots: [17, 99],
+  summarize_wal: [17, 99],
+  idle_replication_slot_timeout: [18, 99],
+  md5_password_warnings: [18, 99],
+};
+
+/** Recovery settings: in recovery.conf up to 11 (unknown in postgresql.conf), ordinary settings from 12. */
+const RECOVERY_SETTINGS = new Set([
+  "primary_conninfo", "primary_slot_name", "restore_command", "archive_cleanup_command", "recovery_end_command",
+  "recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid",
+  "recovery_target_inclusive", "recovery_target_timeline", "recovery_target_action", "recovery_min_apply_delay",
+]);
+/** recovery.conf-only keys that no major accepts in postgresql.conf. */
+const RECOVERY_CONF_ONLY = new Set(["standby_mode", "trigger_file"]);
+
+/** Why a setting cannot be written to postgresql.conf (or an included file) on this major, or null. */
+export function settingProblem(major: number, name: string): string | null {
+  const n = name.toLowerCase();
+  if (RECOVERY_CONF_ONLY.has(n)) return `${n} is not a postgresql.conf setting in any version (it belonged in recovery.conf)`;
+  if (RECOVERY_SETTINGS.has(n) && major <= 11) return `${n} lives in recovery.conf on PostgreSQL ${major}; in postgresql.conf the server refuses to start`;
+  const range = SETTING_RANGES[n];
+  if (range && (major < range[0] || major > range[1]))
+    return `${n} does not exist in PostgreSQL ${major} (${range[1] === 99 ? `${range[0]}+` : `${range[0]}–${range[1]}`}); the server would refuse to start`;
+  return null;
+}

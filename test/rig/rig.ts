@@ -31,7 +31,8 @@ export class Rig {
     return join(this.dir, "known_hosts");
   }
 
-  static async start(names: string[]): Promise<Rig> {
+  /** `mounts`: host directories made visible read-only in every host (e.g. PostgreSQL builds). */
+  static async start(names: string[], mounts: { source: string; target: string }[] = []): Promise<Rig> {
     const dir = mkdtempSync(join(tmpdir(), "pgrep-rig-"));
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pgrep-test", "-f", join(dir, "id_ed25519")]);
     const pub = readFileSync(join(dir, "id_ed25519.pub"), "utf8");
@@ -50,6 +51,7 @@ export class Rig {
               // Root-owned and world-readable: sshd reads it as deploy, and StrictModes accepts root as owner.
               { content: pub, target: "/home/deploy/.ssh/authorized_keys", mode: 0o644 },
             ])
+            .withBindMounts(mounts.map((m) => ({ ...m, mode: "ro" as const })))
             .withWaitStrategy(Wait.forListeningPorts())
             .start();
           started.push({ name, container, sshHost: container.getHost(), sshPort: container.getMappedPort(22) });
@@ -93,8 +95,8 @@ export class Rig {
   }
 
   /** SQL on a host's cluster, as its postgres user over the local socket. */
-  async psql(name: string, sql: string, port = 5432): Promise<string> {
-    const r = await this.host(name).container.exec(["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-p", String(port), "-d", "postgres", "-c", sql]);
+  async psql(name: string, sql: string, port = 5432, socketDir = "/var/run/postgresql"): Promise<string> {
+    const r = await this.host(name).container.exec(["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h", socketDir, "-p", String(port), "-d", "postgres", "-c", sql]);
     if (r.exitCode !== 0) throw new Error(`${name}: psql exited ${r.exitCode}: ${r.output}`);
     return r.output.trim();
   }

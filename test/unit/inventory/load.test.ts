@@ -34,7 +34,7 @@ describe("inventory", () => {
     expect(c.primary.pg).toMatchObject({ layout: "debian", port: 5432, clusterName: "main", osUser: "postgres" });
     expect(c.replicationUser).toBe("replicator");
     expect(c.password).toEqual({ kind: "generated", path: "/srv/inv.state/replication-password" });
-    expect(c.hosts[1]!.connection).toEqual({ kind: "ssh", host: "10.0.0.2", port: 2222, user: "deploy", identityFile: "/srv/keys/id" });
+    expect(c.hosts[1]!.connection).toEqual({ kind: "ssh", host: "10.0.0.2", port: 2222, user: "deploy", identityFile: "/srv/keys/id", peerPort: 2222 });
   });
 
   it("loads the shipped demo inventory", async () => {

@@ -1,0 +1,177 @@
+import { isIP } from "node:net";
+import { onInterrupt } from "../cleanup.js";
+import type { HostSpec } from "../cluster/model.js";
+import type { ReachableHost } from "../cluster/state.js";
+import { PgrepError, RefusedError } from "../errors.js";
+import { BackupSession } from "../postgres/backup.js";
+import { conninfo } from "../postgres/files.js";
+import { runSql } from "../postgres/sql.js";
+import { recordCreated } from "../state-store.js";
+import { readFileText, writeFileAtomic } from "../transport/files.js";
+import { hostPattern } from "../transport/known-hosts.js";
+import { hostOf, sqlTarget, type ExecContext } from "./context.js";
+import { control, createCluster, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
+import type { Step } from "./steps.js";
+
+type CloneStep = Extract<Step, { kind: "clone" }>;
+
+/** Makes the standby's data directory a copy of its upstream's. Never touches the upstream's data. */
+export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: ReachableHost): Promise<string> {
+  const { spec: uh, state: us } = hostOf(ctx, step.from);
+  const L = s.layout;
+  const primarySysid = (await runSql(sqlTarget(uh, us), "SELECT system_identifier FROM pg_control_system()")).trim();
+  let createdNow = false;
+  if (h.pg.layout === "debian" && s.files.mainConf === null) {
+    // Debian keeps the configuration in /etc; a clone brings only the data directory.
+    await createCluster(ctx, h, s);
+    createdNow = true;
+  } else if (h.pg.layout !== "debian") await prepareDataDir(s, h);
+  let now = await readSysid(s);
+  if (now.running) {
+    await control(s, "stop");
+    now = await readSysid(s);
+  }
+  // Checked again right before anything is removed: the host may have changed since it was observed.
+  if (now.running) throw new RefusedError(`${h.name}: PostgreSQL is still running in ${L.dataDir}; not replacing its data`);
+  if (!createdNow && now.sysid !== step.expectSysid && now.sysid !== primarySysid)
+    throw new RefusedError(`${h.name}: ${L.dataDir} changed since it was checked (system identifier ${now.sysid ?? "none"}); not replacing it`, "run setup again");
+
+  if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh);
+  else await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid);
+
+  if (!createdNow) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: L.dataDir });
+  if (s.caps.standbyMechanism === "standby.signal") await dropCopiedConninfo(h, s);
+  return `cloned ${step.from} into ${L.dataDir} with ${step.method} (system identifier ${primarySysid})`;
+}
+
+async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec): Promise<void> {
+  await emptyDataDir(s);
+  const args = [
+    s.pgBasebackup!,
+    "--pgdata", s.layout.dataDir,
+    "--wal-method=stream",
+    "--checkpoint=fast",
+    "--no-password",
+    ...(h.clone.maxRate ? [`--max-rate=${h.clone.maxRate}`] : []),
+    "--dbname", conninfo({ host: uh.address, port: uh.pg.port, user: ctx.spec.replicationUser, passfile: s.layout.passfile, application_name: `pgrep_clone_${h.name}` }),
+  ];
+  try {
+    await s.transport.run(args, { user: h.pg.osUser, what: "pg_basebackup" });
+  } catch (e) {
+    // Nothing half-made is left to be mistaken for a standby.
+    await emptyDataDir(s).catch(() => {});
+    throw e;
+  }
+}
+
+/** What the docs and pg_basebackup leave out of a file-level copy of PGDATA (anchored at its root). */
+const RSYNC_EXCLUDES = [
+  "/pg_wal/*", "/pg_xlog/*", "/postmaster.pid", "/postmaster.opts", "/pg_replslot/*", "/pg_dynshmem/*", "/pg_notify/*",
+  "/pg_serial/*", "/pg_snapshots/*", "/pg_stat_tmp/*", "/pg_subtrans/*", "pgsql_tmp*", "pg_internal.init",
+  "/postgresql.auto.conf.tmp", "/current_logfiles.tmp", "/backup_label", "/backup_label.old", "/tablespace_map",
+  "/backup_manifest", "/standby.signal", "/recovery.signal", "/recovery.conf", "/recovery.done", "/pgrep-server.log",
+];
+
+async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost, sameCluster: boolean): Promise<void> {
+  const tablespaces = await runSql(sqlTarget(uh, us), "SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')");
+  if (tablespaces.trim() !== "0") throw new PgrepError(`${uh.name} has tablespaces, which the rsync method does not copy yet`, { hint: "use clone: { method: basebackup }" });
+  // Same cluster: rsync sends only what differs (a delta copy); --delete-excluded clears the rest.
+  if (!sameCluster) await emptyDataDir(s);
+  const trust = await allowCopy(ctx, h, s, uh, us);
+  let session: BackupSession | undefined;
+  const forget = onInterrupt(async () => {
+    await session?.abort();
+    await trust.revoke();
+  });
+  try {
+    session = await BackupSession.start(sqlTarget(uh, us), us.caps, `pgrep clone of ${uh.name} for ${h.name}`, uh.name);
+    await s.transport.run(
+      [
+        "rsync", "--archive", "--delete", "--delete-excluded", "--quiet",
+        ...(h.clone.maxRate ? [`--bwlimit=${h.clone.maxRate}`] : []),
+        ...RSYNC_EXCLUDES.map((x) => `--exclude=${x}`),
+        ...trust.rsyncArgs, `${trust.source}/`, `${s.layout.dataDir}/`,
+      ],
+      { user: h.pg.osUser, what: "rsync of the data directory" },
+    );
+    const backup = await session.stop();
+    session = undefined;
+    const own = { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin };
+    // Written byte for byte into the copy (never into the primary's directory): it tells recovery where to start.
+    await writeFileAtomic(s.transport, `${s.layout.dataDir}/backup_label`, backup.labelfile, own);
+    if (backup.spcmapfile) await writeFileAtomic(s.transport, `${s.layout.dataDir}/tablespace_map`, backup.spcmapfile, own);
+    await s.transport.run(["mkdir", "-p", `${s.layout.dataDir}/pg_wal/archive_status`], { user: h.pg.osUser });
+  } catch (e) {
+    if (session) {
+      // pg_backup_stop on every path; if even that fails, ending the session aborts the backup.
+      await session.stop(30_000).catch(() => session!.abort());
+    }
+    await emptyDataDir(s).catch(() => {});
+    throw e;
+  } finally {
+    forget();
+    await trust.revoke();
+  }
+}
+
+interface CopyTrust {
+  source: string;
+  rsyncArgs: string[];
+  revoke(): Promise<void>;
+}
+
+/**
+ * The standby pulls over SSH with a key made for this copy alone: accepted by the upstream only from the
+ * standby's addresses, checked against the upstream's real host keys, and removed afterwards on every path.
+ */
+async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost): Promise<CopyTrust> {
+  if (h.connection.kind === "local") return { source: us.layout.dataDir, rsyncArgs: [], revoke: async () => {} };
+  const made = await s.transport.run(["sh", "-c", 'set -e; d=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -C pgrep-clone -f "$d/key"; echo "$d"; cat "$d/key.pub"'], {
+    user: h.pg.osUser,
+    what: "making a key for the copy",
+  });
+  const [dir, pub] = made.stdout.trim().split("\n");
+  const tag = `pgrep-clone-${ctx.spec.name}-${h.name}-${Date.now()}`;
+  const removeKeyDir = () => s.transport.run(["rm", "-rf", "--", dir!], { user: h.pg.osUser, allowFailure: true });
+  try {
+    const hostKeys = await us.transport.run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"], { what: "reading its SSH host keys" });
+    const port = uh.connection.kind === "ssh" ? uh.connection.peerPort : 22;
+    const pattern = hostPattern(uh.address, port);
+    const knownHosts = hostKeys.stdout.split("\n").filter((l) => l.trim()).map((l) => `${pattern} ${l.split(" ").slice(0, 2).join(" ")}`).join("\n") + "\n";
+    await writeFileAtomic(s.transport, `${dir}/known_hosts`, knownHosts, { mode: 0o600, asUser: h.pg.osUser });
+    const from = isIP(h.address) ? [h.address] : (ctx.snap.hosts.get(ctx.spec.primary.name) as ReachableHost).resolved[h.address] ?? [];
+    const line = `restrict${from.length ? `,from="${from.join(",")}"` : ""} ${pub!.split(" ").slice(0, 2).join(" ")} ${tag}`;
+    await us.transport.run(["sh", "-c", AUTHORIZE_SCRIPT, "sh", uh.pg.osUser, line], { user: us.layout.admin, what: "allowing the copy" });
+  } catch (e) {
+    await removeKeyDir();
+    throw e;
+  }
+  const revoke = async () => {
+    await us.transport.run(["sh", "-c", REVOKE_SCRIPT, "sh", uh.pg.osUser, tag], { user: us.layout.admin, allowFailure: true });
+    await removeKeyDir();
+  };
+  const ssh = `ssh -i ${dir}/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${dir}/known_hosts -p ${uh.connection.kind === "ssh" ? uh.connection.peerPort : 22}`;
+  return { source: `${uh.pg.osUser}@${uh.address}:${us.layout.dataDir}`, rsyncArgs: ["-e", ssh], revoke };
+}
+
+const AUTHORIZE_SCRIPT = [
+  'set -e; h=$(getent passwd "$1" | cut -d: -f6); f="$h/.ssh/authorized_keys"',
+  'mkdir -p "$h/.ssh"; touch "$f"; chown "$1:" "$h/.ssh" "$f"; chmod 700 "$h/.ssh"; chmod 600 "$f"',
+  'printf "%s\\n" "$2" >> "$f"',
+].join("\n");
+
+// Rewrites the file in place (same inode, owner and mode) without the lines tagged for this copy.
+const REVOKE_SCRIPT = [
+  'h=$(getent passwd "$1" | cut -d: -f6); f="$h/.ssh/authorized_keys"; [ -f "$f" ] || exit 0',
+  't=$(mktemp); grep -v -F -- "$2" "$f" > "$t" || true; cat "$t" > "$f"; rm -f "$t"',
+].join("\n");
+
+/** The upstream's postgresql.auto.conf came along; a primary_conninfo there would override pgrep's. */
+async function dropCopiedConninfo(h: HostSpec, s: ReachableHost): Promise<void> {
+  const path = `${s.layout.dataDir}/postgresql.auto.conf`;
+  const auto = await readFileText(s.transport, path, s.layout.admin);
+  const line = /^\s*primary_(conninfo|slot_name)\s*=/;
+  if (!auto || !auto.split("\n").some((l) => line.test(l))) return;
+  const cleaned = auto.split("\n").filter((l) => !line.test(l)).join("\n");
+  await writeFileAtomic(s.transport, path, cleaned, { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin });
+}

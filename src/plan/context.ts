@@ -1,0 +1,28 @@
+import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import type { SqlTarget } from "../postgres/sql.js";
+
+export interface Reporter {
+  step(host: string, text: string): void;
+  done(host: string, text: string, ms: number): void;
+  info(text: string): void;
+}
+
+/** What executing a plan needs besides the plan. The password lives here, never in the plan. */
+export interface ExecContext {
+  spec: ClusterSpec;
+  snap: ClusterSnapshot;
+  password: string;
+  report: Reporter;
+  /** Bounded waits (ms). */
+  streamTimeoutMs: number;
+}
+
+export function hostOf(ctx: ExecContext, name: string): { spec: HostSpec; state: ReachableHost } {
+  const spec = ctx.spec.hosts.find((h) => h.name === name)!;
+  return { spec, state: ctx.snap.hosts.get(name) as ReachableHost };
+}
+
+export function sqlTarget(spec: HostSpec, s: ReachableHost): SqlTarget {
+  return { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql ?? "psql", osUser: spec.pg.osUser };
+}

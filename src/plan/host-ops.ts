@@ -1,0 +1,62 @@
+import type { HostSpec } from "../cluster/model.js";
+import type { ReachableHost } from "../cluster/state.js";
+import { lastLines, PgrepError } from "../errors.js";
+import { recordCreated } from "../state-store.js";
+import type { ExecContext } from "./context.js";
+
+// Effects on one host that several steps share.
+
+export async function control(s: ReachableHost, action: "start" | "stop" | "reload" | "restart"): Promise<void> {
+  const cmd = s.layout.control[action];
+  try {
+    await s.transport.run(cmd.argv, { user: cmd.user, what: `${action} PostgreSQL`, timeoutMs: 180_000 });
+  } catch (e) {
+    throw await withServerLog(s, e as Error);
+  }
+}
+
+/** Adds the last lines of the server log to an error: why PostgreSQL did not start is usually there. */
+export async function withServerLog(s: ReachableHost, e: Error): Promise<Error> {
+  const r = await s.transport.run(["sh", "-c", 'f=$1; [ -d "$f" ] && f=$(ls -t "$f"/* 2>/dev/null | head -n 1); tail -n 4 "$f"', "sh", s.layout.serverLog], {
+    user: s.layout.admin,
+    allowFailure: true,
+  });
+  const tail = r.exitCode === 0 ? lastLines(r.stdout, 4) : "";
+  return tail ? new PgrepError(`${e.message} — server log ${s.layout.serverLog}: ${tail}`, { cause: e }) : e;
+}
+
+/** The data directory exists, belongs to the PostgreSQL OS user and is private (0700). */
+export async function prepareDataDir(s: ReachableHost, h: HostSpec): Promise<void> {
+  const owner = s.layout.admin === "root" ? [`chown ${h.pg.osUser}: "$1"`] : [];
+  await s.transport.run(["sh", "-c", ['set -e; mkdir -p "$1"', ...owner, 'chmod 700 "$1"'].join("; "), "sh", s.layout.dataDir], { user: s.layout.admin });
+}
+
+export async function createCluster(ctx: ExecContext, h: HostSpec, s: ReachableHost): Promise<void> {
+  if (h.pg.layout !== "debian") await prepareDataDir(s, h);
+  const c = s.layout.createCluster;
+  await s.transport.run(c.argv, { user: c.user, what: "creating the cluster" });
+  await recordCreated(ctx.spec.stateDir, {
+    host: h.name,
+    kind: "data_dir",
+    path: s.layout.dataDir,
+    ...(h.pg.layout === "debian" ? { debianCluster: `${s.caps.major}/${h.pg.clusterName}` } : {}),
+  });
+}
+
+/** Reads the system identifier straight from pg_control (its first 8 bytes on every major). */
+export async function readSysid(s: ReachableHost): Promise<{ sysid: string | undefined; running: boolean }> {
+  const r = await s.transport.run(
+    ["sh", "-c", 'd="$1"; [ -r "$d/global/pg_control" ] && od -An -t u8 -N8 "$d/global/pg_control" | tr -d " "; p=$(sed -n 1p "$d/postmaster.pid" 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo running; true', "sh", s.layout.dataDir],
+    { user: s.layout.admin },
+  );
+  const lines = r.stdout.split("\n").filter(Boolean);
+  return { sysid: lines.find((l) => /^\d+$/.test(l)), running: lines.includes("running") };
+}
+
+export async function emptyDataDir(s: ReachableHost, keep: string[] = []): Promise<void> {
+  const spare = keep.flatMap((k) => ["!", "-name", k]);
+  await s.transport.run(["find", s.layout.dataDir, "-mindepth", "1", "-maxdepth", "1", ...spare, "-exec", "rm", "-rf", "--", "{}", "+"], {
+    user: s.layout.admin,
+    what: "emptying the data directory",
+  });
+}
