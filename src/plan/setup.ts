@@ -92,8 +92,17 @@ function passfileSteps(h: HostSpec, s: ReachableHost, why: string): Step[] {
   return [{ kind: "write-passfile", host: h.name, file: fileTarget(h, s, s.layout.passfile, 0o600), why }];
 }
 
+/** Host facts that make the inventory's layout impossible to follow. */
+function layoutProblems(h: HostSpec, s: ReachableHost): string[] {
+  const packaged = `/var/lib/pgsql/${s.caps.major}/data`;
+  if (h.pg.layout === "rhel" && s.systemd && h.pg.dataDir && h.pg.dataDir !== packaged)
+    return [`${h.name}: the postgresql-${s.caps.major} service uses ${packaged}; a data_dir elsewhere needs a systemd drop-in setting PGDATA, which pgrep does not write yet`];
+  return [];
+}
+
 function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, refusals: string[]): Step[] {
   const steps: Step[] = [];
+  refusals.push(...layoutProblems(h, P));
   const exists = P.pgVersion !== undefined;
   if (!P.osUserExists) refusals.push(`${h.name}: the OS user '${h.pg.osUser}' does not exist`);
   if (!exists) {
@@ -141,6 +150,7 @@ function planStandby(
   const forced = opts.force.has(h.name);
   if (!S.osUserExists) refusals.push(`${h.name}: the OS user '${h.pg.osUser}' does not exist`);
   const method = h.clone.method;
+  refusals.push(...layoutProblems(h, S));
   const marker = S.caps.standbyMechanism === "standby.signal" ? S.hasStandbySignal : S.hasRecoveryConf;
   let problem: string | undefined;
   let cloneWhy: string | undefined;

@@ -67,6 +67,12 @@ describe("inventory", () => {
     ["password both env and file", ok.replace("hosts:", "replication: { password: { env: A, file: b } }\nhosts:"), /replication\.password/],
     ["relative data_dir on a remote host", ok.replace("major: 15", "major: 15, data_dir: data"), /postgres\.data_dir: must be an absolute path on the host/],
     ["generic needs data_dir", ok.replace("major: 15", "major: 15, layout: generic"), /data_dir is required with the generic layout/],
+    ["a setting the major does not have", ok.replace("major: 15", "major: 15, settings: { wal_keep_segments: 64 }"), /postgres\.settings\.wal_keep_segments: wal_keep_segments does not exist in PostgreSQL 15 \(10–12\); the server would refuse to start$/],
+    ["a recovery setting in postgresql.conf on 11", ok.replace("major: 15", "major: 11, settings: { restore_command: 'cp x y' }"), /postgres\.settings\.restore_command: restore_command lives in recovery\.conf on PostgreSQL 11/],
+    ["promote_trigger_file on 16", ok.replace("major: 15", "major: 16, settings: { promote_trigger_file: /tmp/x }"), /promote_trigger_file does not exist in PostgreSQL 16 \(12–15\)/],
+    ["a setting pgrep manages", ok.replace("major: 15", "major: 15, settings: { wal_level: minimal }"), /postgres\.settings\.wal_level: pgrep sets wal_level = replica/],
+    ["an unknown clone method", ok.replace("hosts:", "clone: { method: scp }\nhosts:"), /clone\.method: must be one of 'basebackup', 'rsync' \(got 'scp'\)$/],
+    ["a bad rate", ok.replace("hosts:", "clone: { max_rate: fast }\nhosts:"), /clone\.max_rate: a rate like 500k or 20M/],
     ["same port twice on one machine", "cluster: c\npostgres: { layout: generic, data_dir: /d }\nhosts:\n  - { name: a, address: x, role: primary, connection: local }\n  - { name: b, address: x, role: standby, connection: local }\n", /hosts\[1\]\.postgres\.port: hosts\[0\] already uses port 5432 on the same machine/],
   ])("%s → one precise line", (_name, text, expected) => {
     const p = problems(text);

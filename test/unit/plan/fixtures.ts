@@ -18,9 +18,9 @@ const noTransport: Transport = {
   close: async () => {},
 };
 
-export function spec(major: number, layout: "debian" | "generic" = "debian"): ClusterSpec {
+export function spec(major: number, layout: "debian" | "rhel" | "generic" = "debian", extra = ""): ClusterSpec {
   const text = `cluster: c1
-postgres: { major: ${major}, layout: ${layout}${layout === "generic" ? ", data_dir: /pg/data, bin_dir: /opt/pg/bin" : ""} }
+postgres: { major: ${major}, layout: ${layout}${layout === "generic" ? ", data_dir: /pg/data, bin_dir: /opt/pg/bin" : ""}${extra} }
 hosts:
   - { name: db1, address: 10.0.0.1, role: primary }
   - { name: db2, address: 10.0.0.2, role: standby }
@@ -30,14 +30,14 @@ hosts:
 }
 
 /** A host with no cluster yet. */
-export function emptyHost(s: ClusterSpec, name: string): ReachableHost {
+export function emptyHost(s: ClusterSpec, name: string, systemd = false): ReachableHost {
   const h = s.hosts.find((x) => x.name === name)!;
   const major = h.pg.major!;
   return {
     name,
     reachable: true,
     transport: noTransport,
-    layout: resolveLayout(h, { loginUser: "root", binDir: h.pg.binDir ?? `/usr/lib/postgresql/${major}/bin`, major, home: "/var/lib/postgresql", systemd: false }),
+    layout: resolveLayout(h, { loginUser: "root", binDir: h.pg.binDir ?? `/usr/lib/postgresql/${major}/bin`, major, home: "/var/lib/postgresql", systemd }),
     caps: capabilities(major),
     osUserExists: true,
     binVersion: `${major}.1`,
@@ -45,7 +45,7 @@ export function emptyHost(s: ClusterSpec, name: string): ReachableHost {
     pgBasebackup: "/usr/bin/pg_basebackup",
     pgBasebackupMajor: major,
     hasRsync: true,
-    systemd: false,
+    systemd,
     dataDirExists: false,
     dataDirEntries: 0,
     pgVersion: undefined,

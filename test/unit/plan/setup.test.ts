@@ -18,7 +18,7 @@ function kinds(plan: Plan, host: string): string[] {
 }
 
 describe("planSetup on a fresh cluster renders what each major and layout needs", () => {
-  for (const layout of ["debian", "generic"] as const) {
+  for (const layout of ["debian", "rhel", "generic"] as const) {
     for (const major of [10, 11, 12, 13, 15, 16, 18]) {
       it(`PostgreSQL ${major}, ${layout}`, () => {
         const s = spec(major, layout);
@@ -42,6 +42,33 @@ describe("planSetup on a fresh cluster renders what each major and layout needs"
       });
     }
   }
+});
+
+describe("layouts", () => {
+  it("rhel: configuration inside PGDATA, PGDG paths, systemctl when systemd runs, pg_ctl otherwise", () => {
+    const s = spec(16, "rhel");
+    const withSystemd = emptyHost(s, "db1", true).layout;
+    expect(withSystemd.dataDir).toBe("/var/lib/pgsql/16/data");
+    expect(withSystemd.settingsFile).toBe("/var/lib/pgsql/16/data/pgrep.conf");
+    expect(withSystemd.control.restart.argv).toEqual(["systemctl", "restart", "postgresql-16"]);
+    const without = emptyHost(s, "db1", false).layout;
+    expect(without.control.start.argv.slice(0, 3)).toEqual(["/usr/lib/postgresql/16/bin/pg_ctl", "-D", "/var/lib/pgsql/16/data"]);
+    expect(without.control.start.user).toBe("postgres");
+  });
+
+  it("debian: pg_ctlcluster, configuration in /etc, settings in conf.d", () => {
+    const l = emptyHost(spec(13), "db1").layout;
+    expect(l.control.reload.argv).toEqual(["pg_ctlcluster", "13", "main", "reload"]);
+    expect(l.settingsFile).toBe("/etc/postgresql/13/main/conf.d/pgrep.conf");
+    expect(l.includeLine).toBeNull();
+  });
+
+  it("renders inventory settings after pgrep's own, so they win", () => {
+    const s = spec(15, "debian", ", settings: { max_wal_senders: 20, shared_buffers: 1GB, log_connections: true }");
+    const plan = planSetup(s, snapshot(15, emptyHost(s, "db1"), emptyHost(s, "db2")), none);
+    const conf = files(plan, "db1")["/etc/postgresql/15/main/conf.d/pgrep.conf"]!;
+    expect(conf).toMatch(/max_wal_senders = 10[\s\S]*max_wal_senders = '20'\nshared_buffers = '1GB'\nlog_connections = 'on'/);
+  });
 });
 
 describe("planSetup keeps data safe", () => {
