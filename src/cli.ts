@@ -58,6 +58,53 @@ program
   });
 
 program
+  .command("promote <host>")
+  .description("make a standby the primary; the other standbys follow it, and the inventory records it")
+  .addOption(inventoryOption())
+  .option("--fence", "stop the current primary cleanly first (nothing it acknowledged is lost)", false)
+  .option("--old-primary-is-down", "the current primary cannot be reached and you have made sure it is down", false)
+  .option("--max-lag-bytes <n>", "refuse when the standby is further behind than this", (v) => Number(v), 16 * 1024 * 1024)
+  .option("--force", "promote even if it is behind, or while the current primary still accepts writes (two primaries!)", false)
+  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
+  .option("--stream-timeout <seconds>", "how long to wait for each standby to stream from the new primary", (v) => Number(v), 120)
+  .addHelpText("after", "\nExamples:\n  pgrep promote db2 -i prod.yml --fence               # db1 is up: stop it, then promote db2\n  pgrep promote db2 -i prod.yml --old-primary-is-down # db1 is gone\n  pgrep switchover db2 -i prod.yml                     # planned swap: db1 comes back as a standby")
+  .action(async (host: string, o) => {
+    const { promoteCommand } = await import("./commands/promote.js");
+    return finish(
+      promoteCommand(
+        { inventory: inventoryPath(o.inventory), target: host, fence: o.fence, force: o.force, oldPrimaryIsDown: o.oldPrimaryIsDown, maxLagBytes: o.maxLagBytes, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout },
+        await output(),
+      ),
+    );
+  });
+
+program
+  .command("rejoin <host>")
+  .description("bring a former primary back as a standby of the current primary (pg_rewind)")
+  .addOption(inventoryOption())
+  .option("--allow-reclone", "copy the whole data directory when pg_rewind cannot be used", false)
+  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
+  .option("--stream-timeout <seconds>", "how long to wait for it to stream", (v) => Number(v), 120)
+  .addHelpText("after", "\nExample:\n  pgrep rejoin db1 -i prod.yml     # after pgrep promote db2")
+  .action(async (host: string, o) => {
+    const { rejoinCommand } = await import("./commands/rejoin.js");
+    return finish(rejoinCommand({ inventory: inventoryPath(o.inventory), host, allowReclone: o.allowReclone, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output()));
+  });
+
+program
+  .command("switchover <host>")
+  .description("planned, lossless swap: the primary stops cleanly, <host> takes over, the old primary follows it")
+  .addOption(inventoryOption())
+  .option("--max-lag-bytes <n>", "refuse when the standby is further behind than this", (v) => Number(v), 16 * 1024 * 1024)
+  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
+  .option("--stream-timeout <seconds>", "how long to wait for each standby to stream from the new primary", (v) => Number(v), 120)
+  .addHelpText("after", "\nExample:\n  pgrep switchover db2 -i prod.yml")
+  .action(async (host: string, o) => {
+    const { switchoverCommand } = await import("./commands/switchover.js");
+    return finish(switchoverCommand({ inventory: inventoryPath(o.inventory), target: host, maxLagBytes: o.maxLagBytes, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output()));
+  });
+
+program
   .command("destroy")
   .description("stop and delete the clusters pgrep created for a local inventory (asks first)")
   .addOption(inventoryOption())

@@ -39,8 +39,11 @@ export type PasswordSource =
   | { kind: "file"; path: string }
   | { kind: "generated"; path: string };
 
+export type PromoteMethod = "auto" | "trigger_file" | "pg_promote" | "pg_ctl";
+
 export interface ClusterSpec {
   name: string;
+  promoteMethod: PromoteMethod;
   inventoryFile: string;
   stateDir: string;
   knownHostsFile: string;

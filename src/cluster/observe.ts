@@ -4,7 +4,7 @@ import { mergePgpass, type PgpassEntry } from "../postgres/files.js";
 import { resolveLayout } from "../postgres/layout.js";
 import { queryJson, sqlLiteral } from "../postgres/sql.js";
 import { verifierMatches } from "../postgres/scram.js";
-import { capabilities, isSupportedMajor } from "../postgres/versions.js";
+import { capabilities, isSupportedMajor, REWIND_FUNCTIONS } from "../postgres/versions.js";
 import type { Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
@@ -143,12 +143,13 @@ SELECT json_build_object(
       'lag_bytes', pg_wal_lsn_diff((SELECT lsn FROM pos), replay_lsn), 'replay_lag_s', extract(epoch FROM replay_lag))), '[]')
     FROM pg_stat_replication),
   'receiver', (SELECT json_build_object('status', status, 'conninfo', conninfo, 'flushed', ${recv}::text) FROM pg_stat_wal_receiver),
-  'role', (SELECT json_build_object('can_login', rolcanlogin, 'replication', rolreplication, 'verifier', rolpassword)
+  'role', (SELECT json_build_object('can_login', rolcanlogin, 'replication', rolreplication, 'verifier', rolpassword,
+      'rewind', ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `has_function_privilege(rolname, ${sqlLiteral(f)}, 'EXECUTE')`).join(" AND ") : "true"})
     FROM pg_authid WHERE rolname = ${sqlLiteral(replUser)})
 )`,
     "reading server state",
   );
-  const role = raw.role as { can_login: boolean; replication: boolean; verifier: string | null } | null;
+  const role = raw.role as { can_login: boolean; replication: boolean; verifier: string | null; rewind: boolean } | null;
   return {
     inRecovery: raw.in_recovery as boolean,
     versionNum: raw.version_num as number,
@@ -162,7 +163,7 @@ SELECT json_build_object(
     replication: raw.replication as SqlState["replication"],
     receiver: raw.receiver as SqlState["receiver"],
     // The verifier is compared here and dropped: snapshots hold no secrets.
-    role: role && { canLogin: role.can_login, replication: role.replication, passwordOk: !!password && verifierMatches(role.verifier, password) },
+    role: role && { canLogin: role.can_login, replication: role.replication, rewind: role.rewind, passwordOk: !!password && verifierMatches(role.verifier, password) },
   };
 }
 

@@ -27,7 +27,7 @@ export interface SqlState {
   pendingRestart: string[];
   replication: ReplicationRow[];
   receiver: { status: string; conninfo: string | null } | null;
-  role: { canLogin: boolean; replication: boolean; passwordOk: boolean } | null;
+  role: { canLogin: boolean; replication: boolean; passwordOk: boolean; rewind: boolean } | null;
 }
 
 export interface ManagedFiles {

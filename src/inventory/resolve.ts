@@ -2,7 +2,7 @@ import { userInfo, homedir } from "node:os";
 import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import type { Document, LineCounter } from "yaml";
 import type { ClusterSpec, Connection, HostSpec, PasswordSource } from "../cluster/model.js";
-import { isSupportedMajor, settingProblem, SUPPORTED_MAJORS } from "../postgres/versions.js";
+import { capabilities, isSupportedMajor, settingProblem, SUPPORTED_MAJORS } from "../postgres/versions.js";
 import { InventoryError, keyPathText, positionOf, type InventoryProblem } from "./load.js";
 import type { Inventory } from "./schema.js";
 
@@ -40,6 +40,12 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     settings[name] = typeof value === "boolean" ? (value ? "on" : "off") : String(value);
   }
 
+  if (pg.major !== undefined && isSupportedMajor(pg.major)) {
+    const caps = capabilities(pg.major);
+    if (inv.promote.method === "trigger_file" && !caps.triggerFileSetting)
+      fail(["promote", "method"], `PostgreSQL ${pg.major} has no promotion trigger file (promote_trigger_file was removed in 16 and the server refuses to start with it); use pg_promote or pg_ctl`);
+    if (inv.promote.method === "pg_promote" && !caps.hasPgPromote) fail(["promote", "method"], `pg_promote() does not exist in PostgreSQL ${pg.major}; use pg_ctl or trigger_file`);
+  }
   const seenNames = new Map<string, number>();
   const seenEndpoints = new Map<string, number>();
   const hosts: HostSpec[] = inv.hosts.map((h, i) => {
@@ -127,6 +133,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
   const primary = primaries[0]!;
   return {
     name: inv.cluster,
+    promoteMethod: inv.promote.method,
     inventoryFile: resolvePath(file),
     stateDir,
     knownHostsFile: expand(inv.ssh.known_hosts ?? "~/.ssh/known_hosts"),

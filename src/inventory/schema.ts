@@ -71,6 +71,10 @@ export const inventorySchema = z
       })
       .strict()
       .default({}),
+    promote: z
+      .object({ method: z.enum(["auto", "trigger_file", "pg_promote", "pg_ctl"]).default("auto") })
+      .strict()
+      .default({}),
     hosts: z
       .array(
         z

@@ -7,10 +7,10 @@ import { BackupSession } from "../postgres/backup.js";
 import { conninfo } from "../postgres/files.js";
 import { runSql } from "../postgres/sql.js";
 import { recordCreated } from "../state-store.js";
-import { readFileText, writeFileAtomic } from "../transport/files.js";
+import { writeFileAtomic } from "../transport/files.js";
 import { hostPattern } from "../transport/known-hosts.js";
 import { hostOf, sqlTarget, type ExecContext } from "./context.js";
-import { control, createCluster, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
+import { control, createCluster, dropCopiedConninfo, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
 import type { Step } from "./steps.js";
 
 type CloneStep = Extract<Step, { kind: "clone" }>;
@@ -166,12 +166,3 @@ const REVOKE_SCRIPT = [
   't=$(mktemp); grep -v -F -- "$2" "$f" > "$t" || true; cat "$t" > "$f"; rm -f "$t"',
 ].join("\n");
 
-/** The upstream's postgresql.auto.conf came along; a primary_conninfo there would override pgrep's. */
-async function dropCopiedConninfo(h: HostSpec, s: ReachableHost): Promise<void> {
-  const path = `${s.layout.dataDir}/postgresql.auto.conf`;
-  const auto = await readFileText(s.transport, path, s.layout.admin);
-  const line = /^\s*primary_(conninfo|slot_name)\s*=/;
-  if (!auto || !auto.split("\n").some((l) => line.test(l))) return;
-  const cleaned = auto.split("\n").filter((l) => !line.test(l)).join("\n");
-  await writeFileAtomic(s.transport, path, cleaned, { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin });
-}

@@ -2,6 +2,7 @@ import { PgrepError } from "../errors.js";
 import { mergePgpass } from "../postgres/files.js";
 import { runSql, sqlIdent, sqlLiteral } from "../postgres/sql.js";
 import { scramVerifier } from "../postgres/scram.js";
+import { REWIND_FUNCTIONS } from "../postgres/versions.js";
 import { pgpassEntries } from "../cluster/observe.js";
 import type { HostSpec } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
@@ -78,10 +79,11 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
 DO $pgrep$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(u)}) THEN CREATE ROLE ${sqlIdent(u)}; END IF;
 END $pgrep$;
-ALTER ROLE ${sqlIdent(u)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(scramVerifier(ctx.password))};`,
+ALTER ROLE ${sqlIdent(u)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(scramVerifier(ctx.password))};
+${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON FUNCTION ${f} TO ${sqlIdent(u)};`).join("\n") : ""}`,
         "setting up the replication role",
       );
-      return `role ${u} has LOGIN REPLICATION and the current password (SCRAM)`;
+      return `role ${u} has LOGIN REPLICATION, the current password (SCRAM) and what pg_rewind needs`;
     }
     case "clone":
       return clone(ctx, step, h, s);

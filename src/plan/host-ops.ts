@@ -2,6 +2,7 @@ import type { HostSpec } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { lastLines, PgrepError } from "../errors.js";
 import { recordCreated } from "../state-store.js";
+import { readFileText, writeFileAtomic } from "../transport/files.js";
 import type { ExecContext } from "./context.js";
 
 // Effects on one host that several steps share.
@@ -59,4 +60,14 @@ export async function emptyDataDir(s: ReachableHost, keep: string[] = []): Promi
     user: s.layout.admin,
     what: "emptying the data directory",
   });
+}
+
+/** The upstream's postgresql.auto.conf came along; a primary_conninfo there would override pgrep's. */
+export async function dropCopiedConninfo(h: HostSpec, s: ReachableHost): Promise<void> {
+  const path = `${s.layout.dataDir}/postgresql.auto.conf`;
+  const auto = await readFileText(s.transport, path, s.layout.admin);
+  const line = /^\s*primary_(conninfo|slot_name)\s*=/;
+  if (!auto || !auto.split("\n").some((l) => line.test(l))) return;
+  const cleaned = auto.split("\n").filter((l) => !line.test(l)).join("\n");
+  await writeFileAtomic(s.transport, path, cleaned, { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin });
 }

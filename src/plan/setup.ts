@@ -9,6 +9,8 @@ import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 export interface SetupOptions {
   /** Standbys whose data directory may be replaced even though it is not a standby of this cluster. */
   force: ReadonlySet<string>;
+  /** Hosts to leave alone (a former primary waiting for rejoin). */
+  skip?: ReadonlySet<string>;
 }
 
 /** Pure: from the wanted cluster and what the hosts are now, the steps that make them match. */
@@ -22,7 +24,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
 
   const primarySteps = planPrimary(spec, spec.primary, P, hba, refusals);
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
-  const standbyLanes = spec.standbys.map((h) => ({
+  const standbyLanes = spec.standbys.filter((h) => !opts.skip?.has(h.name)).map((h) => ({
     host: h.name,
     steps: planStandby(spec, h, state(h), P, primarySysid, hba, opts, refusals),
   }));
@@ -69,7 +71,13 @@ function settingsContent(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstr
     standbySettings: standbyInSettings,
     upstream: upstream?.host.name ?? "",
     primaryConninfo: upstream ? standbyConninfo(spec, h, s, upstream.host) : "",
+    triggerFile: triggerFileFor(spec, s, "promote_trigger_file"),
   });
+}
+
+/** The trigger file to configure, when the inventory promotes by trigger file and this setting is the major's. */
+function triggerFileFor(spec: ClusterSpec, s: ReachableHost, setting: "trigger_file" | "promote_trigger_file"): string | undefined {
+  return spec.promoteMethod === "trigger_file" && s.caps.triggerFileSetting === setting ? s.layout.triggerFile : undefined;
 }
 
 export function standbyConninfo(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstream: HostSpec): string {
@@ -131,8 +139,12 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
     steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${P.sql.pendingRestart.join(", ")}` });
   }
   const role = P.sql?.role;
-  if (!role || !role.canLogin || !role.replication || !role.passwordOk)
-    steps.push({ kind: "ensure-role", host: h.name, why: !role ? `role ${spec.replicationUser} is missing` : `role ${spec.replicationUser} lacks LOGIN, REPLICATION or the current password` });
+  if (!role || !role.canLogin || !role.replication || !role.passwordOk || !role.rewind)
+    steps.push({
+      kind: "ensure-role",
+      host: h.name,
+      why: !role ? `role ${spec.replicationUser} is missing` : `role ${spec.replicationUser} lacks LOGIN, REPLICATION, the current password or what pg_rewind needs`,
+    });
   return steps;
 }
 
@@ -173,15 +185,7 @@ function planStandby(
   if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
   const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
   steps.push(...config);
-  const markerSteps: Step[] = [];
-  if (S.caps.standbyMechanism === "standby.signal") {
-    if (clone || !S.hasStandbySignal)
-      markerSteps.push({ kind: "edit-file", host: h.name, file: fileTarget(h, S, `${S.layout.dataDir}/standby.signal`, 0o600), edit: { type: "replace", content: "" }, why: "start in standby mode" });
-    if (!clone && S.hasRecoveryConf) markerSteps.push({ kind: "remove-file", host: h.name, path: `${S.layout.dataDir}/recovery.conf`, why: "PostgreSQL 12+ refuses to start with a recovery.conf" });
-  } else {
-    const content = renderTemplate("recovery.conf", { cluster: spec.name, host: h.name, upstream: upstream.name, primaryConninfo: standbyConninfo(spec, h, S, upstream) });
-    markerSteps.push(...editStep(h, S, S.files.recoveryConf, `${S.layout.dataDir}/recovery.conf`, 0o600, { type: "replace", content }, "standby mode and where to stream from", clone));
-  }
+  const markerSteps = standbyMarkerSteps(spec, h, S, upstream, clone);
   steps.push(...markerSteps);
   const changed = config.length + markerSteps.length > 0;
   if (clone || !S.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the standby must run" });
@@ -198,6 +202,38 @@ function planStandby(
   }
   if (steps.length) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: "prove replication works before reporting success" });
   return steps;
+}
+
+/** standby.signal (12+) or recovery.conf (10/11): what makes the server start as a standby of upstream. */
+function standbyMarkerSteps(spec: ClusterSpec, h: HostSpec, S: ReachableHost, upstream: HostSpec, fresh: boolean): Step[] {
+  const steps: Step[] = [];
+  if (S.caps.standbyMechanism === "standby.signal") {
+    if (fresh || !S.hasStandbySignal)
+      steps.push({ kind: "edit-file", host: h.name, file: fileTarget(h, S, `${S.layout.dataDir}/standby.signal`, 0o600), edit: { type: "replace", content: "" }, why: "start in standby mode" });
+    if (S.hasRecoveryConf) steps.push({ kind: "remove-file", host: h.name, path: `${S.layout.dataDir}/recovery.conf`, why: "PostgreSQL 12+ refuses to start with a recovery.conf" });
+    return steps;
+  }
+  const content = renderTemplate("recovery.conf", {
+    cluster: spec.name,
+    host: h.name,
+    upstream: upstream.name,
+    primaryConninfo: standbyConninfo(spec, h, S, upstream),
+    triggerFile: triggerFileFor(spec, S, "trigger_file"),
+  });
+  return editStep(h, S, S.files.recoveryConf, `${S.layout.dataDir}/recovery.conf`, 0o600, { type: "replace", content }, "standby mode and where to stream from", fresh);
+}
+
+/**
+ * Files that make a stopped host a standby of its inventory upstream, written whatever they hold now: used
+ * on a former primary so that it can never start as a second primary.
+ */
+export function planMarkStandby(spec: ClusterSpec, snap: ClusterSnapshot, name: string): Step[] {
+  const h = spec.hosts.find((x) => x.name === name)!;
+  const S = snap.hosts.get(name) as ReachableHost;
+  const upstream = spec.hosts.find((x) => x.name === h.upstream)!;
+  const refusals: string[] = [];
+  const hba = hbaBlock(spec, snap.hosts.get(spec.primary.name) as ReachableHost, refusals);
+  return [...standbyMarkerSteps(spec, h, S, upstream, true), ...configSteps(spec, h, S, hba, { host: upstream }, true)];
 }
 
 /** What would make a clone fail, found before anything is stopped or emptied. */

@@ -37,18 +37,15 @@ function pgpassField(s: string): string {
   return s.replaceAll("\\", "\\\\").replaceAll(":", "\\:");
 }
 
+/** Database "*": replication connections, and the ordinary one pg_rewind makes to the new primary. */
 export function pgpassLine(e: PgpassEntry): string {
-  return [e.host, String(e.port), "replication", e.user, e.password].map(pgpassField).join(":");
+  return [e.host, String(e.port), "*", e.user, e.password].map(pgpassField).join(":");
 }
 
-/** Keeps the user's other lines; replaces those for the same host:port:replication:user. */
+/** Keeps the user's other lines; replaces those pgrep owns (same host:port:user, database * or replication). */
 export function mergePgpass(existing: string, entries: PgpassEntry[]): string {
-  const keys = new Set(entries.map((e) => pgpassLine({ ...e, password: "" })));
-  const kept = existing.split("\n").filter((l) => {
-    if (l === "") return false;
-    const key = l.replace(/((?:[^:\\]|\\.)*)$/, "");
-    return !keys.has(key);
-  });
+  const ours = new Set(entries.flatMap((e) => ["*", "replication"].map((db) => [e.host, String(e.port), db, e.user].map(pgpassField).join(":") + ":")));
+  const kept = existing.split("\n").filter((l) => l !== "" && !ours.has(l.replace(/((?:[^:\\]|\\.)*)$/, "")));
   return [...kept, ...entries.map(pgpassLine)].join("\n") + "\n";
 }
 

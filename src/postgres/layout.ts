@@ -19,7 +19,9 @@ export interface Layout {
   /** Who runs administrative commands: root, or the PostgreSQL OS user when pgrep already is that user. */
   admin: string;
   createCluster: Command;
-  control: Record<"start" | "stop" | "restart" | "reload", Command>;
+  control: Record<"start" | "stop" | "restart" | "reload" | "promote", Command>;
+  /** Where a trigger-file promotion looks (only configured when the inventory asks for that method). */
+  triggerFile: string;
   serverLog: string;
 }
 
@@ -64,7 +66,8 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
         argv: ["pg_createcluster", v, c, "--port", String(pg.port), "--user", pg.osUser, ...(pg.dataDir ? ["--datadir", pg.dataDir] : [])],
         user: admin,
       },
-      control: { start: ctl("start"), stop: ctl("stop"), restart: ctl("restart"), reload: ctl("reload") },
+      control: { start: ctl("start"), stop: ctl("stop"), restart: ctl("restart"), reload: ctl("reload"), promote: ctl("promote") },
+      triggerFile: `${dataDir}/pgrep.promote`,
       serverLog: `/var/log/postgresql/postgresql-${v}-${c}.log`,
     };
   }
@@ -82,7 +85,7 @@ function rhelLayout(host: HostSpec, facts: HostFacts, admin: string, passfile: s
   const unit = (action: string): Command => ({ argv: ["systemctl", action, `postgresql-${v}`], user: admin === "root" ? "root" : admin });
   return {
     ...base,
-    control: { start: unit("start"), stop: unit("stop"), restart: unit("restart"), reload: unit("reload") },
+    control: { ...base.control, start: unit("start"), stop: unit("stop"), restart: unit("restart"), reload: unit("reload") },
     serverLog: posix.join(dataDir, "log"),
   };
 }
@@ -112,7 +115,9 @@ function pgCtlLayout(host: HostSpec, facts: HostFacts, admin: string, passfile: 
       stop: ctl("-m", "fast", "-w", "-t", "120", "stop"),
       restart: ctl("-l", serverLog, "-m", "fast", "-w", "-t", "120", "restart"),
       reload: ctl("reload"),
+      promote: ctl("-w", "-t", "120", "promote"),
     },
+    triggerFile: posix.join(dataDir, "pgrep.promote"),
     serverLog,
   };
 }

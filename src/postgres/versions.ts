@@ -20,6 +20,10 @@ export interface Capabilities {
   backupApi: { start: "pg_start_backup" | "pg_backup_start"; stop: "pg_stop_backup" | "pg_backup_stop"; takesExclusiveArg: boolean };
   /** pg_rewind -R (write standby config) and automatic crash recovery of the target. */
   rewindWritesConfig: boolean;
+  /** pg_rewind's source may be a role with EXECUTE on four file functions instead of a superuser. */
+  rewindWithoutSuperuser: boolean;
+  /** pg_rewind --config-file, for a postgresql.conf outside PGDATA (Debian). */
+  rewindHasConfigFile: boolean;
   defaultPasswordEncryption: "md5" | "scram-sha-256";
   /** pg_stat_wal_receiver column for the last flushed position. */
   receiverFlushColumn: "received_lsn" | "flushed_lsn";
@@ -47,6 +51,8 @@ export function capabilities(major: number): Capabilities {
         ? { start: "pg_start_backup", stop: "pg_stop_backup", takesExclusiveArg: true }
         : { start: "pg_backup_start", stop: "pg_backup_stop", takesExclusiveArg: false },
     rewindWritesConfig: major >= 13,
+    rewindWithoutSuperuser: major >= 11,
+    rewindHasConfigFile: major >= 15,
     defaultPasswordEncryption: major >= 14 ? "scram-sha-256" : "md5",
     receiverFlushColumn: major <= 12 ? "received_lsn" : "flushed_lsn",
     walSendersMustMatch: major >= 12,
@@ -95,3 +101,11 @@ export function settingProblem(major: number, name: string): string | null {
     return `${n} does not exist in PostgreSQL ${major} (${range[1] === 99 ? `${range[0]}+` : `${range[0]}–${range[1]}`}); the server would refuse to start`;
   return null;
 }
+
+/** What a non-superuser pg_rewind source role needs (11+). */
+export const REWIND_FUNCTIONS = [
+  "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+  "pg_catalog.pg_stat_file(text, boolean)",
+  "pg_catalog.pg_read_binary_file(text)",
+  "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+];

@@ -74,7 +74,7 @@ export function sql(over: Partial<SqlState> = {}): SqlState {
     pendingRestart: [],
     replication: [],
     receiver: null,
-    role: { canLogin: true, replication: true, passwordOk: true },
+    role: { canLogin: true, replication: true, passwordOk: true, rewind: true },
     ...over,
   };
 }

@@ -28,9 +28,9 @@ describe("ensureLine", () => {
 
 describe(".pgpass merge", () => {
   it("keeps the user's lines, replaces its own, escapes : and \\", () => {
-    const existing = "otherhost:5432:*:app:secret\n10.0.0.1:5432:replication:replicator:old\n";
+    const existing = "otherhost:5432:*:app:secret\n10.0.0.1:5432:replication:replicator:old\n10.0.0.1:5432:*:replicator:older\n";
     const merged = mergePgpass(existing, [{ host: "10.0.0.1", port: 5432, user: "replicator", password: "n:e\\w" }]);
-    expect(merged).toBe("otherhost:5432:*:app:secret\n10.0.0.1:5432:replication:replicator:n\\:e\\\\w\n");
+    expect(merged).toBe("otherhost:5432:*:app:secret\n10.0.0.1:5432:*:replicator:n\\:e\\\\w\n");
     expect(mergePgpass(merged, [{ host: "10.0.0.1", port: 5432, user: "replicator", password: "n:e\\w" }])).toBe(merged);
   });
 });
