@@ -16,7 +16,7 @@ export interface SetupOptions {
 /** Pure: from the wanted cluster and what the hosts are now, the steps that make them match. */
 export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupOptions): Plan {
   const refusals: string[] = [];
-  const unreachable = [...snap.hosts.values()].filter((h) => !h.reachable);
+  const unreachable = [...snap.hosts.values()].filter((h) => !h.reachable && !opts.skip?.has(h.name));
   if (unreachable.length) throw unreachable[0]!.reachable === false ? unreachable[0]!.error : new Error("unreachable");
   const state = (h: HostSpec) => snap.hosts.get(h.name) as ReachableHost;
   const P = state(spec.primary);

@@ -1,0 +1,170 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgrep } from "../cli.js";
+import { Rig } from "../rig/rig.js";
+
+// promote, rejoin and switchover on three real hosts (PostgreSQL 15, Debian layout), through the CLI.
+
+let rig: Rig;
+let inv: string;
+
+
+async function primaryIs(name: string): Promise<void> {
+  expect(await rig.psql(name, "SELECT pg_is_in_recovery()")).toBe("f");
+}
+
+async function waitReplayed(from: string, to: string): Promise<void> {
+  const target = await rig.psql(from, "SELECT pg_current_wal_lsn()");
+  const deadline = Date.now() + 30_000;
+  while ((await rig.psql(to, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
+    if (Date.now() > deadline) throw new Error(`${to} did not replay ${target} from ${from}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const roleOf = (name: string) => new RegExp(`- name: ${name}\\n(?:    .*\\n)*?    role: (\\w+)`).exec(readFileSync(inv, "utf8"))?.[1];
+
+describe("role changes", () => {
+  beforeAll(async () => {
+    rig = await Rig.start(["pg1", "pg2", "pg3"]);
+    inv = rig.inventory({ primary: "pg1" });
+    writeFileSync(inv, `# Orders cluster: keep this comment.\n${readFileSync(inv, "utf8")}`);
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    await rig.psql("pg1", "CREATE TABLE t (id int PRIMARY KEY, src text)");
+  });
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  it("refuses to promote while the primary accepts writes, and changes nothing", async () => {
+    const before = readFileSync(inv, "utf8");
+    const r = await pgrep(["promote", "pg2", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(4);
+    expect(r.stderr).toMatch(/pg1 is running and accepts writes; promoting pg2 now would make two primaries/);
+    expect(r.stderr).toMatch(/hint: --fence/);
+    await primaryIs("pg1");
+    expect(await rig.psql("pg2", "SELECT pg_is_in_recovery()")).toBe("t");
+    expect(readFileSync(inv, "utf8")).toBe(before);
+  });
+
+  it("promotes with --fence: nothing lost, the other standby follows, the inventory records it", async () => {
+    await rig.psql("pg1", "INSERT INTO t SELECT g, 'pg1' FROM generate_series(1, 100) g");
+    const r = await pgrep(["promote", "pg2", "-i", inv, "--fence"]);
+    console.log(`promote --fence took ${r.ms} ms`);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/\[pg2\] ✓ promoted with pg_promote\(\): accepts writes on timeline 2/);
+    await primaryIs("pg2");
+    expect(await rig.psql("pg2", "SELECT count(*) FROM t")).toBe("100"); // everything pg1 acknowledged
+    expect(await rig.sh("pg1", "pg_lsclusters -h | awk '{print $4}'")).toMatch(/^down/);
+    expect(await rig.sh("pg1", "test -e /var/lib/postgresql/15/main/standby.signal && echo marked")).toBe("marked\n");
+    await rig.psql("pg2", "INSERT INTO t SELECT g, 'pg2' FROM generate_series(101, 150) g");
+    await waitReplayed("pg2", "pg3");
+    expect(await rig.psql("pg3", "SELECT count(*) FROM t")).toBe("150");
+    expect(await rig.psql("pg2", "SELECT string_agg(application_name || '=' || state, ',') FROM pg_stat_replication")).toBe("pg3=streaming");
+    const text = readFileSync(inv, "utf8");
+    expect(text.startsWith("# Orders cluster: keep this comment.\n")).toBe(true);
+    expect([roleOf("pg1"), roleOf("pg2"), roleOf("pg3")]).toEqual(["standby", "primary", "standby"]);
+  });
+
+  it("promoting the primary again is a no-op", async () => {
+    const r = await pgrep(["promote", "pg2", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/pg2 already is the primary; nothing to do/);
+  });
+
+  it("a setup after the promotion leaves the new primary untouched", async () => {
+    const started = await rig.psql("pg2", "SELECT pg_postmaster_start_time()");
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).not.toMatch(/\[pg2\] (clone|stop|restart|start)/);
+    expect(await rig.psql("pg2", "SELECT pg_postmaster_start_time()")).toBe(started);
+    await primaryIs("pg2");
+    // pg1 was fenced cleanly, so it could simply start as a standby of pg2.
+    expect(r.stdout).toMatch(/pg1\s+standby\s+streaming\s+pg2/);
+  });
+
+  it("switches over under a steady writer without losing an acknowledged commit", async () => {
+    const acked: number[] = [];
+    const ackTimes: number[] = [];
+    let next = 1000;
+    let stop = false;
+    const writer = (async () => {
+      while (!stop) {
+        for (const host of ["pg2", "pg1"]) {
+          try {
+            await rig.psql(host, `INSERT INTO t VALUES (${next}, '${host}')`);
+            acked.push(next);
+            ackTimes.push(Date.now());
+            next++;
+            break;
+          } catch {
+            /* not the primary, or down: try the other */
+          }
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 1500));
+    const r = await pgrep(["switchover", "pg1", "-i", inv]);
+    await new Promise((res) => setTimeout(res, 1500));
+    stop = true;
+    await writer;
+    expect(r.exitCode, r.all).toBe(0);
+    await primaryIs("pg1");
+    const pause = Math.max(...ackTimes.slice(1).map((t, i) => t - ackTimes[i]!));
+    console.log(`switchover: ${acked.length} acknowledged commits, longest write pause ${pause} ms, command ${r.ms} ms`);
+    const present = new Set((await rig.psql("pg1", `SELECT string_agg(id::text, ',') FROM t WHERE id >= 1000`)).split(",").map(Number));
+    expect(acked.filter((x) => !present.has(x))).toEqual([]);
+    expect(acked.length).toBeGreaterThan(5);
+    await waitReplayed("pg1", "pg2");
+    await waitReplayed("pg1", "pg3");
+    expect(await rig.psql("pg2", "SELECT count(*) FROM t")).toBe(await rig.psql("pg1", "SELECT count(*) FROM t"));
+    expect(r.stdout).toMatch(/pg2\s+standby\s+streaming\s+pg1/);
+    expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg1/);
+  });
+
+  it("after a crash: promote needs the acknowledgement, the old primary shows as conflicting, rejoin rewinds it", async () => {
+    // Rows that reach no standby: the standbys are stopped while pg1 takes them, then pg1 crashes.
+    await rig.sh("pg2", "pg_ctlcluster 15 main stop");
+    await rig.sh("pg3", "pg_ctlcluster 15 main stop");
+    await rig.psql("pg1", "INSERT INTO t SELECT g, 'lost' FROM generate_series(5001, 5010) g");
+    await rig.sh("pg1", "pg_ctlcluster 15 main stop -m immediate; pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done");
+    await rig.sh("pg2", "pg_ctlcluster 15 main start");
+    await rig.sh("pg3", "pg_ctlcluster 15 main start");
+
+    const refused = await pgrep(["promote", "pg2", "-i", inv]);
+    expect(refused.exitCode, refused.all).toBe(4);
+    expect(refused.stderr).toMatch(/pg1 cannot be reached .*which does not prove it is down/);
+    expect(refused.stderr).toMatch(/--old-primary-is-down/);
+
+    const r = await pgrep(["promote", "pg2", "-i", inv, "--old-primary-is-down"]);
+    console.log(`promote --old-primary-is-down took ${r.ms} ms`);
+    expect(r.exitCode, r.all).toBe(0);
+    await primaryIs("pg2");
+    expect(await rig.psql("pg2", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("0");
+    await rig.psql("pg2", "INSERT INTO t SELECT g, 'new' FROM generate_series(6001, 6005) g");
+    await waitReplayed("pg2", "pg3");
+    expect(await rig.psql("pg3", "SELECT count(*) FROM t WHERE id > 6000")).toBe("5");
+
+    // The old primary comes back by itself, as a primary with its divergent rows.
+    await rig.sh("pg1", "/usr/sbin/sshd && pg_ctlcluster 15 main start");
+    expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("10");
+    const status = await pgrep(["status", "-i", inv]);
+    expect(status.exitCode, status.all).toBe(5);
+    expect(status.stdout).toMatch(/!\s+pg1\s+standby\s+conflicting primary/);
+    const setup = await pgrep(["setup", "-i", inv]);
+    expect(setup.exitCode, setup.all).toBe(4); // setup never silently demotes a writable server
+    expect(setup.stderr).toMatch(/pg1: refusing to replace its data: it is running as a primary/);
+
+    const j = await pgrep(["rejoin", "pg1", "-i", inv]);
+    console.log(`rejoin took ${j.ms} ms`);
+    expect(j.exitCode, j.all).toBe(0);
+    expect(j.stderr).toMatch(/\[pg1\] running as a second primary: stopping it/);
+    expect(j.stderr).toMatch(/\[pg1\] ✓ rewound/);
+    expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("t");
+    await waitReplayed("pg2", "pg1");
+    expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("0");
+    expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE id > 6000")).toBe("5");
+    expect(j.stdout).toMatch(/pg1\s+standby\s+streaming\s+pg2/);
+  });
+});
