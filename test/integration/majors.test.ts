@@ -17,9 +17,14 @@ interface Options {
   method?: "rsync" | "basebackup";
   tag?: string;
   maxRate?: string;
+  promote?: "auto" | "trigger_file" | "pg_promote" | "pg_ctl";
 }
 
-const port = (o: Options) => 5400 + o.major + (o.tag ? 20 : 0);
+/** Every promotion method, each on the majors that have it: pg_ctl, trigger_file (≤11 and 12–15), pg_promote (12+). */
+const PROMOTE_BY_MAJOR = { 10: "auto", 11: "trigger_file", 12: "trigger_file", 13: "pg_promote", 14: "trigger_file", 15: "pg_promote", 16: "pg_promote", 17: "auto", 18: "pg_promote" } as const;
+const LABEL = { pg_ctl: "pg_ctl promote", trigger_file: "the trigger file", pg_promote: "pg_promote()" } as const;
+
+const port = (o: Options) => 5400 + o.major + (o.tag ? (o.tag === "f" ? 40 : 20) : 0);
 const dataDir = (o: Options) => `/srv/pg${o.major}${o.tag ?? ""}/data`;
 
 function inventory(o: Options): string {
@@ -39,6 +44,7 @@ postgres:
   port: ${port(o)}
 ssh: { user: root, identity_file: ${rig.keyFile}, known_hosts: ${rig.knownHostsFile} }
 clone: { method: ${o.method ?? "rsync"}${o.maxRate ? `, max_rate: ${o.maxRate}` : ""} }
+promote: { method: ${o.promote ?? "auto"} }
 hosts:
 ${host("pa", "primary")}
 ${host("pb", "standby")}
@@ -96,8 +102,8 @@ describe.skipIf(missing.length > 0)("every major, on real servers", () => {
   });
 
   for (const major of MAJORS) {
-    it(`PostgreSQL ${major}: rsync clone streams, with the right standby mechanism`, async () => {
-      const o = { major };
+    it(`PostgreSQL ${major}: rsync clone streams with the right standby mechanism; promotion by ${PROMOTE_BY_MAJOR[major]}`, async () => {
+      const o: Options = { major, promote: PROMOTE_BY_MAJOR[major] };
       const r = await pgrep(["setup", "-i", inventory(o)]);
       expect(r.exitCode, r.all).toBe(0);
       expect(r.stderr).toMatch(/clone from pa with the backup API and rsync/);
@@ -107,9 +113,23 @@ describe.skipIf(missing.length > 0)("every major, on real servers", () => {
       expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
       const again = await pgrep(["setup", "-i", inventory(o)]);
       expect(again.stderr).toMatch(/Nothing to change/);
-      if (major !== 17) await stopBoth(o); // 17 stays up for the fault test
+
+      const file = join(rig.dir, `m${major}.yml`);
+      const p = await pgrep(["promote", "pb", "-i", file, "--fence"]);
+      expect(p.exitCode, p.all).toBe(0);
+      const expected = o.promote === "auto" ? (major <= 11 ? "pg_ctl" : "pg_promote") : o.promote!;
+      expect(p.stderr).toMatch(new RegExp(`\\[pb\\] ✓ promoted with ${LABEL[expected].replace(/[()]/g, "\\$&")}: accepts writes on timeline 2`));
+      await sql("pb", o, "INSERT INTO t VALUES (1001)");
+      expect(await sql("pb", o, "SELECT count(*) FROM t")).toBe("1001");
+      await stopBoth(o);
     });
   }
+
+  it("PostgreSQL 16 refuses trigger-file promotion in the inventory, before contacting any host", async () => {
+    const r = await pgrep(["setup", "-i", inventory({ major: 16, tag: "t", promote: "trigger_file" })]);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/promote\.method: PostgreSQL 16 has no promotion trigger file \(promote_trigger_file was removed in 16/);
+  });
 
   it("PostgreSQL 15: pg_basebackup clone in the generic layout", async () => {
     const o = { major: 15, method: "basebackup" as const, tag: "b" };
@@ -130,7 +150,9 @@ describe.skipIf(missing.length > 0)("every major, on real servers", () => {
   });
 
   it("a copy killed mid-way: the backup is stopped, the key revoked, the copy removed; the next setup succeeds", async () => {
-    const o = { major: 17 };
+    const o: Options = { major: 17, tag: "f" };
+    const first = await pgrep(["setup", "-i", inventory(o)]);
+    expect(first.exitCode, first.all).toBe(0);
     await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
     await rig.sh("pb", `runuser -u postgres -- ${binDirIn(17)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null; rm -rf ${dataDir(o)}/*`);
     const slow = { ...o, maxRate: "1M" };
