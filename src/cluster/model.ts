@@ -44,6 +44,7 @@ export type PromoteMethod = "auto" | "trigger_file" | "pg_promote" | "pg_ctl";
 export interface ClusterSpec {
   name: string;
   promoteMethod: PromoteMethod;
+  fenceCommand: string | undefined;
   inventoryFile: string;
   stateDir: string;
   knownHostsFile: string;

@@ -71,12 +71,16 @@ export async function promoteCommand(opts: PromoteCommandOptions, out: Output): 
           );
         }
       } else if (!O.reachable) {
-        if (!opts.oldPrimaryIsDown && !opts.force)
+        if (spec.fenceCommand && !opts.oldPrimaryIsDown) {
+          log(old.name, "unreachable: running the inventory's fence command");
+          await runFenceCommand(spec.fenceCommand, old.name, old.address);
+          log(old.name, "✓ fenced");
+        } else if (!opts.oldPrimaryIsDown && !opts.force) {
           throw new RefusedError(
             `${old.name} cannot be reached (${O.error.message.replace(`${old.name}: `, "")}), which does not prove it is down`,
-            `make sure ${old.name} is down or cut off from its clients, then pass --old-primary-is-down`,
+            `make sure ${old.name} is down or cut off from its clients, then pass --old-primary-is-down (or configure promote.fence_command)`,
           );
-        log(old.name, "unreachable; taken as down (--old-primary-is-down)");
+        } else log(old.name, "unreachable; taken as down (--old-primary-is-down)");
         const lag = await replayLag(th, T, undefined);
         if (lag > 0) log(th.name, `replaying the ${lag} bytes it received but has not applied yet`);
         const received = (await runSql(sqlTarget(th, T), "SELECT pg_last_wal_receive_lsn()")).trim();
@@ -113,6 +117,16 @@ export async function promoteCommand(opts: PromoteCommandOptions, out: Output): 
     return healthy(reports.filter((r) => r.name !== old.name)) ? EXIT.ok : EXIT.degraded;
   } finally {
     await session.close();
+  }
+}
+
+/** The inventory's fence command, on this machine; it must succeed before anything is promoted. */
+async function runFenceCommand(command: string, name: string, address: string): Promise<void> {
+  const { execa } = await import("execa");
+  const r = await execa("sh", ["-c", command, "fence", name, address], { reject: false, timeout: 120_000, stdin: "ignore" });
+  if (r.exitCode !== 0) {
+    const why = String(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" | ");
+    throw new RefusedError(`the fence command for ${name} failed (exit ${r.exitCode ?? r.signal})${why ? `: ${why}` : ""}; nothing was promoted`);
   }
 }
 

@@ -3,7 +3,7 @@ import { Connections } from "../cluster/connections.js";
 import type { ClusterSpec } from "../cluster/model.js";
 import { observeCluster } from "../cluster/observe.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
-import { UnreachableError } from "../errors.js";
+import { InputError, UnreachableError } from "../errors.js";
 import { loadCluster } from "../inventory/index.js";
 import { loadReplicationPassword } from "../secrets.js";
 
@@ -12,7 +12,8 @@ import { loadReplicationPassword } from "../secrets.js";
 export interface SessionOptions {
   inventory: string;
   acceptNewHostKeys?: boolean;
-  createPassword?: boolean;
+  /** setup: generate the password when there is none. Other changing commands: it must exist. status: optional. */
+  password?: "create" | "require" | "optional";
 }
 
 export interface Session {
@@ -26,7 +27,12 @@ export interface Session {
 export async function openSession(opts: SessionOptions, validate?: (spec: ClusterSpec) => void): Promise<Session> {
   const spec = await loadCluster(opts.inventory);
   validate?.(spec);
-  const password = await loadReplicationPassword(spec, opts.createPassword ?? false);
+  const mode = opts.password ?? "require";
+  const password = await loadReplicationPassword(spec, mode === "create");
+  if (password === undefined && mode === "require") {
+    const where = spec.password.kind === "generated" ? spec.password.path : "";
+    throw new InputError(`no replication password: ${where} does not exist`, "run pgrep setup with this inventory first (the generated password lives beside it), or set replication.password");
+  }
   const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
   return {
     spec,

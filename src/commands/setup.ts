@@ -15,7 +15,7 @@ export interface SetupCommandOptions {
 }
 
 export async function setupCommand(opts: SetupCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession({ ...opts, createPassword: true }, (spec) => {
+  const session = await openSession({ ...opts, password: "create" }, (spec) => {
     for (const name of opts.force) {
       const h = spec.hosts.find((x) => x.name === name);
       if (!h) throw new InputError(`--force: no host named '${name}' in ${opts.inventory}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);

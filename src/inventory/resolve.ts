@@ -134,6 +134,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
   return {
     name: inv.cluster,
     promoteMethod: inv.promote.method,
+    fenceCommand: inv.promote.fence_command,
     inventoryFile: resolvePath(file),
     stateDir,
     knownHostsFile: expand(inv.ssh.known_hosts ?? "~/.ssh/known_hosts"),

@@ -72,7 +72,11 @@ export const inventorySchema = z
       .strict()
       .default({}),
     promote: z
-      .object({ method: z.enum(["auto", "trigger_file", "pg_promote", "pg_ctl"]).default("auto") })
+      .object({
+        method: z.enum(["auto", "trigger_file", "pg_promote", "pg_ctl"]).default("auto"),
+        /** Run on this machine to cut the old primary off (power it down, detach its address…): sh -c, $1 = name, $2 = address. */
+        fence_command: z.string().min(1).optional(),
+      })
       .strict()
       .default({}),
     hosts: z

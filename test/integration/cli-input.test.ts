@@ -65,6 +65,21 @@ describe("bad input", () => {
     expect(connections).toBe(0);
   });
 
+  it("a role change without the cluster's password (never set up from this inventory): exit 2, nothing contacted", async () => {
+    const r = await pgrep(["promote", "b", "-i", write("fresh.yml", good)]);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/no replication password: .*fresh\.state\/replication-password does not exist/);
+    expect(r.stderr).toMatch(/hint: run pgrep setup with this inventory first/);
+    expect(connections).toBe(0);
+  });
+
+  it("promote of a host the inventory does not have: exit 2", async () => {
+    const r = await pgrep(["promote", "zz", "-i", write("good.yml", good)]);
+    expect(r.exitCode, r.all).toBe(2);
+    expect(r.stderr).toMatch(/no host named 'zz'/);
+    expect(connections).toBe(0);
+  });
+
   it("an unknown option: exit 2", async () => {
     const r = await pgrep(["setup", "--frobnicate"]);
     expect(r.exitCode).toBe(2);

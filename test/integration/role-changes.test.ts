@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
 import { Rig } from "../rig/rig.js";
@@ -166,5 +166,32 @@ describe("role changes", () => {
     expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("0");
     expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE id > 6000")).toBe("5");
     expect(j.stdout).toMatch(/pg1\s+standby\s+streaming\s+pg2/);
+  });
+
+  it("an unreachable primary can be fenced by the inventory's fence command instead of the acknowledgement", async () => {
+    // pg2 is the primary now. Cut its SSH off; the fence command (run on this machine) stops its server.
+    await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done");
+    const fenced = `${inv.replace(/\.yml$/, "")}-fenced.yml`;
+    const marker = `${rig.dir}/fence-ran`;
+    const id = rig.host("pg2").container.getId();
+    writeFileSync(fenced, readFileSync(inv, "utf8").replace("\nhosts:", `\npromote:\n  fence_command: 'echo "$1 $2" > ${marker} && docker exec ${id} pg_ctlcluster 15 main stop -m immediate'\nhosts:`));
+    const failing = `${inv.replace(/\.yml$/, "")}-badfence.yml`;
+    writeFileSync(failing, readFileSync(inv, "utf8").replace("\nhosts:", "\npromote:\n  fence_command: 'echo no power switch >&2; exit 7'\nhosts:"));
+    // The generated password lives beside the inventory; copies of the inventory get a copy of it.
+    for (const f of [fenced, failing]) cpSync(inv.replace(/\.yml$/, ".state"), f.replace(/\.yml$/, ".state"), { recursive: true });
+    try {
+      const bad = await pgrep(["promote", "pg3", "-i", failing]);
+      expect(bad.exitCode, bad.all).toBe(4);
+      expect(bad.stderr).toMatch(/the fence command for pg2 failed \(exit 7\): no power switch; nothing was promoted/);
+      expect(await rig.psql("pg3", "SELECT pg_is_in_recovery()")).toBe("t");
+
+      const r = await pgrep(["promote", "pg3", "-i", fenced]);
+      expect(r.exitCode, r.all).toBe(0);
+      expect(readFileSync(marker, "utf8")).toBe("pg2 pg2\n");
+      await primaryIs("pg3");
+      await expect(rig.psql("pg2", "SELECT 1")).rejects.toThrow(); // fenced: its server is down
+    } finally {
+      await rig.sh("pg2", "/usr/sbin/sshd");
+    }
   });
 });
