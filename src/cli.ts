@@ -12,6 +12,18 @@ function inventoryOption(): Option {
   return new Option("-i, --inventory <file>", "the cluster's inventory (default: the local demo, inventories/local.yml)");
 }
 
+function hostKeysOption(): Option {
+  return new Option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts (a changed key is always refused)").default(false);
+}
+
+function streamTimeoutOption(what: string): Option {
+  return new Option("--stream-timeout <seconds>", `how long to wait for ${what} to stream`).argParser((v) => Number(v)).default(120);
+}
+
+function maxLagOption(): Option {
+  return new Option("--max-lag-bytes <n>", "refuse when the standby is further behind than this").argParser((v) => Number(v)).default(16 * 1024 * 1024);
+}
+
 function inventoryPath(v: string | undefined): string {
   if (v) return v;
   process.stderr.write(`Using the local demo inventory ${DEMO} (pass --inventory FILE for your own cluster).\n`);
@@ -36,8 +48,8 @@ program
   .description("create or converge the cluster: primary settings, replication role, pg_hba, standbys cloned and streaming")
   .addOption(inventoryOption())
   .option("--force <host...>", "replace these standbys' data even if it is not a standby of this cluster", [])
-  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts (a changed key is always refused)", false)
-  .option("--stream-timeout <seconds>", "how long to wait for each standby to stream", (v) => Number(v), 120)
+  .addOption(hostKeysOption())
+  .addOption(streamTimeoutOption("each standby"))
   .option("-q, --quiet", "print only the final status", false)
   .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
   .action(async (o) => {
@@ -50,7 +62,7 @@ program
   .description("show each host's role, state, timeline, LSN and lag; exit 5 when the cluster is degraded")
   .addOption(inventoryOption())
   .option("--json", "machine-readable output", false)
-  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
+  .addOption(hostKeysOption())
   .addHelpText("after", "\nExamples:\n  pgrep status -i prod.yml\n  pgrep status -i prod.yml --json | jq '.hosts[] | {name, state, lagBytes}'")
   .action(async (o) => {
     const { statusCommand } = await import("./commands/status.js");
@@ -63,10 +75,10 @@ program
   .addOption(inventoryOption())
   .option("--fence", "stop the current primary cleanly first (nothing it acknowledged is lost)", false)
   .option("--old-primary-is-down", "the current primary cannot be reached and you have made sure it is down", false)
-  .option("--max-lag-bytes <n>", "refuse when the standby is further behind than this", (v) => Number(v), 16 * 1024 * 1024)
+  .addOption(maxLagOption())
   .option("--force", "promote even if it is behind, or while the current primary still accepts writes (two primaries!)", false)
-  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
-  .option("--stream-timeout <seconds>", "how long to wait for each standby to stream from the new primary", (v) => Number(v), 120)
+  .addOption(hostKeysOption())
+  .addOption(streamTimeoutOption("each standby"))
   .addHelpText("after", "\nExamples:\n  pgrep promote db2 -i prod.yml --fence               # db1 is up: stop it, then promote db2\n  pgrep promote db2 -i prod.yml --old-primary-is-down # db1 is gone\n  pgrep switchover db2 -i prod.yml                     # planned swap: db1 comes back as a standby")
   .action(async (host: string, o) => {
     const { promoteCommand } = await import("./commands/promote.js");
@@ -83,8 +95,8 @@ program
   .description("bring a former primary back as a standby of the current primary (pg_rewind)")
   .addOption(inventoryOption())
   .option("--allow-reclone", "copy the whole data directory when pg_rewind cannot be used", false)
-  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
-  .option("--stream-timeout <seconds>", "how long to wait for it to stream", (v) => Number(v), 120)
+  .addOption(hostKeysOption())
+  .addOption(streamTimeoutOption("it"))
   .addHelpText("after", "\nExample:\n  pgrep rejoin db1 -i prod.yml     # after pgrep promote db2")
   .action(async (host: string, o) => {
     const { rejoinCommand } = await import("./commands/rejoin.js");
@@ -95,9 +107,9 @@ program
   .command("switchover <host>")
   .description("planned, lossless swap: the primary stops cleanly, <host> takes over, the old primary follows it")
   .addOption(inventoryOption())
-  .option("--max-lag-bytes <n>", "refuse when the standby is further behind than this", (v) => Number(v), 16 * 1024 * 1024)
-  .option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts", false)
-  .option("--stream-timeout <seconds>", "how long to wait for each standby to stream from the new primary", (v) => Number(v), 120)
+  .addOption(maxLagOption())
+  .addOption(hostKeysOption())
+  .addOption(streamTimeoutOption("each standby"))
   .addHelpText("after", "\nExample:\n  pgrep switchover db2 -i prod.yml")
   .action(async (host: string, o) => {
     const { switchoverCommand } = await import("./commands/switchover.js");

@@ -49,8 +49,9 @@ export async function promoteCommand(opts: PromoteCommandOptions, out: Output): 
     } else {
       // Split-brain guard: a reachable primary that accepts writes must be fenced first.
       let oldLsn: string | undefined;
-      if (O.reachable && O.sql && !O.sql.inRecovery) {
-        oldLsn = O.sql.lsn ?? undefined;
+      // Running but not answering queries counts as writable: nothing proves otherwise.
+      if (O.reachable && O.running && !O.sql?.inRecovery) {
+        oldLsn = O.sql?.lsn ?? undefined;
         const lag = await replayLag(th, T, oldLsn);
         log(th.name, `is ${lag} bytes behind ${old.name}`);
         if (lag > opts.maxLagBytes && !opts.force)
