@@ -47,14 +47,15 @@ program
   .command("setup")
   .description("create or converge the cluster: primary settings, replication role, pg_hba, standbys cloned and streaming")
   .addOption(inventoryOption())
+  .option("--dry-run", "print the plan and a diff of every file it would write; change nothing", false)
   .option("--force <host...>", "replace these standbys' data even if it is not a standby of this cluster", [])
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
   .option("-q, --quiet", "print only the final status", false)
-  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
+  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
   .action(async (o) => {
     const { setupCommand } = await import("./commands/setup.js");
-    return finish(setupCommand({ inventory: inventoryPath(o.inventory), force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+    return finish(setupCommand({ inventory: inventoryPath(o.inventory), dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
   });
 
 program

@@ -2,20 +2,24 @@ import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
 import { executePlan } from "../plan/execute.js";
 import { planSetup } from "../plan/setup.js";
-import { describeStep, stepCount, type Plan } from "../plan/steps.js";
+import { formatPlan } from "../plan/format.js";
+import { stepCount } from "../plan/steps.js";
 import { lineReporter, type Output } from "../output.js";
 import { assessCluster } from "../cluster/assess.js";
 import { healthy, openSession, requireAllReachable } from "./session.js";
 
 export interface SetupCommandOptions {
   inventory: string;
+  /** Print the plan with a diff of every file, then stop: nothing is executed. */
+  dryRun: boolean;
   force: string[];
   acceptNewHostKeys: boolean;
   streamTimeoutSeconds: number;
 }
 
 export async function setupCommand(opts: SetupCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession({ ...opts, password: "create" }, (spec) => {
+  // A dry run does not even create the password file beside the inventory.
+  const session = await openSession({ ...opts, password: opts.dryRun ? "optional" : "create" }, (spec) => {
     for (const name of opts.force) {
       const h = spec.hosts.find((x) => x.name === name);
       if (!h) throw new InputError(`--force: no host named '${name}' in ${opts.inventory}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
@@ -27,10 +31,15 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
     const snap = await session.observe();
     requireAllReachable(snap);
     const plan = planSetup(spec, snap, { force: new Set(opts.force) });
+    if (opts.dryRun) {
+      out.result(formatPlan(plan, snap, true));
+      out.progress("Dry run: nothing was changed.");
+      return EXIT.ok;
+    }
     if (stepCount(plan) === 0) {
       out.progress(`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}.`);
     } else {
-      out.progress(formatPlanSummary(plan));
+      out.progress(formatPlan(plan, snap, false));
       await executePlan(plan, { spec, snap, password: session.password!, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
     }
     const reports = assessCluster(spec, await session.observe());
@@ -42,13 +51,4 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
   } finally {
     await session.close();
   }
-}
-
-export function formatPlanSummary(plan: Plan): string {
-  const lines = [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`];
-  for (const phase of plan.phases) {
-    lines.push(`  ${phase.title}${phase.lanes.length > 1 ? " (in parallel)" : ""}:`);
-    for (const lane of phase.lanes) for (const s of lane.steps) lines.push(`    [${lane.host}] ${describeStep(s)} — ${s.why}`);
-  }
-  return lines.join("\n");
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
@@ -33,6 +33,24 @@ describe("pgrep setup on three hosts over SSH", () => {
   });
   afterAll(async () => {
     await rig?.stop();
+  });
+
+  /** Everything a run could change on a host: pgrep's files, PostgreSQL's files and processes. */
+  const fingerprint = (h: string) =>
+    rig.sh(h, "ls -la --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass 2>&1; pgrep -a postgres; true");
+
+  it("--dry-run on fresh hosts prints the plan with diffs and changes nothing", async () => {
+    const before = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
+    const r = await pgrep(["setup", "-i", inv, "--dry-run"]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toMatch(/\[pg1\] create the PostgreSQL cluster/);
+    expect(r.stdout).toMatch(/\[pg2\] clone from pg1 with pg_basebackup/);
+    expect(r.stdout).toMatch(/\+\+\+ \/etc\/postgresql\/15\/main\/conf\.d\/pgrep\.conf\tafter pgrep/);
+    expect(r.stdout).toMatch(/\+host    replication    replicator    \d+\.\d+\.\d+\.\d+\/32    scram-sha-256    # pg2/);
+    expect(r.stdout).toMatch(/content not shown, it holds the replication password/);
+    expect(r.stderr).toMatch(/Dry run: nothing was changed/);
+    expect(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint))).toEqual(before);
+    expect(existsSync(join(rig.dir, "rig.state"))).toBe(false); // not even the password file
   });
 
   it("builds a primary and two streaming standbys", async () => {
@@ -81,6 +99,14 @@ describe("pgrep setup on three hosts over SSH", () => {
   it("restarts only for a setting that needs it, and reports which", async () => {
     const before = await startTimes();
     const changed = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, listenAddresses: "0.0.0.0", file: "rig.yml" });
+    // First as a dry run: the diff shows the change, and nothing is written or restarted.
+    const prints = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
+    const dry = await pgrep(["setup", "-i", changed, "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/-listen_addresses = '\*'\n\s+\+listen_addresses = '0\.0\.0\.0'/);
+    expect(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint))).toEqual(prints);
+    expect(await startTimes()).toEqual(before);
+
     const r = await pgrep(["setup", "-i", changed]);
     expect(r.exitCode, r.all).toBe(0);
     for (const h of ["pg1", "pg2", "pg3"]) expect(r.stderr).toMatch(new RegExp(`\\[${h}\\] ✓ restarted for listen_addresses`));

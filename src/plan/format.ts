@@ -1,0 +1,52 @@
+import { createTwoFilesPatch } from "diff";
+import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import { applyEdit } from "./setup.js";
+import { describeStep, stepCount, type Plan, type Step } from "./steps.js";
+
+// Human form of a plan: each step with its reason, and a unified diff for every file it would write.
+// Pure: it reads only the snapshot observe already took.
+
+function observedContent(s: ReachableHost, path: string): string | null {
+  const L = s.layout;
+  const known: Record<string, string | null> = {
+    [L.settingsFile]: s.files.settings,
+    [L.hbaFile]: s.files.hba,
+    [L.mainConf]: s.files.mainConf,
+    [`${L.dataDir}/recovery.conf`]: s.files.recoveryConf,
+    [`${L.dataDir}/postgresql.auto.conf`]: s.files.autoConf,
+    [`${L.dataDir}/standby.signal`]: s.hasStandbySignal ? "" : null,
+  };
+  return path in known ? known[path]! : null;
+}
+
+function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string[] {
+  const s = snap.hosts.get(step.host);
+  if (!s?.reachable) return [];
+  if (step.kind === "write-passfile") return [`      (${step.file.path}: content not shown, it holds the replication password)`];
+  if (step.kind !== "edit-file") return [];
+  const before = observedContent(s, step.file.path);
+  const after = applyEdit(before, step.edit);
+  if (before === after) return [];
+  const label = before !== null ? "now" : newCluster ? "(made with the new cluster; its other lines are not shown)" : "(new file)";
+  const patch = createTwoFilesPatch(step.file.path, step.file.path, before ?? "", after, label, "after pgrep", { context: 2 });
+  return patch
+    .split("\n")
+    .filter((l) => l && !l.startsWith("=====") && !l.startsWith("Index: "))
+    .map((l) => `      ${l}`);
+}
+
+export function formatPlan(plan: Plan, snap: ClusterSnapshot, withDiffs: boolean): string {
+  if (stepCount(plan) === 0) return `Nothing to change: cluster ${plan.cluster} already matches the inventory.`;
+  const lines = [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`];
+  for (const phase of plan.phases) {
+    lines.push(`  ${phase.title}${phase.lanes.length > 1 ? " (in parallel)" : ""}:`);
+    for (const lane of phase.lanes) {
+      const newCluster = lane.steps.some((s) => s.kind === "create-cluster" || s.kind === "clone");
+      for (const step of lane.steps) {
+        lines.push(`    [${lane.host}] ${describeStep(step)} — ${step.why}`);
+        if (withDiffs) lines.push(...diffFor(step, snap, newCluster));
+      }
+    }
+  }
+  return lines.join("\n");
+}
