@@ -71,6 +71,25 @@ program
   });
 
 program
+  .command("wait [hosts...]")
+  .description("return when the standbys (default: all) stream within the lag limits; fail with the reason on timeout")
+  .addOption(inventoryOption())
+  .option("--max-lag-bytes <n>", "how far behind a standby may be, in bytes", (v) => Number(v), 1024 * 1024)
+  .option("--max-lag-seconds <s>", "how far behind a standby may be, in seconds of replay", (v) => Number(v), 10)
+  .option("--timeout <seconds>", "give up after this long (exit 5)", (v) => Number(v), 600)
+  .addOption(hostKeysOption())
+  .addHelpText("after", "\nExamples:\n  pgrep wait -i prod.yml                     # every standby\n  pgrep wait db2 -i prod.yml --max-lag-bytes 0 --timeout 60")
+  .action(async (hosts: string[], o) => {
+    const { waitCommand } = await import("./commands/wait.js");
+    return finish(
+      waitCommand(
+        { inventory: inventoryPath(o.inventory), hosts, maxLagBytes: o.maxLagBytes, maxLagSeconds: o.maxLagSeconds, timeoutSeconds: o.timeout, acceptNewHostKeys: o.acceptNewHostKeys },
+        await output(),
+      ),
+    );
+  });
+
+program
   .command("promote <host>")
   .description("make a standby the primary; the other standbys follow it, and the inventory records it")
   .addOption(inventoryOption())

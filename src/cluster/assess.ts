@@ -14,8 +14,13 @@ export interface HostReport {
   upstream: string | null;
   timeline: number | null;
   lsn: string | null;
+  /** Primary's view (pg_stat_replication): bytes not yet replayed, and replay_lag. */
   lagBytes: number | null;
   lagSeconds: number | null;
+  /** Standby's own view: WAL received but not replayed, and how long since it replayed a commit. */
+  standbyReceivedLsn: string | null;
+  standbyReplayGapBytes: number | null;
+  standbySinceLastReplaySeconds: number | null;
   startedAt: string | null;
   problem: string | null;
 }
@@ -35,6 +40,9 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       lsn: null,
       lagBytes: null,
       lagSeconds: null,
+      standbyReceivedLsn: null,
+      standbyReplayGapBytes: null,
+      standbySinceLastReplaySeconds: null,
       startedAt: null,
       problem: null,
     };
@@ -42,7 +50,14 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
     if (s.pgVersion === undefined) return { ...base, state: "not a cluster", problem: `no PostgreSQL cluster in ${s.layout.dataDir}` };
     if (!s.running || !s.sql) return { ...base, state: "stopped", problem: s.running ? `cannot query: ${s.sqlError ?? "no psql"}` : "PostgreSQL is not running" };
     const q = s.sql;
-    const r: HostReport = { ...base, observed: q.inRecovery ? "standby" : "primary", timeline: q.timeline, lsn: q.lsn, startedAt: q.startedAt };
+    const r: HostReport = {
+      ...base,
+      observed: q.inRecovery ? "standby" : "primary",
+      timeline: q.timeline,
+      lsn: q.lsn,
+      startedAt: q.startedAt,
+      ...(q.inRecovery ? { standbyReceivedLsn: q.receiveLsn, standbyReplayGapBytes: q.replayGapBytes, standbySinceLastReplaySeconds: q.replayLagSeconds } : {}),
+    };
     if (h.role === "primary") {
       if (q.inRecovery) return { ...r, state: "running as standby", problem: "the inventory says primary but the server is in recovery" };
       return { ...r, state: "running", ok: true };

@@ -23,7 +23,7 @@ function bytes(n: number | null): string {
 
 export function formatStatusTable(reports: HostReport[]): string {
   const rows = [
-    ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG"],
+    ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG (PRIMARY'S VIEW)", "NOT YET REPLAYED"],
     ...reports.map((r) => [
       glyph(r),
       r.name,
@@ -33,6 +33,7 @@ export function formatStatusTable(reports: HostReport[]): string {
       r.timeline === null ? "" : String(r.timeline),
       r.lsn ?? "",
       r.wanted === "standby" && r.lagBytes !== null ? `${bytes(r.lagBytes)}, ${(r.lagSeconds ?? 0).toFixed(1)} s` : "",
+      r.standbyReplayGapBytes !== null ? bytes(r.standbyReplayGapBytes) : "",
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));

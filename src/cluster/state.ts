@@ -22,6 +22,8 @@ export interface SqlState {
   timeline: number;
   lsn: string | null;
   receiveLsn: string | null;
+  /** Standby's own view: WAL it has received but not replayed yet. */
+  replayGapBytes: number | null;
   replayLagSeconds: number | null;
   startedAt: string;
   pendingRestart: string[];

@@ -163,6 +163,22 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(data.hosts.map((h) => `${h.name}:${h.observed}:${h.state}`)).toEqual(["pg1:primary:running", "pg2:standby:streaming", "pg3:standby:streaming"]);
   });
 
+  it("wait returns when the standbys stream, and fails with the reason on timeout", async () => {
+    const ok = await pgrep(["wait", "-i", inv, "--timeout", "30"]);
+    expect(ok.exitCode, ok.all).toBe(0);
+    expect(ok.stdout).toMatch(/^ready: pg2, pg3 stream within/);
+    await rig.sh("pg2", "pg_ctlcluster 15 main stop");
+    const late = await pgrep(["wait", "pg2", "-i", inv, "--timeout", "2"]);
+    expect(late.exitCode, late.all).toBe(5);
+    expect(late.stderr).toMatch(/not ready after 2 s: pg2: PostgreSQL is not running/);
+    const waiting = pgrep(["wait", "pg2", "-i", inv, "--timeout", "60"]);
+    await new Promise((r) => setTimeout(r, 1000));
+    await rig.sh("pg2", "pg_ctlcluster 15 main start");
+    const back = await waiting;
+    expect(back.exitCode, back.all).toBe(0);
+    expect(back.stderr).toMatch(/pg2 stopped\n(.*\n)*pg2 streaming/); // progress lines as the state changes
+  });
+
   it("says which host is unreachable, in one line, with exit code 3", async () => {
     // Wait until nothing listens on port 22 any more, so the test does not race sshd's exit.
     await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done; exit 1");

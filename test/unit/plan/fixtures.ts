@@ -69,6 +69,7 @@ export function sql(over: Partial<SqlState> = {}): SqlState {
     timeline: 1,
     lsn: "0/3000000",
     receiveLsn: null,
+    replayGapBytes: null,
     replayLagSeconds: null,
     startedAt: "2026-01-01 00:00:00+00",
     pendingRestart: [],
