@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+// The benchmark is one long run on the container rig; vitest only hosts it (TypeScript, the rig helpers).
+export default defineConfig({
+  test: {
+    include: ["bench/**/*.bench-run.ts"],
+    env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
+    testTimeout: 3_600_000,
+    hookTimeout: 600_000,
+  },
+});
