@@ -19,14 +19,17 @@ export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[
     .filter((e) => !seen.has(`${e.host}:${e.port}`) && !!seen.add(`${e.host}:${e.port}`));
 }
 
-/** Reads every host (read-only): the primary first (it decides the major when it is detected), then the rest in parallel. */
+/** Reads every host (read-only), in parallel; when the major is detected, the primary's decides it first. */
 export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined): Promise<ClusterSnapshot> {
   const hosts = new Map<string, HostState>();
   for (const h of spec.hosts) conns.get(h); // start every connection now
-  const primaryState = await observeHost(spec, spec.primary, conns, password, spec.primary.pg.major);
+  // With the major in the inventory every host is read at once; otherwise the primary decides it first.
+  const known = spec.primary.pg.major;
+  const early = known === undefined ? [] : spec.standbys.map((h) => observeHost(spec, h, conns, password, known));
+  const primaryState = await observeHost(spec, spec.primary, conns, password, known);
   hosts.set(spec.primary.name, primaryState);
-  const major = spec.primary.pg.major ?? (primaryState.reachable ? primaryState.caps.major : undefined);
-  const rest = await Promise.all(spec.standbys.map((h) => observeHost(spec, h, conns, password, major)));
+  const major = known ?? (primaryState.reachable ? primaryState.caps.major : undefined);
+  const rest = known === undefined ? await Promise.all(spec.standbys.map((h) => observeHost(spec, h, conns, password, major))) : await Promise.all(early);
   rest.forEach((s) => hosts.set(s.name, s));
   if (major === undefined) {
     throw primaryState.reachable ? new InputError("cannot tell the PostgreSQL major") : primaryState.error;

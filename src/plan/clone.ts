@@ -10,7 +10,7 @@ import { recordCreated } from "../state-store.js";
 import { writeFileAtomic } from "../transport/files.js";
 import { hostPattern } from "../transport/known-hosts.js";
 import { hostOf, sqlTarget, type ExecContext } from "./context.js";
-import { control, createCluster, dropCopiedConninfo, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
+import { control, dropCopiedConninfo, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
 import type { Step } from "./steps.js";
 
 type CloneStep = Extract<Step, { kind: "clone" }>;
@@ -21,10 +21,14 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   const L = s.layout;
   const primarySysid = (await runSql(sqlTarget(uh, us), "SELECT system_identifier FROM pg_control_system()")).trim();
   let createdNow = false;
+  let config: Promise<void> | undefined;
   if (h.pg.layout === "debian" && s.files.mainConf === null) {
-    // Debian keeps the configuration in /etc; a clone brings only the data directory.
-    await createCluster(ctx, h, s);
+    // Debian keeps the configuration in /etc and a clone brings only the data directory, so the cluster's
+    // configuration is made by pg_createcluster, whose initdb runs beside the copy instead of before it.
+    config = debianConfigBeside(ctx, h, s);
+    config.catch(() => {}); // awaited below, after the copy
     createdNow = true;
+    await prepareDataDir(s, h);
   } else if (h.pg.layout !== "debian") await prepareDataDir(s, h);
   let now = await readSysid(s);
   if (now.running) {
@@ -36,12 +40,35 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   if (!createdNow && now.sysid !== step.expectSysid && now.sysid !== primarySysid)
     throw new RefusedError(`${h.name}: ${L.dataDir} changed since it was checked (system identifier ${now.sysid ?? "none"}); not replacing it`, "run setup again");
 
-  if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh);
-  else await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid);
+  try {
+    if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh);
+    else await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid);
+  } finally {
+    // On every path the configuration ends up pointing at the real data directory (copied or empty).
+    if (config) await config.then(() => pointConfigAtDataDir(s));
+  }
 
   if (!createdNow) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: L.dataDir });
   if (s.caps.standbyMechanism === "standby.signal") await dropCopiedConninfo(h, s);
   return `cloned ${step.from} into ${L.dataDir} with ${step.method} (system identifier ${primarySysid})`;
+}
+
+const SIDE = ".pgrep-init";
+
+async function debianConfigBeside(ctx: ExecContext, h: HostSpec, s: ReachableHost): Promise<void> {
+  const side = `${s.layout.dataDir}${SIDE}`;
+  await s.transport.run(["rm", "-rf", "--", side], { user: s.layout.admin });
+  const argv = [...s.layout.createCluster.argv.filter((a, i, all) => a !== "--datadir" && all[i - 1] !== "--datadir"), "--datadir", side];
+  await s.transport.run(argv, { user: s.layout.createCluster.user, what: "creating the cluster's configuration" });
+  await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: s.layout.dataDir, debianCluster: `${s.caps.major}/${h.pg.clusterName}` });
+}
+
+async function pointConfigAtDataDir(s: ReachableHost): Promise<void> {
+  const side = `${s.layout.dataDir}${SIDE}`;
+  await s.transport.run(
+    ["sh", "-c", 'set -e; sed -i "s|^data_directory = \x27$2\x27|data_directory = \x27$3\x27|" "$1"; grep -q "^data_directory = \x27$3\x27" "$1"; rm -rf -- "$2"', "sh", s.layout.mainConf, side, s.layout.dataDir],
+    { user: s.layout.admin, what: "pointing the configuration at the data directory" },
+  );
 }
 
 async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec): Promise<void> {

@@ -106,6 +106,6 @@ async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, up
     if (Date.now() > deadline) {
       throw await withServerLog(s, new PgrepError(`${h.name}: not streaming after ${Math.round(ctx.streamTimeoutMs / 1000)}s (${last})`));
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -163,6 +163,23 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(data.hosts.map((h) => `${h.name}:${h.observed}:${h.state}`)).toEqual(["pg1:primary:running", "pg2:standby:streaming", "pg3:standby:streaming"]);
   });
 
+  it("a copy that fails leaves a consistent standby that the next setup converges from", async () => {
+    // A rule of the user's, above pgrep's block, turns pg3 away: the copy fails after its configuration was made.
+    const pg3ip = (await rig.sh("pg1", "getent ahosts pg3 | awk '{print $1; exit}'")).trim();
+    await rig.sh("pg1", `sed -i '1i host replication all ${pg3ip}/32 reject' /etc/postgresql/15/main/pg_hba.conf && pg_ctlcluster 15 main reload`);
+    await rig.sh("pg3", "pg_dropcluster --stop 15 main");
+    const failed = await pgrep(["setup", "-i", inv]);
+    expect(failed.exitCode, failed.all).toBe(1);
+    expect(failed.stderr).toMatch(/pg3: pg_basebackup failed .*rejects replication connection/);
+    expect(await rig.sh("pg3", "grep ^data_directory /etc/postgresql/15/main/postgresql.conf")).toMatch(/^data_directory = '\/var\/lib\/postgresql\/15\/main'/);
+    expect(await rig.sh("pg3", "ls -A /var/lib/postgresql/15/ | tr '\\n' ' '")).toBe("main ");
+    expect(await rig.sh("pg3", "ls -A /var/lib/postgresql/15/main | wc -l")).toBe("0\n");
+    await rig.sh("pg1", "sed -i '1d' /etc/postgresql/15/main/pg_hba.conf && pg_ctlcluster 15 main reload");
+    const again = await pgrep(["setup", "-i", inv]);
+    expect(again.exitCode, again.all).toBe(0);
+    expect(again.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg1/);
+  });
+
   it("wait returns when the standbys stream, and fails with the reason on timeout", async () => {
     const ok = await pgrep(["wait", "-i", inv, "--timeout", "30"]);
     expect(ok.exitCode, ok.all).toBe(0);
