@@ -109,6 +109,9 @@ async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Hos
   const forget = onInterrupt(async () => {
     await session?.abort();
     await trust.revoke();
+    // A half-made copy is removed, so that the next setup simply clones again.
+    await s.transport.run(["pkill", "-u", h.pg.osUser, "-x", "rsync"], { user: s.layout.admin, allowFailure: true });
+    await emptyDataDir(s).catch(() => {});
   });
   try {
     session = await BackupSession.start(sqlTarget(uh, us), us.caps, `pgrep clone of ${uh.name} for ${h.name}`, uh.name);

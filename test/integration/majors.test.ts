@@ -174,4 +174,26 @@ describe.skipIf(missing.length > 0)("every major, on real servers", () => {
     expect(await sql("pb", o, "SELECT count(*) FROM big")).toBe("40000");
     await stopBoth(o);
   });
+
+  it("Ctrl-C during a copy: the backup is ended, the key revoked, the copy removed; exit 130; the next setup succeeds", async () => {
+    const o: Options = { major: 16, tag: "i" };
+    const first = await pgrep(["setup", "-i", inventory(o)]);
+    expect(first.exitCode, first.all).toBe(0);
+    await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
+    await rig.sh("pb", `runuser -u postgres -- ${binDirIn(16)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null; rm -rf ${dataDir(o)}/*`);
+    const running = execa("node", [CLI, "setup", "-i", inventory({ ...o, maxRate: "1M" })], { reject: false });
+    await rig.sh("pb", "for i in $(seq 1 200); do pgrep -x rsync >/dev/null && exit 0; sleep 0.1; done; exit 1");
+    running.kill("SIGINT");
+    const r = await running;
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(130);
+    expect(r.stderr).toMatch(/interrupted \(SIGINT\); cleaning up/);
+    expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
+    expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys")).not.toMatch(/pgrep-clone/);
+    expect(await rig.sh("pb", `ls -A ${dataDir(o)} | wc -l`)).toBe("0\n");
+    const again = await pgrep(["setup", "-i", inventory(o)]);
+    expect(again.exitCode, again.all).toBe(0);
+    await waitReplayed(o);
+    expect(await sql("pb", o, "SELECT count(*) FROM big")).toBe("40000");
+    await stopBoth(o);
+  });
 });
