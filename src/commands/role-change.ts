@@ -1,6 +1,6 @@
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
-import { InputError, PgrepError, UnreachableError } from "../errors.js";
+import { EXIT, InputError, PgrepError, UnreachableError } from "../errors.js";
 import { loadCluster } from "../inventory/index.js";
 import { recordTopology, type RoleChange } from "../inventory/update.js";
 import type { Output } from "../output.js";
@@ -71,7 +71,27 @@ export async function recordAndConverge(
   const spec0 = session.spec;
   if (changes.length) await recordTopology(spec0.inventoryFile, changes);
   if (changes.length) out.progress(`Recorded in ${spec0.inventoryFile}: ${changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
-  const spec = await loadCluster(spec0.inventoryFile);
+  const newPrimary = changes.find((c) => c.role === "primary")?.host;
+  try {
+    return await converge(session, spec0.inventoryFile, out, opts);
+  } catch (e) {
+    if (!newPrimary) throw e;
+    // The promotion itself happened and is recorded: say so plainly, and what is left to do.
+    throw new PgrepError(`${newPrimary} is the primary (recorded in ${spec0.inventoryFile}), but bringing the other hosts in line failed: ${(e as Error).message}`, {
+      exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed,
+      hint: "fix that host, then run pgrep setup with the same inventory to finish",
+      cause: e,
+    });
+  }
+}
+
+async function converge(
+  session: Session,
+  inventoryFile: string,
+  out: Output,
+  opts: { skip: Set<string>; markStandby?: string; force?: Set<string>; streamTimeoutMs: number },
+): Promise<ClusterSpec> {
+  const spec = await loadCluster(inventoryFile);
   let snap = await observeWith(session, spec);
   if (opts.markStandby && snap.hosts.get(opts.markStandby)?.reachable) {
     const steps = planMarkStandby(spec, snap, opts.markStandby);

@@ -7,6 +7,7 @@ import { Rig } from "../rig/rig.js";
 
 let rig: Rig;
 let inv: string;
+let fenced: string; // the inventory the fence-command test promoted through (from then on the accurate one)
 
 
 async function primaryIs(name: string): Promise<void> {
@@ -171,7 +172,7 @@ describe("role changes", () => {
   it("an unreachable primary can be fenced by the inventory's fence command instead of the acknowledgement", async () => {
     // pg2 is the primary now. Cut its SSH off; the fence command (run on this machine) stops its server.
     await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done");
-    const fenced = `${inv.replace(/\.yml$/, "")}-fenced.yml`;
+    fenced = `${inv.replace(/\.yml$/, "")}-fenced.yml`;
     const marker = `${rig.dir}/fence-ran`;
     const id = rig.host("pg2").container.getId();
     writeFileSync(fenced, readFileSync(inv, "utf8").replace("\nhosts:", `\npromote:\n  fence_command: 'echo "$1 $2" > ${marker} && docker exec ${id} pg_ctlcluster 15 main stop -m immediate'\nhosts:`));
@@ -193,5 +194,28 @@ describe("role changes", () => {
     } finally {
       await rig.sh("pg2", "/usr/sbin/sshd");
     }
+  });
+
+  it("a standby that cannot be re-pointed does not hide that the promotion happened; the cluster converges after", async () => {
+    // pg3 is the primary now; pg1 streams from it; pg2 was cut off by the fence command. Promote pg1 while
+    // pg2 cannot be reached: the promotion happens, and the error says so.
+    await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done");
+    try {
+      const r = await pgrep(["promote", "pg1", "-i", fenced, "--fence"]);
+      expect(r.exitCode, r.all).toBe(3);
+      expect(r.stderr).toMatch(/^pgrep: pg1 is the primary \(recorded in .*\), but bringing the other hosts in line failed: pg2: SSH connection/m);
+      expect(r.stderr).toMatch(/hint: fix that host, then run pgrep setup/);
+      await primaryIs("pg1");
+      expect(/- name: pg1\n(?:    .*\n)*?    role: (\w+)/.exec(readFileSync(fenced, "utf8"))?.[1]).toBe("primary");
+    } finally {
+      await rig.sh("pg2", "/usr/sbin/sshd");
+    }
+    // pg2 was stopped hard while it was a primary: rejoin rewinds it; pg3 (fenced cleanly) simply follows.
+    const j = await pgrep(["rejoin", "pg2", "-i", fenced]);
+    expect(j.exitCode, j.all).toBe(0);
+    const st = await pgrep(["status", "-i", fenced]);
+    expect(st.exitCode, st.all).toBe(0);
+    expect(st.stdout).toMatch(/pg2\s+standby\s+streaming\s+pg1/);
+    expect(st.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg1/);
   });
 });
