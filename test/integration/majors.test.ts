@@ -91,6 +91,37 @@ async function provesStandby(o: Options): Promise<void> {
   } else expect(await sql("pb", o, "SHOW wal_keep_segments")).toBe("64");
 }
 
+/**
+ * A standby copy in progress: the cluster is set up, the primary gets ~50 MB, the standby's data is wiped,
+ * and a bandwidth-limited setup runs until rsync is seen copying on the standby.
+ */
+async function slowCopyInProgress(o: Options): Promise<{ running: ReturnType<typeof execa> }> {
+  const first = await pgrep(["setup", "-i", inventory(o)]);
+  expect(first.exitCode, first.all).toBe(0);
+  await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
+  await rig.sh("pb", `runuser -u postgres -- ${binDirIn(o.major)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null; rm -rf ${dataDir(o)}/*`);
+  const running = execa("node", [CLI, "setup", "-i", inventory({ ...o, maxRate: "1M" })], { reject: false });
+  await rig.sh("pb", "for i in $(seq 1 200); do pgrep -x rsync >/dev/null && exit 0; sleep 0.1; done; exit 1");
+  // Wrapped: a subprocess is itself awaitable, and must not be awaited here.
+  return { running };
+}
+
+/** After a copy was cut short: no backup session, no temporary key, no half-made copy. */
+async function nothingLeftBehind(o: Options): Promise<void> {
+  expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
+  expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys")).not.toMatch(/pgrep-clone/);
+  expect(await rig.sh("pb", `ls -A ${dataDir(o)} | wc -l`)).toBe("0\n");
+}
+
+/** The next setup converges: the standby streams and has the primary's rows. */
+async function nextSetupConverges(o: Options): Promise<void> {
+  const again = await pgrep(["setup", "-i", inventory(o)]);
+  expect(again.exitCode, again.all).toBe(0);
+  await waitReplayed(o);
+  expect(await sql("pb", o, "SELECT count(*) FROM big")).toBe("40000");
+  await stopBoth(o);
+}
+
 const missing = missingBuilds();
 
 describe.skipIf(missing.length > 0)("every major, on real servers", () => {
@@ -151,49 +182,25 @@ describe.skipIf(missing.length > 0)("every major, on real servers", () => {
 
   it("a copy killed mid-way: the backup is stopped, the key revoked, the copy removed; the next setup succeeds", async () => {
     const o: Options = { major: 17, tag: "f" };
-    const first = await pgrep(["setup", "-i", inventory(o)]);
-    expect(first.exitCode, first.all).toBe(0);
-    await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
-    await rig.sh("pb", `runuser -u postgres -- ${binDirIn(17)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null; rm -rf ${dataDir(o)}/*`);
-    const slow = { ...o, maxRate: "1M" };
-    const running = execa("node", [CLI, "setup", "-i", inventory(slow)], { reject: false });
-    await rig.sh("pb", "for i in $(seq 1 200); do pgrep -x rsync >/dev/null && exit 0; sleep 0.1; done; exit 1");
+    const { running } = await slowCopyInProgress(o);
     expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("1");
     await rig.sh("pb", "pkill -x rsync");
     const r = await running;
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(1);
     expect(r.stderr).toMatch(/pb: rsync of the data directory failed/);
-    expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
-    expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys")).not.toMatch(/pgrep-clone/);
-    expect(await rig.sh("pb", `ls -A ${dataDir(o)} | wc -l`)).toBe("0\n");
+    await nothingLeftBehind(o);
     expect(await rig.sh("pa", `test -e ${dataDir(o)}/backup_label && echo left || echo none`)).toBe("none\n");
-
-    const again = await pgrep(["setup", "-i", inventory(o)]);
-    expect(again.exitCode, again.all).toBe(0);
-    await waitReplayed(o);
-    expect(await sql("pb", o, "SELECT count(*) FROM big")).toBe("40000");
-    await stopBoth(o);
+    await nextSetupConverges(o);
   });
 
   it("Ctrl-C during a copy: the backup is ended, the key revoked, the copy removed; exit 130; the next setup succeeds", async () => {
     const o: Options = { major: 16, tag: "i" };
-    const first = await pgrep(["setup", "-i", inventory(o)]);
-    expect(first.exitCode, first.all).toBe(0);
-    await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
-    await rig.sh("pb", `runuser -u postgres -- ${binDirIn(16)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null; rm -rf ${dataDir(o)}/*`);
-    const running = execa("node", [CLI, "setup", "-i", inventory({ ...o, maxRate: "1M" })], { reject: false });
-    await rig.sh("pb", "for i in $(seq 1 200); do pgrep -x rsync >/dev/null && exit 0; sleep 0.1; done; exit 1");
+    const { running } = await slowCopyInProgress(o);
     running.kill("SIGINT");
     const r = await running;
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(130);
     expect(r.stderr).toMatch(/interrupted \(SIGINT\); cleaning up/);
-    expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
-    expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys")).not.toMatch(/pgrep-clone/);
-    expect(await rig.sh("pb", `ls -A ${dataDir(o)} | wc -l`)).toBe("0\n");
-    const again = await pgrep(["setup", "-i", inventory(o)]);
-    expect(again.exitCode, again.all).toBe(0);
-    await waitReplayed(o);
-    expect(await sql("pb", o, "SELECT count(*) FROM big")).toBe("40000");
-    await stopBoth(o);
+    await nothingLeftBehind(o);
+    await nextSetupConverges(o);
   });
 });
