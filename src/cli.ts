@@ -20,6 +20,14 @@ function streamTimeoutOption(what: string): Option {
   return new Option("--stream-timeout <seconds>", `how long to wait for ${what} to stream`).argParser((v) => Number(v)).default(120);
 }
 
+function dryRunOption(): Option {
+  return new Option("--dry-run", "print the plan, with a diff of every file it would write; change nothing").default(false);
+}
+
+function quietOption(): Option {
+  return new Option("-q, --quiet", "print only the result (errors still go to stderr)").default(false);
+}
+
 function maxLagOption(): Option {
   return new Option("--max-lag-bytes <n>", "refuse when the standby is further behind than this").argParser((v) => Number(v)).default(16 * 1024 * 1024);
 }
@@ -47,11 +55,11 @@ program
   .command("setup")
   .description("create or converge the cluster: primary settings, replication role, pg_hba, standbys cloned and streaming")
   .addOption(inventoryOption())
-  .option("--dry-run", "print the plan and a diff of every file it would write; change nothing", false)
+  .addOption(dryRunOption())
   .option("--force <host...>", "replace these standbys' data even if it is not a standby of this cluster", [])
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
-  .option("-q, --quiet", "print only the final status", false)
+  .addOption(quietOption())
   .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
   .action(async (o) => {
     const { setupCommand } = await import("./commands/setup.js");
@@ -97,15 +105,17 @@ program
   .option("--old-primary-is-down", "the current primary cannot be reached and you have made sure it is down", false)
   .addOption(maxLagOption())
   .option("--force", "promote even if it is behind, or while the current primary still accepts writes (two primaries!)", false)
+  .addOption(dryRunOption())
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
-  .addHelpText("after", "\nExamples:\n  pgrep promote db2 -i prod.yml --fence               # db1 is up: stop it, then promote db2\n  pgrep promote db2 -i prod.yml --old-primary-is-down # db1 is gone\n  pgrep switchover db2 -i prod.yml                     # planned swap: db1 comes back as a standby")
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep promote db2 -i prod.yml --fence --dry-run     # the steps and every file change, touching nothing\n  pgrep promote db2 -i prod.yml --fence               # db1 is up: stop it, then promote db2\n  pgrep promote db2 -i prod.yml --old-primary-is-down # db1 is gone\n  pgrep switchover db2 -i prod.yml                     # planned swap: db1 comes back as a standby")
   .action(async (host: string, o) => {
     const { promoteCommand } = await import("./commands/promote.js");
     return finish(
       promoteCommand(
-        { inventory: inventoryPath(o.inventory), target: host, fence: o.fence, force: o.force, oldPrimaryIsDown: o.oldPrimaryIsDown, maxLagBytes: o.maxLagBytes, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout },
-        await output(),
+        { inventory: inventoryPath(o.inventory), target: host, fence: o.fence, force: o.force, oldPrimaryIsDown: o.oldPrimaryIsDown, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout },
+        await output(o.quiet),
       ),
     );
   });
@@ -115,12 +125,14 @@ program
   .description("bring a former primary back as a standby of the current primary (pg_rewind)")
   .addOption(inventoryOption())
   .option("--allow-reclone", "copy the whole data directory when pg_rewind cannot be used", false)
+  .addOption(dryRunOption())
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("it"))
-  .addHelpText("after", "\nExample:\n  pgrep rejoin db1 -i prod.yml     # after pgrep promote db2")
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep rejoin db1 -i prod.yml --dry-run\n  pgrep rejoin db1 -i prod.yml     # after pgrep promote db2")
   .action(async (host: string, o) => {
     const { rejoinCommand } = await import("./commands/rejoin.js");
-    return finish(rejoinCommand({ inventory: inventoryPath(o.inventory), host, allowReclone: o.allowReclone, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output()));
+    return finish(rejoinCommand({ inventory: inventoryPath(o.inventory), host, allowReclone: o.allowReclone, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
   });
 
 program
@@ -128,12 +140,14 @@ program
   .description("planned, lossless swap: the primary stops cleanly, <host> takes over, the old primary follows it")
   .addOption(inventoryOption())
   .addOption(maxLagOption())
+  .addOption(dryRunOption())
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
-  .addHelpText("after", "\nExample:\n  pgrep switchover db2 -i prod.yml")
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep switchover db2 -i prod.yml --dry-run\n  pgrep switchover db2 -i prod.yml")
   .action(async (host: string, o) => {
     const { switchoverCommand } = await import("./commands/switchover.js");
-    return finish(switchoverCommand({ inventory: inventoryPath(o.inventory), target: host, maxLagBytes: o.maxLagBytes, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output()));
+    return finish(switchoverCommand({ inventory: inventoryPath(o.inventory), target: host, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
   });
 
 program
@@ -141,10 +155,12 @@ program
   .description("stop and delete the clusters pgrep created for a local inventory (asks first)")
   .addOption(inventoryOption())
   .option("-y, --yes", "do not ask for confirmation", false)
-  .addHelpText("after", "\nExample:\n  pgrep destroy -i inventories/local.yml --yes")
+  .addOption(dryRunOption())
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep destroy -i inventories/local.yml --dry-run\n  pgrep destroy -i inventories/local.yml --yes")
   .action(async (o) => {
     const { destroyCommand } = await import("./commands/destroy.js");
-    return finish(destroyCommand({ inventory: inventoryPath(o.inventory), yes: o.yes }, await output()));
+    return finish(destroyCommand({ inventory: inventoryPath(o.inventory), yes: o.yes, dryRun: o.dryRun }, await output(o.quiet)));
   });
 
 async function finish(p: Promise<number>): Promise<void> {

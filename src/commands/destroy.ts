@@ -13,6 +13,7 @@ const STOP_SCRIPT =
 export interface DestroyCommandOptions {
   inventory: string;
   yes: boolean;
+  dryRun: boolean;
 }
 
 /** Stops and removes the clusters pgrep created for a local inventory; nothing else. */
@@ -25,7 +26,13 @@ export async function destroyCommand(opts: DestroyCommandOptions, out: Output): 
     out.progress(`Nothing to remove: pgrep has not created anything for cluster ${spec.name} (${spec.stateDir}).`);
     return EXIT.ok;
   }
-  out.progress(`This stops and deletes:\n${created.map((c) => `  [${c.host}] ${c.path}`).join("\n")}`);
+  const list = created.map((c) => `  [${c.host}] ${c.kind === "data_dir" ? "stop PostgreSQL and delete" : "delete"} ${c.path} — pgrep created it`).join("\n");
+  if (opts.dryRun) {
+    out.result(`Destroy cluster ${spec.name} (dry run):\n${list}`);
+    out.progress("Dry run: nothing was changed.");
+    return EXIT.ok;
+  }
+  out.progress(`This stops and deletes:\n${list}`);
   if (!opts.yes) {
     if (!process.stdin.isTTY) throw new InputError("destroy needs confirmation", "pass --yes to confirm without a terminal");
     const rl = createInterface({ input: process.stdin, output: process.stderr });

@@ -1,18 +1,16 @@
 import { assessCluster } from "../cluster/assess.js";
 import { formatStatusTable } from "../cluster/format.js";
-import { EXIT, InputError, PgrepError, RefusedError, type ExitCode } from "../errors.js";
+import { EXIT, InputError, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
-import { sqlTarget } from "../plan/context.js";
-import { control, dropCopiedConninfo } from "../plan/host-ops.js";
-import { rewind } from "../postgres/rewind.js";
-import { runSql } from "../postgres/sql.js";
-import { hostNamed, observeWith, reachable, recordAndConverge } from "./role-change.js";
+import type { RoleStep } from "../plan/role-steps.js";
+import { executeRoleSteps, formatRoleDryRun, hostNamed, observeWith, reachable } from "./role-change.js";
 import { healthy, openSession } from "./session.js";
 
 export interface RejoinCommandOptions {
   inventory: string;
   host: string;
   allowReclone: boolean;
+  dryRun: boolean;
   acceptNewHostKeys: boolean;
   streamTimeoutSeconds: number;
 }
@@ -36,32 +34,18 @@ export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Pr
       log(`already streams from ${spec.primary.name}; nothing to do`);
       return EXIT.ok;
     }
-    if (S.running) {
-      // It must never run as a second primary, and pg_rewind needs it stopped.
-      log(S.sql && !S.sql.inRecovery ? "running as a second primary: stopping it" : "stopping it");
-      await control(S, "stop");
+    const steps: RoleStep[] = [];
+    // It must never run as a second primary, and pg_rewind needs it stopped.
+    if (S.running) steps.push({ kind: "stop", host: h.name, why: S.sql && !S.sql.inRecovery ? "it runs as a second primary" : "pg_rewind needs it stopped" });
+    steps.push({ kind: "checkpoint", host: spec.primary.name, why: "pg_rewind reads the new timeline's history from the last checkpoint" });
+    steps.push({ kind: "rewind", host: h.name, from: spec.primary.name, allowReclone: opts.allowReclone, why: "copy only the blocks that diverged" });
+    steps.push({ kind: "converge", skip: [], markStandby: h.name, why: `${h.name} streams from ${spec.primary.name}` });
+    if (opts.dryRun) {
+      out.result(await formatRoleDryRun(`Rejoin ${h.name} to cluster ${spec.name}`, session, snap, steps));
+      out.progress("Dry run: nothing was changed.");
+      return EXIT.ok;
     }
-    // pg_rewind reads the new primary's timeline history from its last checkpoint: make it current.
-    await runSql(sqlTarget(spec.primary, P), "CHECKPOINT");
-    let force = new Set<string>();
-    try {
-      log(`pg_rewind against ${spec.primary.name}`);
-      await rewind(spec, h, S, spec.primary);
-      await dropCopiedConninfo(h, S);
-      log("✓ rewound: only the blocks that diverged were copied");
-    } catch (e) {
-      if (!opts.allowReclone) {
-        throw new PgrepError(`${(e as Error).message}`, { hint: "pass --allow-reclone to copy the whole data directory from the primary instead", cause: e });
-      }
-      log(`pg_rewind failed (${(e as Error).message}); re-cloning (--allow-reclone)`);
-      force = new Set([h.name]);
-    }
-    const spec2 = await recordAndConverge(session, [], out, {
-      skip: new Set(),
-      force,
-      ...(force.size ? {} : { markStandby: h.name }),
-      streamTimeoutMs: opts.streamTimeoutSeconds * 1000,
-    });
+    const spec2 = await executeRoleSteps({ session, snap, out, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 }, steps);
     const reports = assessCluster(spec2, await observeWith(session, spec2));
     out.result(formatStatusTable(reports));
     return healthy(reports) ? EXIT.ok : EXIT.degraded;

@@ -1,8 +1,16 @@
+import { readFile } from "node:fs/promises";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
-import { EXIT, InputError, PgrepError, UnreachableError } from "../errors.js";
-import { loadCluster } from "../inventory/index.js";
-import { recordTopology, type RoleChange } from "../inventory/update.js";
+import { EXIT, InputError, PgrepError, RefusedError, UnreachableError } from "../errors.js";
+import { clusterFromText, loadCluster } from "../inventory/index.js";
+import { recordTopology, withTopology } from "../inventory/update.js";
+import { control, dropCopiedConninfo } from "../plan/host-ops.js";
+import { formatPhases, textDiff } from "../plan/format.js";
+import { edited, promoted, stopped, withHost } from "../plan/hypothetical.js";
+import { describeRoleStep, methodLabel, stepHost, type RoleStep } from "../plan/role-steps.js";
+import type { Phase } from "../plan/steps.js";
+import { promoteServer, waitWritable } from "../postgres/promote.js";
+import { rewind } from "../postgres/rewind.js";
 import type { Output } from "../output.js";
 import { lineReporter } from "../output.js";
 import { sqlTarget, type ExecContext } from "../plan/context.js";
@@ -58,31 +66,155 @@ export async function shutdownCheckpoint(s: ReachableHost): Promise<string> {
   return c.checkpointLsn;
 }
 
+export interface RoleRun {
+  session: Session;
+  snap: ClusterSnapshot;
+  out: Output;
+  streamTimeoutMs: number;
+  onPromoted?: () => void;
+}
+
 /**
- * Writes the new roles into the inventory, then brings every other host in line with it through the
- * ordinary setup plan (re-pointed standbys, the new primary's settings), leaving `skip` alone.
+ * Runs a role change's steps in order. After a promotion, a failure further on says that the promotion
+ * happened and is recorded, and what is left to do.
  */
-export async function recordAndConverge(
-  session: Session,
-  changes: RoleChange[],
-  out: Output,
-  opts: { skip: Set<string>; markStandby?: string; force?: Set<string>; streamTimeoutMs: number },
-): Promise<ClusterSpec> {
-  const spec0 = session.spec;
-  if (changes.length) await recordTopology(spec0.inventoryFile, changes);
-  if (changes.length) out.progress(`Recorded in ${spec0.inventoryFile}: ${changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
-  const newPrimary = changes.find((c) => c.role === "primary")?.host;
-  try {
-    return await converge(session, spec0.inventoryFile, out, opts);
-  } catch (e) {
-    if (!newPrimary) throw e;
-    // The promotion itself happened and is recorded: say so plainly, and what is left to do.
-    throw new PgrepError(`${newPrimary} is the primary (recorded in ${spec0.inventoryFile}), but bringing the other hosts in line failed: ${(e as Error).message}`, {
-      exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed,
-      hint: "fix that host, then run pgrep setup with the same inventory to finish",
-      cause: e,
-    });
+export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise<ClusterSpec> {
+  const { session, out } = run;
+  let spec = session.spec;
+  const state = async (name: string) => reachable(run.snap, name);
+  let promotedHost: string | undefined;
+  const force = new Set<string>();
+  for (const step of steps) {
+    const host = stepHost(step);
+    const log = (text: string) => out.progress(host ? `[${host}] ${text}` : text);
+    try {
+      switch (step.kind) {
+        case "stop": {
+          const S = await state(step.host);
+          log(`${describeRoleStep(step)} — ${step.why}`);
+          await control(S, "stop");
+          if (step.waitOn) {
+            // A clean stop sends the standbys everything up to the shutdown checkpoint: wait for it, lose nothing.
+            const ckpt = await shutdownCheckpoint(S);
+            await waitReplayedPast(hostNamed(spec, step.waitOn), await state(step.waitOn), ckpt, 60_000);
+            out.progress(`[${step.waitOn}] has replayed ${step.host}'s shutdown checkpoint ${ckpt}: nothing is lost`);
+          }
+          break;
+        }
+        case "fence-command":
+          log(`${describeRoleStep(step)} — ${step.why}`);
+          await runFenceCommand(spec.fenceCommand!, step.host, hostNamed(spec, step.host).address);
+          log("✓ fenced");
+          break;
+        case "replay-received": {
+          const h = hostNamed(spec, step.host);
+          const T = await state(step.host);
+          const lag = await replayLag(h, T, undefined);
+          if (lag > 0) log(`replaying the ${lag} bytes it received but has not applied yet`);
+          const received = (await runSql(sqlTarget(h, T), "SELECT pg_last_wal_receive_lsn()")).trim();
+          if (received) await waitReplayedPast(h, T, received, 60_000).catch(() => {});
+          break;
+        }
+        case "promote": {
+          const h = hostNamed(spec, step.host);
+          const T = await state(step.host);
+          const started = Date.now();
+          try {
+            await promoteServer(h, T, sqlTarget(h, T), step.method);
+            const w = await waitWritable(h.name, sqlTarget(h, T), 120_000);
+            log(`✓ promoted with ${methodLabel(step.method)}: accepts writes on timeline ${w.timeline} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+          } catch (e) {
+            const isPrimary = (await runSql(sqlTarget(h, T), "SELECT NOT pg_is_in_recovery()").catch(() => "")).trim() === "t";
+            if (isPrimary || !step.restartOnFailure) throw e;
+            const back = step.restartOnFailure;
+            out.progress(`[${back}] promotion of ${h.name} failed: starting ${back} again as the primary`);
+            await control(await state(back), "start");
+            throw new PgrepError(`promoting ${h.name} failed: ${(e as Error).message}; ${back} is the primary again and ${h.name} a standby`, { cause: e });
+          }
+          promotedHost = step.host;
+          run.onPromoted?.();
+          break;
+        }
+        case "checkpoint": {
+          const h = hostNamed(spec, step.host);
+          await runSql(sqlTarget(h, await state(step.host)), "CHECKPOINT");
+          break;
+        }
+        case "rewind": {
+          const h = hostNamed(spec, step.host);
+          const S = await state(step.host);
+          try {
+            log(`${describeRoleStep(step)} — ${step.why}`);
+            await rewind(spec, h, S, hostNamed(spec, step.from));
+            await dropCopiedConninfo(h, S);
+            log("✓ rewound: only the blocks that diverged were copied");
+          } catch (e) {
+            if (!step.allowReclone) throw new PgrepError(`${(e as Error).message}`, { hint: "pass --allow-reclone to copy the whole data directory from the primary instead", cause: e });
+            log(`pg_rewind failed (${(e as Error).message}); re-cloning (--allow-reclone)`);
+            force.add(h.name);
+          }
+          break;
+        }
+        case "record":
+          await recordTopology(step.file, step.changes);
+          out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
+          break;
+        case "converge": {
+          const mark = step.markStandby && !force.has(step.markStandby) ? step.markStandby : undefined;
+          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), force, streamTimeoutMs: run.streamTimeoutMs, ...(mark ? { markStandby: mark } : {}) });
+          if (mark) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name}${step.skip.includes(mark) ? `; bring it back with: pgrep rejoin ${mark}` : ""}`);
+          break;
+        }
+      }
+    } catch (e) {
+      if (!promotedHost || step.kind === "promote") throw e;
+      // The promotion itself happened and is recorded: say so plainly, and what is left to do.
+      throw new PgrepError(`${promotedHost} is the primary (recorded in ${spec.inventoryFile}), but bringing the other hosts in line failed: ${(e as Error).message}`, {
+        exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed,
+        hint: "fix that host, then run pgrep setup with the same inventory to finish",
+        cause: e,
+      });
+    }
   }
+  return spec;
+}
+
+/**
+ * A dry run of a role change: its steps with their reasons, the inventory's diff, and the setup plan that
+ * would follow (computed on what the hosts would look like by then), with the diff of every file.
+ */
+export async function formatRoleDryRun(title: string, session: Session, snap: ClusterSnapshot, steps: RoleStep[]): Promise<string> {
+  const spec = session.spec;
+  const lines = [`${title} (dry run):`];
+  let spec2 = spec;
+  // What the steps before the setup plan would have done, replayed on what observe sees.
+  const patches: [string, Parameters<typeof withHost>[2]][] = [];
+  for (const step of steps) {
+    const host = stepHost(step);
+    lines.push(`  ${host ? `[${host}] ` : ""}${describeRoleStep(step)} — ${step.why}`);
+    if (step.kind === "stop") patches.push([step.host, stopped]);
+    if (step.kind === "promote") patches.push([step.host, promoted]);
+    if (step.kind === "record") {
+      const before = await readFile(step.file, "utf8");
+      const next = withTopology(step.file, before, step.changes);
+      lines.push(...textDiff(step.file, before, next));
+      spec2 = clusterFromText(step.file, next);
+    }
+    if (step.kind === "converge") {
+      // Observed again with the new topology (read only): the new primary resolves the hosts' addresses.
+      let after = patches.reduce((sn, [h, p]) => withHost(sn, h, p), spec2 === spec ? snap : await observeWith(session, spec2));
+      const phases: Phase[] = [];
+      if (step.markStandby && after.hosts.get(step.markStandby)?.reachable) {
+        const markSteps = planMarkStandby(spec2, after, step.markStandby);
+        lines.push(...formatPhases([{ title: `make ${step.markStandby} a standby whatever it holds`, lanes: [{ host: step.markStandby, steps: markSteps }] }], after, true, "    "));
+        after = withHost(after, step.markStandby, edited(markSteps));
+      }
+      const plan = planSetup(spec2, after, { force: new Set(), skip: new Set(step.skip) });
+      phases.push(...plan.phases);
+      lines.push(...(phases.length ? formatPhases(phases, after, true, "    ") : ["    (nothing else to change)"]));
+    }
+  }
+  return lines.join("\n");
 }
 
 async function converge(
@@ -93,15 +225,27 @@ async function converge(
 ): Promise<ClusterSpec> {
   const spec = await loadCluster(inventoryFile);
   let snap = await observeWith(session, spec);
-  if (opts.markStandby && snap.hosts.get(opts.markStandby)?.reachable) {
-    const steps = planMarkStandby(spec, snap, opts.markStandby);
-    const phases = [{ title: "former primary", lanes: [{ host: opts.markStandby, steps }] }];
+  const m = opts.markStandby ? snap.hosts.get(opts.markStandby) : undefined;
+  // Marking writes the standby files whatever the host holds: only ever on a stopped server.
+  if (m?.reachable && !m.running) {
+    const steps = planMarkStandby(spec, snap, m.name);
+    const phases = [{ title: "former primary", lanes: [{ host: m.name, steps }] }];
     await executePlan({ command: "mark", cluster: spec.name, phases }, execContext(session, spec, snap, out, opts.streamTimeoutMs));
     snap = await observeWith(session, spec);
   }
   const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), skip: opts.skip });
   if (stepCount(plan)) await executePlan(plan, execContext(session, spec, snap, out, opts.streamTimeoutMs));
   return spec;
+}
+
+/** The inventory's fence command, on this machine; it must succeed before anything is promoted. */
+async function runFenceCommand(command: string, name: string, address: string): Promise<void> {
+  const { execa } = await import("execa");
+  const r = await execa("sh", ["-c", command, "fence", name, address], { reject: false, timeout: 120_000, stdin: "ignore" });
+  if (r.exitCode !== 0) {
+    const why = String(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" | ");
+    throw new RefusedError(`the fence command for ${name} failed (exit ${r.exitCode ?? r.signal})${why ? `: ${why}` : ""}; nothing was promoted`);
+  }
 }
 
 /** Observes with another spec (after the inventory changed) over the session's open connections. */

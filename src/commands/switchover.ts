@@ -1,18 +1,17 @@
 import { assessCluster } from "../cluster/assess.js";
 import { formatStatusTable } from "../cluster/format.js";
-import { EXIT, PgrepError, RefusedError, type ExitCode } from "../errors.js";
+import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
-import { sqlTarget } from "../plan/context.js";
-import { control } from "../plan/host-ops.js";
-import { effectiveMethod, promoteServer, waitWritable } from "../postgres/promote.js";
-import { runSql } from "../postgres/sql.js";
-import { hostNamed, observeWith, reachable, recordAndConverge, replayLag, shutdownCheckpoint, waitReplayedPast } from "./role-change.js";
+import type { RoleStep } from "../plan/role-steps.js";
+import { effectiveMethod } from "../postgres/promote.js";
+import { executeRoleSteps, formatRoleDryRun, hostNamed, observeWith, reachable, replayLag } from "./role-change.js";
 import { healthy, openSession, requireAllReachable } from "./session.js";
 
 export interface SwitchoverCommandOptions {
   inventory: string;
   target: string;
   maxLagBytes: number;
+  dryRun: boolean;
   acceptNewHostKeys: boolean;
   streamTimeoutSeconds: number;
 }
@@ -41,33 +40,37 @@ export async function switchoverCommand(opts: SwitchoverCommandOptions, out: Out
     if (bad.length) throw new RefusedError(`the cluster is not healthy: ${bad.map((r) => `${r.name} ${r.state}`).join(", ")}`, "a switchover starts from a healthy cluster; run pgrep status");
     const lag = await replayLag(th, T, O.sql!.lsn ?? undefined);
     if (lag > opts.maxLagBytes) throw new RefusedError(`${th.name} is ${lag} bytes behind ${old.name} (limit ${opts.maxLagBytes})`, "wait until it catches up, or raise --max-lag-bytes");
-    const log = (host: string, text: string) => out.progress(`[${host}] ${text}`);
-
-    const pauseStarted = Date.now();
-    log(old.name, "stopping PostgreSQL cleanly: writes pause from here");
-    await control(O, "stop");
-    let timeline: number;
-    try {
-      const ckpt = await shutdownCheckpoint(O);
-      await waitReplayedPast(th, T, ckpt, 60_000);
-      log(th.name, `has replayed ${old.name}'s shutdown checkpoint ${ckpt}: nothing is lost`);
-      const method = effectiveMethod(spec.promoteMethod, T.caps);
-      await promoteServer(th, T, sqlTarget(th, T), method);
-      timeline = (await waitWritable(th.name, sqlTarget(th, T), 120_000)).timeline;
-    } catch (e) {
-      const promoted = (await runSql(sqlTarget(th, T), "SELECT NOT pg_is_in_recovery()").catch(() => "")).trim() === "t";
-      if (promoted) throw new PgrepError(`${(e as Error).message}; ${th.name} did become writable, ${old.name} stays stopped`, { cause: e });
-      log(old.name, "switchover failed: starting it again as the primary");
-      await control(O, "start");
-      throw new PgrepError(`switchover to ${th.name} failed: ${(e as Error).message}; ${old.name} is the primary again and ${th.name} a standby`, { cause: e });
-    }
-    log(th.name, `✓ is the primary (timeline ${timeline}); writes resume (paused ${((Date.now() - pauseStarted) / 1000).toFixed(1)} s)`);
-
-    const changes = [
-      { host: th.name, role: "primary" as const, upstream: null },
-      ...spec.hosts.filter((h) => h.name !== th.name).map((h) => ({ host: h.name, role: "standby" as const, upstream: null })),
+    const steps: RoleStep[] = [
+      { kind: "stop", host: old.name, waitOn: th.name, why: "writes pause from here; nothing the primary acknowledged may be lost" },
+      { kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), restartOnFailure: old.name, why: `it has everything ${old.name} wrote` },
+      {
+        kind: "record",
+        file: spec.inventoryFile,
+        changes: [
+          { host: th.name, role: "primary", upstream: null },
+          ...spec.hosts.filter((h) => h.name !== th.name).map((h) => ({ host: h.name, role: "standby" as const, upstream: null })),
+        ],
+        why: "the inventory is the record of who is primary",
+      },
+      // No rewind is needed after a clean shutdown: the old primary simply follows.
+      { kind: "converge", skip: [], markStandby: old.name, why: `${old.name} and the other standbys stream from ${th.name}` },
     ];
-    const spec2 = await recordAndConverge(session, changes, out, { skip: new Set(), markStandby: old.name, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+    if (opts.dryRun) {
+      out.result(await formatRoleDryRun(`Switch over from ${old.name} to ${th.name} in cluster ${spec.name}`, session, snap, steps));
+      out.progress("Dry run: nothing was changed.");
+      return EXIT.ok;
+    }
+    const pauseStarted = Date.now();
+    const spec2 = await executeRoleSteps(
+      {
+        session,
+        snap,
+        out,
+        streamTimeoutMs: opts.streamTimeoutSeconds * 1000,
+        onPromoted: () => out.progress(`[${th.name}] ✓ is the primary; writes resume (paused ${((Date.now() - pauseStarted) / 1000).toFixed(1)} s)`),
+      },
+      steps,
+    );
     const reports = assessCluster(spec2, await observeWith(session, spec2));
     out.result(formatStatusTable(reports));
     return healthy(reports) ? EXIT.ok : EXIT.degraded;

@@ -10,12 +10,8 @@ export interface RoleChange {
   upstream?: string | null;
 }
 
-/**
- * The inventory is the record of who is primary: after a role change pgrep rewrites the hosts' role and
- * upstream keys in place, keeping comments and layout, so that the next `setup` builds on the new topology.
- */
-export async function recordTopology(file: string, changes: RoleChange[]): Promise<void> {
-  const text = await readFile(file, "utf8");
+/** Pure: the inventory text with the hosts' role and upstream keys rewritten, comments and layout kept. */
+export function withTopology(file: string, text: string, changes: RoleChange[]): string {
   const doc = parseDocument(text);
   const hosts = doc.get("hosts", true);
   if (!isSeq(hosts)) throw new PgrepError(`${file}: hosts is not a list; cannot record the new roles`);
@@ -26,9 +22,18 @@ export async function recordTopology(file: string, changes: RoleChange[]): Promi
     if (c.upstream === null) item.delete("upstream");
     else if (c.upstream !== undefined) item.set("upstream", c.upstream);
   }
+  return doc.toString();
+}
+
+/**
+ * The inventory is the record of who is primary: after a role change pgrep rewrites it in place, so that
+ * the next `setup` builds on the new topology.
+ */
+export async function recordTopology(file: string, changes: RoleChange[]): Promise<void> {
+  const next = withTopology(file, await readFile(file, "utf8"), changes);
   // Another file in the same directory, renamed over the inventory: never a half-written inventory.
   const mode = (await stat(file)).mode & 0o777;
   const tmp = `${file}.pgrep-tmp`;
-  await writeFile(tmp, doc.toString(), { mode });
+  await writeFile(tmp, next, { mode });
   await rename(tmp, file);
 }

@@ -1,7 +1,7 @@
 import { createTwoFilesPatch } from "diff";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { applyEdit } from "./setup.js";
-import { describeStep, stepCount, type Plan, type Step } from "./steps.js";
+import { describeStep, stepCount, type Phase, type Plan, type Step } from "./steps.js";
 
 // Human form of a plan: each step with its reason, and a unified diff for every file it would write.
 // Pure: it reads only the snapshot observe already took.
@@ -37,16 +37,29 @@ function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string
 
 export function formatPlan(plan: Plan, snap: ClusterSnapshot, withDiffs: boolean): string {
   if (stepCount(plan) === 0) return `Nothing to change: cluster ${plan.cluster} already matches the inventory.`;
-  const lines = [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`];
-  for (const phase of plan.phases) {
-    lines.push(`  ${phase.title}${phase.lanes.length > 1 ? " (in parallel)" : ""}:`);
+  return [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`, ...formatPhases(plan.phases, snap, withDiffs, "  ")].join("\n");
+}
+
+export function formatPhases(phases: Phase[], snap: ClusterSnapshot, withDiffs: boolean, indent: string): string[] {
+  const lines: string[] = [];
+  for (const phase of phases) {
+    lines.push(`${indent}${phase.title}${phase.lanes.length > 1 ? " (in parallel)" : ""}:`);
     for (const lane of phase.lanes) {
       const newCluster = lane.steps.some((s) => s.kind === "create-cluster" || s.kind === "clone");
       for (const step of lane.steps) {
-        lines.push(`    [${lane.host}] ${describeStep(step)} — ${step.why}`);
-        if (withDiffs) lines.push(...diffFor(step, snap, newCluster));
+        lines.push(`${indent}  [${lane.host}] ${describeStep(step)} — ${step.why}`);
+        if (withDiffs) lines.push(...diffFor(step, snap, newCluster).map((l) => `${indent.slice(2)}${l}`));
       }
     }
   }
-  return lines.join("\n");
+  return lines;
+}
+
+/** A unified diff of a file on this machine (the inventory), indented like the others. */
+export function textDiff(path: string, before: string, after: string): string[] {
+  if (before === after) return [];
+  return createTwoFilesPatch(path, path, before, after, "now", "after pgrep", { context: 2 })
+    .split("\n")
+    .filter((l) => l && !l.startsWith("=====") && !l.startsWith("Index: "))
+    .map((l) => `      ${l}`);
 }

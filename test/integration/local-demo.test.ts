@@ -49,6 +49,12 @@ describe("the local demo", () => {
     expect(again.stderr).toMatch(/Nothing to change/);
 
     writeFileSync(join(dir, "keep-me"), "not pgrep's");
+    const dry = await pgrep(["destroy", "-i", inv, "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toContain(`[pg2] stop PostgreSQL and delete ${join(dir, "pg2", "data")} — pgrep created it`);
+    for (const h of ["pg1", "pg2", "pg3"]) expect(existsSync(join(dir, h, "data", "PG_VERSION"))).toBe(true);
+    expect(psql(6435, "SELECT pg_is_in_recovery()")).toBe("t");
+
     const d = await pgrep(["destroy", "-i", inv, "--yes"]);
     expect(d.exitCode, d.all).toBe(0);
     for (const h of ["pg1", "pg2", "pg3"]) expect(existsSync(join(dir, h, "data"))).toBe(false);

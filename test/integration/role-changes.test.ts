@@ -38,6 +38,44 @@ describe("role changes", () => {
     await rig?.stop();
   });
 
+  /** Everything a role change could touch on a host: pgrep's files, the markers, the server's start time and role. */
+  const fingerprint = (h: string) =>
+    rig.sh(
+      h,
+      "md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass /var/lib/postgresql/15/main/postgresql.auto.conf 2>&1; " +
+        "ls /var/lib/postgresql/15/main; pgrep -a postgres; " +
+        "psql -Atc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery(), pg_current_wal_insert_lsn() IS NULL' 2>&1 | sed 's/(1 row)//' || true",
+    );
+  const everything = async () => [readFileSync(inv, "utf8"), ...(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint)))];
+
+  it("dry runs of promote and switchover show the steps and every file change, and change nothing", async () => {
+    const before = await everything();
+    const p = await pgrep(["promote", "pg2", "-i", inv, "--fence", "--dry-run"]);
+    expect(p.exitCode, p.all).toBe(0);
+    expect(p.stdout).toMatch(/^Promote pg2 in cluster \w+ \(dry run\):/);
+    expect(p.stdout).toMatch(/\[pg1\] stop PostgreSQL cleanly, then wait until pg2 has replayed its shutdown checkpoint — --fence/);
+    expect(p.stdout).toMatch(/\[pg2\] promote with pg_promote\(\)/);
+    // The inventory's diff, and the re-pointed standby's diff, as the setup plan after the promotion would write them.
+    expect(p.stdout).toMatch(/-    role: primary\n\s+\+    role: standby/);
+    expect(p.stdout).toMatch(/\[pg3\] write \/etc\/postgresql\/15\/main\/conf\.d\/pgrep\.conf/);
+    expect(p.stdout).toMatch(/-primary_conninfo = 'host=pg1 [^\n]*application_name=pg3'/);
+    expect(p.stdout).toMatch(/\+primary_conninfo = 'host=pg2 [^\n]*application_name=pg3'/);
+    expect(p.stdout).toMatch(/make pg1 a standby whatever it holds/);
+    expect(p.stderr).toMatch(/Dry run: nothing was changed/);
+
+    const w = await pgrep(["switchover", "pg3", "-i", inv, "--dry-run"]);
+    expect(w.exitCode, w.all).toBe(0);
+    expect(w.stdout).toMatch(/\[pg1\] stop PostgreSQL cleanly/);
+    expect(w.stdout).toMatch(/\[pg3\] promote with pg_promote\(\)/);
+    expect(w.stdout).toMatch(/\[pg1\] start PostgreSQL — the standby must run/);
+    expect(w.stdout).toMatch(/\[pg2\] write /);
+
+    // A dry run still refuses what the real run would refuse.
+    const refused = await pgrep(["promote", "pg2", "-i", inv, "--dry-run"]);
+    expect(refused.exitCode, refused.all).toBe(4);
+    expect(await everything()).toEqual(before);
+  });
+
   it("refuses to promote while the primary accepts writes, and changes nothing", async () => {
     const before = readFileSync(inv, "utf8");
     const r = await pgrep(["promote", "pg2", "-i", inv]);
@@ -157,10 +195,19 @@ describe("role changes", () => {
     expect(setup.exitCode, setup.all).toBe(4); // setup never silently demotes a writable server
     expect(setup.stderr).toMatch(/pg1: refusing to replace its data: it is running as a primary/);
 
+    const before = await everything();
+    const dry = await pgrep(["rejoin", "pg1", "-i", inv, "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/\[pg1\] stop PostgreSQL — it runs as a second primary/);
+    expect(dry.stdout).toMatch(/\[pg1\] pg_rewind against pg2/);
+    expect(dry.stdout).toMatch(/\+primary_conninfo = 'host=pg2 /);
+    expect(await everything()).toEqual(before);
+    expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("f");
+
     const j = await pgrep(["rejoin", "pg1", "-i", inv]);
     console.log(`rejoin took ${j.ms} ms`);
     expect(j.exitCode, j.all).toBe(0);
-    expect(j.stderr).toMatch(/\[pg1\] running as a second primary: stopping it/);
+    expect(j.stderr).toMatch(/\[pg1\] stop PostgreSQL — it runs as a second primary/);
     expect(j.stderr).toMatch(/\[pg1\] ✓ rewound/);
     expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("t");
     await waitReplayed("pg2", "pg1");

@@ -1,0 +1,49 @@
+import type { RoleChange } from "../inventory/update.js";
+import type { Method } from "../postgres/promote.js";
+
+// Role changes (promote, switchover, rejoin) as data, like setup's plan: the command decides the steps from
+// what it observed, a dry run prints them, and only the executor acts on them.
+
+export type RoleStep =
+  /** Stop cleanly; with `waitOn`, then wait until that standby has replayed the shutdown checkpoint. */
+  | { kind: "stop"; host: string; waitOn?: string; why: string }
+  | { kind: "fence-command"; host: string; why: string }
+  | { kind: "replay-received"; host: string; why: string }
+  /** `restartOnFailure`: the host to start again when the promotion fails (switchover). */
+  | { kind: "promote"; host: string; method: Method; restartOnFailure?: string; why: string }
+  | { kind: "checkpoint"; host: string; why: string }
+  | { kind: "rewind"; host: string; from: string; allowReclone: boolean; why: string }
+  | { kind: "record"; file: string; changes: RoleChange[]; why: string }
+  /** The ordinary setup plan for the (new) topology; `markStandby` is first made a standby whatever it holds. */
+  | { kind: "converge"; skip: string[]; markStandby?: string; why: string };
+
+const METHOD_LABEL: Record<Method, string> = { pg_promote: "pg_promote()", pg_ctl: "pg_ctl promote", trigger_file: "the trigger file" };
+
+export function methodLabel(m: Method): string {
+  return METHOD_LABEL[m];
+}
+
+export function describeRoleStep(s: RoleStep): string {
+  switch (s.kind) {
+    case "stop":
+      return s.waitOn ? `stop PostgreSQL cleanly, then wait until ${s.waitOn} has replayed its shutdown checkpoint` : "stop PostgreSQL";
+    case "fence-command":
+      return "run the inventory's fence command";
+    case "replay-received":
+      return "replay the WAL it has received";
+    case "promote":
+      return `promote with ${methodLabel(s.method)}`;
+    case "checkpoint":
+      return "CHECKPOINT";
+    case "rewind":
+      return `pg_rewind against ${s.from}${s.allowReclone ? " (a full copy if that fails: --allow-reclone)" : ""}`;
+    case "record":
+      return `record the new roles in ${s.file}`;
+    case "converge":
+      return "bring the other hosts in line with the inventory (the setup plan)";
+  }
+}
+
+export function stepHost(s: RoleStep): string | undefined {
+  return s.kind === "record" || s.kind === "converge" ? undefined : s.host;
+}
