@@ -151,6 +151,23 @@ program
   });
 
 program
+  .command("app-config")
+  .description("print how applications connect: writes to the primary, reads from the standbys (reads only the inventory)")
+  .addOption(inventoryOption())
+  .addOption(new Option("--format <format>", "rails (database.yml), makara, octopus (shards.yml), env (URLs), uri (libpq multi-host)").choices(["rails", "makara", "octopus", "env", "uri"]).makeOptionMandatory())
+  .option("--user <name>", "the application's database role", "app")
+  .option("--database <name>", "the application's database", "app")
+  .option("--password-env <var>", "the environment variable that holds the application's password", "DATABASE_PASSWORD")
+  .option("--with-secrets", "write the password itself (read from --password-env now) instead of a reference to it", false)
+  .option("--environment <name>", "the Rails environment the entries are for", "production")
+  .option("--each-standby", "rails: also one replica entry per standby", false)
+  .addHelpText("after", "\nExamples:\n  pgrep app-config -i prod.yml --format rails > config/database.yml\n  pgrep app-config -i prod.yml --format uri --user shop --database shop\n  DATABASE_PASSWORD=… pgrep app-config -i prod.yml --format env --with-secrets > .env")
+  .action(async (o) => {
+    const { appConfigCommand } = await import("./commands/app-config.js");
+    return finish(appConfigCommand({ ...o, inventory: inventoryPath(o.inventory) }, await output()));
+  });
+
+program
   .command("destroy")
   .description("stop and delete the clusters pgrep created for a local inventory (asks first)")
   .addOption(inventoryOption())

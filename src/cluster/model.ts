@@ -26,6 +26,7 @@ export interface PgSpec {
 export interface HostSpec {
   name: string;
   address: string; // how the other hosts reach this one (replication, pg_hba)
+  appAddress: string; // how applications reach it (app-config)
   role: Role;
   upstream: string | undefined; // standbys: the host they stream from
   connection: Connection;

@@ -86,6 +86,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     return {
       name: h.name,
       address: h.address,
+      appAddress: h.app_address ?? h.address,
       role: h.role,
       upstream: h.upstream,
       connection,

@@ -85,6 +85,8 @@ export const inventorySchema = z
           .object({
             name,
             address: z.string().min(1),
+            /** How applications reach this host (app-config), when it differs from address. */
+            app_address: z.string().min(1).optional(),
             role: z.enum(["primary", "standby"]),
             upstream: name.optional(),
             connection: z.enum(["ssh", "local"]).default("ssh"),

@@ -87,6 +87,45 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(senders).toBe("pg2=streaming,pg3=streaming");
   });
 
+  it("app-config's Rails database.yml works with ActiveRecord: writes to the primary, reads from a standby", async () => {
+    const password = `app-${Math.random().toString(36).slice(2)}`;
+    await rig.psql("pg1", `CREATE ROLE app LOGIN PASSWORD '${password}'`);
+    await rig.psql("pg1", "CREATE DATABASE app OWNER app");
+    // Applications connect from this machine: a rule of the user's, outside pgrep's block.
+    for (const h of ["pg1", "pg2", "pg3"]) await rig.sh(h, "echo 'host app app 0.0.0.0/0 scram-sha-256' >> /etc/postgresql/15/main/pg_hba.conf && pg_ctlcluster 15 main reload");
+    for (const s of ["pg2", "pg3"]) await waitReplayed(s);
+    const appInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, appAddresses: true, file: "rig-app.yml" });
+    const ip = (h: string) => rig.host(h).container.getIpAddress(rig.network.getName());
+
+    const yml = await pgrep(["app-config", "-i", appInv, "--format", "rails"]);
+    expect(yml.exitCode, yml.all).toBe(0);
+    expect(yml.stdout).toContain('password: <%= ENV["DATABASE_PASSWORD"] %>');
+    expect(yml.stdout).toContain("connects_to database: { writing: :primary, reading: :primary_replica }");
+    const file = join(rig.dir, "database.yml");
+    writeFileSync(file, yml.stdout);
+    const ruby = spawnSync("ruby", ["test/integration/app/active_record_check.rb", file, "from-rails"], { encoding: "utf8", env: { ...process.env, DATABASE_PASSWORD: password } });
+    expect(ruby.status, `${ruby.stdout}${ruby.stderr}${ruby.error ?? ""}`).toBe(0);
+    const seen = JSON.parse(ruby.stdout) as Record<string, unknown>;
+    expect(seen).toMatchObject({ writing_in_recovery: false, writing_server: ip("pg1"), reading_in_recovery: true, replicated: true, write_while_reading: "ActiveRecord::ReadOnlyError" });
+    expect([ip("pg2"), ip("pg3")]).toContain(seen.reading_server);
+
+    // --with-secrets writes the password itself (taken from the environment, not argv), and nothing else needs it.
+    const withSecrets = await pgrep(["app-config", "-i", appInv, "--format", "rails", "--with-secrets"], { DATABASE_PASSWORD: password });
+    expect(withSecrets.stdout).toContain(`password: "${password}"`);
+    writeFileSync(file, withSecrets.stdout);
+    const { DATABASE_PASSWORD: _unset, ...noPassword } = process.env;
+    const again = spawnSync("ruby", ["test/integration/app/active_record_check.rb", file, "with-secrets"], { encoding: "utf8", env: noPassword });
+    expect(again.status, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ writing_in_recovery: false, reading_in_recovery: true, replicated: true });
+
+    // The libpq multi-host URI finds the primary whichever host comes first.
+    const uri = (await pgrep(["app-config", "-i", appInv, "--format", "uri"])).stdout.trim();
+    expect(uri).toBe(`postgresql://app@${ip("pg1")}:5432,${ip("pg2")}:5432,${ip("pg3")}:5432/app?target_session_attrs=read-write`);
+    const reordered = uri.replace(`${ip("pg1")}:5432,${ip("pg2")}:5432`, `${ip("pg2")}:5432,${ip("pg1")}:5432`);
+    const q = spawnSync("psql", [reordered, "-XAtc", "SELECT pg_is_in_recovery()"], { encoding: "utf8", env: { ...process.env, PGPASSWORD: password } });
+    expect(q.stdout.trim(), q.stderr).toBe("f");
+  });
+
   it("changes nothing on a second run", async () => {
     const before = await startTimes();
     const r = await pgrep(["setup", "-i", inv]);
