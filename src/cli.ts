@@ -189,7 +189,9 @@ function fail(e: unknown): never {
     process.exit(e.exitCode === 0 ? EXIT.ok : EXIT.usage);
   }
   if (e instanceof PgrepError) {
-    process.stderr.write(`pgrep: ${e.message}\n`);
+    // Red only on a terminal, and never with NO_COLOR.
+    const red = process.stderr.isTTY && process.env.NO_COLOR === undefined && process.env.TERM !== "dumb";
+    process.stderr.write(`${red ? "\x1b[31mpgrep:\x1b[39m" : "pgrep:"} ${e.message}\n`);
     if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
     if (debug && e.stack) process.stderr.write(`${e.stack}\n`);
     process.exit(e.exitCode);

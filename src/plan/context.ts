@@ -6,6 +6,8 @@ export interface Reporter {
   step(host: string, text: string): void;
   done(host: string, text: string, ms: number): void;
   info(text: string): void;
+  /** How far a long step is (a copy); undefined when it is over. */
+  live(host: string, text: string | undefined): void;
 }
 
 /** What executing a plan needs besides the plan. The password lives here, never in the plan. */

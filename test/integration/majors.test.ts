@@ -138,6 +138,7 @@ describe.skipIf(missing.length > 0)("every major, on real servers", () => {
       const r = await pgrep(["setup", "-i", inventory(o)]);
       expect(r.exitCode, r.all).toBe(0);
       expect(r.stderr).toMatch(/clone from pa with the backup API and rsync/);
+      expect(r.stderr).toMatch(/\[pb\] rsync from pa: \d+% of [\d.]+ MB/);
       await provesStandby(o);
       // The temporary key is gone from the primary, and no backup is left running.
       expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys 2>/dev/null || true")).not.toMatch(/pgrep-clone/);
