@@ -1,4 +1,5 @@
 import { PgrepError } from "../errors.js";
+import { slotName } from "../postgres/replication.js";
 import type { ClusterSpec } from "./model.js";
 import type { ClusterSnapshot, ReachableHost } from "./state.js";
 
@@ -22,6 +23,12 @@ export interface HostReport {
   standbyReplayGapBytes: number | null;
   standbySinceLastReplaySeconds: number | null;
   startedAt: string | null;
+  /** The standby's slot on its upstream ("missing" when the inventory wants one and there is none). */
+  slot: string | null;
+  /** WAL the slot holds back on the upstream. */
+  slotRetainedBytes: number | null;
+  /** pg_stat_replication.sync_state: async, potential, sync or quorum. */
+  syncState: string | null;
   problem: string | null;
 }
 
@@ -44,6 +51,9 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       standbyReplayGapBytes: null,
       standbySinceLastReplaySeconds: null,
       startedAt: null,
+      slot: null,
+      slotRetainedBytes: null,
+      syncState: null,
       problem: null,
     };
     if (!s || !s.reachable) return { ...base, problem: s ? describeError(h.name, s.error) : "not observed" };
@@ -64,7 +74,15 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
     }
     if (!q.inRecovery) return { ...r, state: "conflicting primary", problem: "the inventory says standby but the server accepts writes" };
     const up = snap.hosts.get(h.upstream ?? "");
-    const row = up?.reachable ? (up as ReachableHost).sql?.replication.find((x) => x.application_name === h.name) : undefined;
+    const upSql = up?.reachable ? (up as ReachableHost).sql : undefined;
+    if (spec.slots && upSql) {
+      const slot = upSql.slots.find((x) => x.name === slotName(h.name));
+      r.slot = slot ? slot.name : "missing";
+      r.slotRetainedBytes = slot?.retained_bytes ?? null;
+      // 13+: the slot went past max_slot_wal_keep_size and the WAL the standby needs is gone.
+      if (slot?.wal_status === "lost") return { ...r, state: "not streaming", problem: `its slot ${slot.name} on ${h.upstream} lost the WAL it needs; re-clone it (pgrep setup --force ${h.name})` };
+    }
+    const row = upSql?.replication.find((x) => x.application_name === h.name);
     if (!row) return { ...r, state: "not streaming", problem: `${h.upstream} shows no replication connection from it (receiver: ${q.receiver?.status ?? "none"})` };
     const state = row.state === "streaming" ? "streaming" : row.state === "catchup" ? "catchup" : "not streaming";
     return {
@@ -73,6 +91,7 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       ok: state === "streaming",
       lagBytes: row.lag_bytes,
       lagSeconds: row.replay_lag_s ?? 0,
+      syncState: row.sync_state,
       problem: state === "streaming" ? null : `walsender state is '${row.state}'`,
     };
   });

@@ -23,7 +23,7 @@ function bytes(n: number | null): string {
 
 export function formatStatusTable(reports: HostReport[]): string {
   const rows = [
-    ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG (PRIMARY'S VIEW)", "NOT YET REPLAYED"],
+    ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG (PRIMARY'S VIEW)", "NOT YET REPLAYED", "SYNC", "SLOT (WAL HELD)"],
     ...reports.map((r) => [
       glyph(r),
       r.name,
@@ -34,6 +34,8 @@ export function formatStatusTable(reports: HostReport[]): string {
       r.lsn ?? "",
       r.wanted === "standby" && r.lagBytes !== null ? `${bytes(r.lagBytes)}, ${(r.lagSeconds ?? 0).toFixed(1)} s` : "",
       r.standbyReplayGapBytes !== null ? bytes(r.standbyReplayGapBytes) : "",
+      r.syncState ?? "",
+      r.slot ? `${r.slot}${r.slotRetainedBytes !== null ? ` (${bytes(r.slotRetainedBytes)})` : ""}` : "",
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));

@@ -51,6 +51,10 @@ export interface ClusterSpec {
   knownHostsFile: string;
   replicationUser: string;
   password: PasswordSource;
+  slots: boolean;
+  maxSlotWalKeepSize: string;
+  /** Standbys commits wait for: FIRST n (a priority list) or ANY n (a quorum). */
+  synchronous: { method: "FIRST" | "ANY"; num: number; names: string[] } | undefined;
   hosts: HostSpec[];
   primary: HostSpec;
   standbys: HostSpec[];

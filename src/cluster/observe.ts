@@ -146,6 +146,9 @@ SELECT json_build_object(
       'sent_lsn', sent_lsn::text, 'replay_lsn', replay_lsn::text,
       'lag_bytes', pg_wal_lsn_diff((SELECT lsn FROM pos), replay_lsn), 'replay_lag_s', extract(epoch FROM replay_lag))), '[]')
     FROM pg_stat_replication),
+  'slots', (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'active', active,
+      'retained_bytes', pg_wal_lsn_diff((SELECT lsn FROM pos), restart_lsn), 'wal_status', to_jsonb(s)->>'wal_status')), '[]')
+    FROM pg_replication_slots s WHERE slot_type = 'physical'),
   'receiver', (SELECT json_build_object('status', status, 'conninfo', conninfo, 'flushed', ${recv}::text) FROM pg_stat_wal_receiver),
   'role', (SELECT json_build_object('can_login', rolcanlogin, 'replication', rolreplication, 'verifier', rolpassword,
       'rewind', ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `has_function_privilege(rolname, ${sqlLiteral(f)}, 'EXECUTE')`).join(" AND ") : "true"})
@@ -167,6 +170,7 @@ SELECT json_build_object(
     pendingRestart: raw.pending_restart as string[],
     replication: raw.replication as SqlState["replication"],
     receiver: raw.receiver as SqlState["receiver"],
+    slots: raw.slots as SqlState["slots"],
     // The verifier is compared here and dropped: snapshots hold no secrets.
     role: role && { canLogin: role.can_login, replication: role.replication, rewind: role.rewind, passwordOk: !!password && verifierMatches(role.verifier, password) },
   };

@@ -29,6 +29,8 @@ export interface SqlState {
   pendingRestart: string[];
   replication: ReplicationRow[];
   receiver: { status: string; conninfo: string | null } | null;
+  /** Physical replication slots; wal_status exists on 13+. retained: WAL held back from this server's position. */
+  slots: { name: string; active: boolean; retained_bytes: number | null; wal_status: string | null }[];
   role: { canLogin: boolean; replication: boolean; passwordOk: boolean; rewind: boolean } | null;
 }
 

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import type { ZodIssue } from "zod";
 import { InputError } from "../errors.js";
+import { keysAt, suggest } from "./suggest.js";
 import { inventorySchema, type Inventory } from "./schema.js";
 
 /** One problem in an inventory, already pointing at the file position. */
@@ -79,7 +80,7 @@ function problemFor(doc: Document, lines: LineCounter, issue: ZodIssue): Invento
     }
     const pos = offset ? lines.linePos(offset) : positionOf(doc, lines, path);
     const plural = issue.keys.length > 1 ? `s ${issue.keys.map((k) => `'${k}'`).join(", ")}` : ` '${key}'`;
-    return { ...pos, keyPath: keyPathText([...path, key]), message: `unknown key${plural}` };
+    return { ...pos, keyPath: keyPathText([...path, key]), message: `unknown key${plural}${suggest(key, keysAt(inventorySchema, path))}` };
   }
   return { ...positionOf(doc, lines, path), keyPath: keyPathText(path), message: messageFor(issue) };
 }
@@ -91,7 +92,7 @@ function messageFor(issue: ZodIssue): string {
     case "invalid_enum_value":
       return `must be one of ${issue.options.map((o) => `'${String(o)}'`).join(", ")} (got '${String(issue.received)}')`;
     case "invalid_union":
-      return "must be either { env: VARIABLE } or { file: PATH }";
+      return issue.path.at(-1) === "synchronous" ? "must be a list of standby names, or { any: N, of: [names] }" : "must be either { env: VARIABLE } or { file: PATH }";
     case "too_small":
       return issue.type === "array" ? `needs at least ${issue.minimum} entr${issue.minimum === 1 ? "y" : "ies"}` : `must be at least ${issue.minimum}`;
     case "too_big":

@@ -1,3 +1,4 @@
+import { suggest } from "./suggest.js";
 import { userInfo, homedir } from "node:os";
 import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import type { Document, LineCounter } from "yaml";
@@ -118,10 +119,23 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
       return;
     }
     const up = hosts.find((x) => x.name === h.upstream);
-    if (!up) fail(["hosts", i, "upstream"], `unknown host '${h.upstream}'`);
+    if (!up) fail(["hosts", i, "upstream"], `unknown host '${h.upstream}'${suggest(h.upstream, hosts.map((x) => x.name))}`);
     else if (up === h) fail(["hosts", i, "upstream"], "a host cannot stream from itself");
     else if (up.role !== "primary") fail(["hosts", i, "upstream"], `'${up.name}' is a standby; cascading standbys are not supported yet`);
   });
+
+  const sync = inv.replication.synchronous;
+  let synchronous: ClusterSpec["synchronous"];
+  if (sync) {
+    const names = Array.isArray(sync) ? sync : sync.of;
+    const path = Array.isArray(sync) ? ["replication", "synchronous"] : ["replication", "synchronous", "of"];
+    names.forEach((n, i) => {
+      if (!hosts.some((h) => h.name === n)) fail([...path, i], `unknown host '${n}'${suggest(n, hosts.map((h) => h.name))}`);
+    });
+    if (new Set(names).size !== names.length) fail(path, "a host is named twice");
+    if (!Array.isArray(sync) && sync.any > names.length) fail(["replication", "synchronous", "any"], `any: ${sync.any} of ${names.length} standbys can never be met`);
+    synchronous = Array.isArray(sync) ? { method: "FIRST", num: names.length, names } : { method: "ANY", num: sync.any, names };
+  }
 
   let password: PasswordSource;
   const src = inv.replication.password;
@@ -141,6 +155,9 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     knownHostsFile: expand(inv.ssh.known_hosts ?? "~/.ssh/known_hosts"),
     replicationUser: inv.replication.user,
     password,
+    slots: inv.replication.slots,
+    maxSlotWalKeepSize: inv.replication.max_slot_wal_keep_size,
+    synchronous,
     hosts,
     primary,
     standbys: hosts.filter((h) => h.role === "standby"),

@@ -60,6 +60,14 @@ export const inventorySchema = z
       .object({
         user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "a lower-case role name").default("replicator"),
         password: secretSource.optional(),
+        /** A physical replication slot per standby on its upstream, so that the WAL it needs is kept. */
+        slots: z.boolean().default(true),
+        /** The most WAL slots may hold (13+); beyond it a slot is invalidated rather than fill the disk. */
+        max_slot_wal_keep_size: z.string().regex(/^(-1|[1-9][0-9]*(MB|GB|TB))$/, "a size like 10GB, or -1 for no limit").default("10GB"),
+        /** Commits wait for these standbys: a list (every one), or a quorum { any: n, of: [names] }. */
+        synchronous: z
+          .union([z.array(name).min(1), z.object({ any: z.number().int().min(1), of: z.array(name).min(1) }).strict()])
+          .optional(),
       })
       .strict()
       .default({}),

@@ -2,7 +2,9 @@ import { isIP } from "node:net";
 import { onInterrupt } from "../cleanup.js";
 import type { HostSpec } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
-import { PgrepError, RefusedError } from "../errors.js";
+import { CommandError, PgrepError, RefusedError } from "../errors.js";
+import { slotName } from "../postgres/replication.js";
+import { Meter, parseBasebackup, parseRsync, withoutProgressLines } from "../progress.js";
 import { BackupSession } from "../postgres/backup.js";
 import { conninfo } from "../postgres/files.js";
 import { runSql } from "../postgres/sql.js";
@@ -79,15 +81,27 @@ async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh
     "--wal-method=stream",
     "--checkpoint=fast",
     "--no-password",
+    "--progress",
+    // The standby's own slot: the WAL of the copy is kept for it until it streams.
+    ...(ctx.spec.slots ? [`--slot=${slotName(h.name)}`] : []),
     ...(h.clone.maxRate ? [`--max-rate=${h.clone.maxRate}`] : []),
     "--dbname", conninfo({ host: uh.address, port: uh.pg.port, user: ctx.spec.replicationUser, passfile: s.layout.passfile, application_name: `pgrep_clone_${h.name}` }),
   ];
+  const meter = new Meter();
+  const onOutput = (chunk: string) => {
+    const sample = parseBasebackup(chunk);
+    if (!sample) return;
+    meter.add(sample);
+    ctx.report.live(h.name, `pg_basebackup from ${uh.name}: ${meter.describe()}`);
+  };
   try {
-    await s.transport.run(args, { user: h.pg.osUser, what: "pg_basebackup" });
+    await s.transport.run(args, { user: h.pg.osUser, what: "pg_basebackup", onOutput });
   } catch (e) {
     // Nothing half-made is left to be mistaken for a standby.
     await emptyDataDir(s).catch(() => {});
-    throw e;
+    throw e instanceof CommandError ? new CommandError({ ...e.result, stderr: withoutProgressLines(e.result.stderr) }, "pg_basebackup") : e;
+  } finally {
+    ctx.report.live(h.name, undefined);
   }
 }
 
@@ -115,15 +129,23 @@ async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Hos
   });
   try {
     session = await BackupSession.start(sqlTarget(uh, us), us.caps, `pgrep clone of ${uh.name} for ${h.name}`, uh.name);
+    const meter = new Meter();
+    const onOutput = (chunk: string, stream: "stdout" | "stderr") => {
+      const sample = stream === "stdout" ? parseRsync(chunk) : undefined;
+      if (!sample) return;
+      meter.add(sample);
+      ctx.report.live(h.name, `rsync from ${uh.name}: ${meter.describe()}`);
+    };
     await s.transport.run(
       [
-        "rsync", "--archive", "--delete", "--delete-excluded", "--quiet",
+        // progress2: one running total for the whole copy; no-inc-recursive: the total is known up front.
+        "rsync", "--archive", "--delete", "--delete-excluded", "--info=progress2", "--no-inc-recursive",
         ...(h.clone.maxRate ? [`--bwlimit=${h.clone.maxRate}`] : []),
         ...RSYNC_EXCLUDES.map((x) => `--exclude=${x}`),
         ...trust.rsyncArgs, `${trust.source}/`, `${s.layout.dataDir}/`,
       ],
-      { user: h.pg.osUser, what: "rsync of the data directory" },
-    );
+      { user: h.pg.osUser, what: "rsync of the data directory", onOutput },
+    ).finally(() => ctx.report.live(h.name, undefined));
     const backup = await session.stop();
     session = undefined;
     const own = { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin };

@@ -75,7 +75,8 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
       // A SCRAM verifier, not the password, goes to the server; statement logging is off for this session.
       await runSql(
         sqlTarget(h, s),
-        `SET log_statement = 'none'; SET log_min_duration_statement = -1;
+        // synchronous_commit local: pgrep's own change must not wait for standbys that do not stream yet.
+        `SET log_statement = 'none'; SET log_min_duration_statement = -1; SET synchronous_commit = local;
 DO $pgrep$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(u)}) THEN CREATE ROLE ${sqlIdent(u)}; END IF;
 END $pgrep$;
@@ -84,6 +85,15 @@ ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON 
         "setting up the replication role",
       );
       return `role ${u} has LOGIN REPLICATION, the current password (SCRAM) and what pg_rewind needs`;
+    }
+    case "slots": {
+      const sql = [
+        // immediately_reserve: WAL is kept from now, before the standby's copy starts.
+        ...step.create.map((n) => `SELECT pg_create_physical_replication_slot(${sqlLiteral(n)}, true) WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)});`),
+        ...step.drop.map((n) => `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)} AND NOT active;`),
+      ];
+      await runSql(sqlTarget(h, s), sql.join("\n"), "replication slots");
+      return describeStep(step);
     }
     case "clone":
       return clone(ctx, step, h, s);

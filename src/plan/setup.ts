@@ -4,6 +4,7 @@ import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError } from "../errors.js";
 import { applyBlock, blockMarkers, conninfo, ensureLine } from "../postgres/files.js";
 import { renderTemplate } from "../render/index.js";
+import { SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
 export interface SetupOptions {
@@ -71,6 +72,9 @@ function settingsContent(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstr
     standbySettings: standbyInSettings,
     upstream: upstream?.host.name ?? "",
     primaryConninfo: upstream ? standbyConninfo(spec, h, s, upstream.host) : "",
+    primarySlotName: upstream && spec.slots ? slotName(h.name) : undefined,
+    maxSlotWalKeepSize: spec.slots && s.caps.hasMaxSlotWalKeepSize ? spec.maxSlotWalKeepSize : undefined,
+    synchronousStandbyNames: synchronousStandbyNames(spec),
     triggerFile: triggerFileFor(spec, s, "promote_trigger_file"),
   });
 }
@@ -145,7 +149,19 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
       host: h.name,
       why: !role ? `role ${spec.replicationUser} is missing` : `role ${spec.replicationUser} lacks LOGIN, REPLICATION, the current password or what pg_rewind needs`,
     });
+  steps.push(...slotSteps(spec, h, P, "each standby's WAL is kept until it has it"));
   return steps;
+}
+
+/** Creates the slots the host's standbys stream through, and drops pgrep's slots nobody uses any more. */
+function slotSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, why: string): Step[] {
+  const wanted = wantedSlots(spec, h);
+  const have = s.sql?.slots ?? [];
+  const create = wanted.filter((n) => !have.some((x) => x.name === n));
+  // Only pgrep's own, only inactive ones: a slot in use belongs to a standby that still streams.
+  const drop = have.filter((x) => x.name.startsWith(SLOT_PREFIX) && !wanted.includes(x.name) && !x.active).map((x) => x.name);
+  if (!create.length && !drop.length) return [];
+  return [{ kind: "slots", host: h.name, create, drop, why: create.length ? why : "a slot nobody streams through keeps WAL forever" }];
 }
 
 function planStandby(
@@ -200,7 +216,9 @@ function planStandby(
   } else if (S.sql?.pendingRestart.length) {
     steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${S.sql.pendingRestart.join(", ")}` });
   }
-  if (steps.length) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: "prove replication works before reporting success" });
+  // A former primary keeps the slots of its old standbys; on a standby they only hold WAL back.
+  if (!clone && S.running && S.sql?.inRecovery) steps.push(...slotSteps(spec, h, S, "slots for standbys that stream from this one"));
+  if (steps.some((x) => x.kind !== "slots")) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: "prove replication works before reporting success" });
   return steps;
 }
 
@@ -218,6 +236,7 @@ function standbyMarkerSteps(spec: ClusterSpec, h: HostSpec, S: ReachableHost, up
     host: h.name,
     upstream: upstream.name,
     primaryConninfo: standbyConninfo(spec, h, S, upstream),
+    primarySlotName: spec.slots ? slotName(h.name) : undefined,
     triggerFile: triggerFileFor(spec, S, "trigger_file"),
   });
   return editStep(h, S, S.files.recoveryConf, `${S.layout.dataDir}/recovery.conf`, 0o600, { type: "replace", content }, "standby mode and where to stream from", fresh);

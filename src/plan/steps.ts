@@ -20,6 +20,7 @@ export type Step =
   | { kind: "control"; host: string; action: "start" | "stop" | "reload" | "restart"; why: string }
   | { kind: "restart-if-pending"; host: string; why: string }
   | { kind: "ensure-role"; host: string; why: string }
+  | { kind: "slots"; host: string; create: string[]; drop: string[]; why: string }
   | { kind: "clone"; host: string; from: string; method: "basebackup" | "rsync"; expectSysid: string | undefined; why: string }
   | { kind: "wait-streaming"; host: string; upstream: string; why: string };
 
@@ -61,6 +62,8 @@ export function describeStep(s: Step): string {
       return "restart PostgreSQL if a changed setting needs it";
     case "ensure-role":
       return "create or update the replication role";
+    case "slots":
+      return [s.create.length ? `create replication slot${s.create.length > 1 ? "s" : ""} ${s.create.join(", ")}` : "", s.drop.length ? `drop unused slot${s.drop.length > 1 ? "s" : ""} ${s.drop.join(", ")}` : ""].filter(Boolean).join("; ");
     case "clone":
       return `clone from ${s.from} with ${s.method === "rsync" ? "the backup API and rsync" : "pg_basebackup"}`;
     case "wait-streaming":

@@ -54,7 +54,7 @@ describe("inventory", () => {
 
   it.each([
     ["YAML syntax", "cluster: [x\n", /^\/srv\/inv\.yml:2:1: YAML: /],
-    ["unknown key, at the key", ok.replace("major: 15", "major: 15, prot: 5"), /^\/srv\/inv\.yml:2:24: postgres\.prot: unknown key 'prot'$/],
+    ["unknown key, at the key", ok.replace("major: 15", "major: 15, prot: 5"), /^\/srv\/inv\.yml:2:24: postgres\.prot: unknown key 'prot' \(did you mean 'port'\?\)$/],
     ["wrong type", ok.replace("major: 15", "major: fifteen"), /^\/srv\/inv\.yml:2:20: postgres\.major: expected number, got string$/],
     ["port out of range", ok.replace("port: 2222", "port: 70000"), /^\/srv\/inv\.yml:6:65: hosts\[1\]\.ssh\.port: must be at most 65535$/],
     ["bad role", ok.replace("role: standby", "role: replica"), /hosts\[1\]\.role: must be one of 'primary', 'standby' \(got 'replica'\)$/],
@@ -62,7 +62,7 @@ describe("inventory", () => {
     ["major outside 10–18", ok.replace("major: 15", "major: 9"), /^\/srv\/inv\.yml:2:20: postgres\.major: PostgreSQL 9 is not supported \(supported: 10–18\)$/],
     ["no primary", ok.replace("role: primary", "role: standby"), /no host has role: primary/],
     ["two primaries", ok.replace("role: standby", "role: primary"), /^\/srv\/inv\.yml:6:\d+: hosts\[1\]\.role: two primaries: 'db1' and 'db2'/],
-    ["unknown upstream", ok.replace("role: standby,", "role: standby, upstream: db7,"), /hosts\[1\]\.upstream: unknown host 'db7'$/],
+    ["unknown upstream", ok.replace("role: standby,", "role: standby, upstream: dbb2,"), /hosts\[1\]\.upstream: unknown host 'dbb2' \(did you mean 'db2'\?\)$/],
     ["duplicate name", ok.replace("name: db2", "name: db1"), /hosts\[1\]\.name: duplicate host name 'db1'/],
     ["password both env and file", ok.replace("hosts:", "replication: { password: { env: A, file: b } }\nhosts:"), /replication\.password/],
     ["relative data_dir on a remote host", ok.replace("major: 15", "major: 15, data_dir: data"), /postgres\.data_dir: must be an absolute path on the host/],

@@ -75,6 +75,7 @@ export function sql(over: Partial<SqlState> = {}): SqlState {
     pendingRestart: [],
     replication: [],
     receiver: null,
+    slots: [],
     role: { canLogin: true, replication: true, passwordOk: true, rewind: true },
     ...over,
   };

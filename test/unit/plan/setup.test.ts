@@ -76,8 +76,22 @@ describe("planSetup keeps data safe", () => {
   const primary = runningHost(s, "db1", "7001", false);
 
   it("plans nothing for a healthy cluster", () => {
-    const plan = planSetup(s, snapshot(15, upToDate(primary), upToDate(runningHost(s, "db2", "7001", true))), none);
+    const p = upToDate(primary);
+    const withSlot = { ...p, sql: { ...p.sql!, slots: [{ name: "pgrep_db2", active: true, retained_bytes: 0, wal_status: "reserved" }] } };
+    const plan = planSetup(s, snapshot(15, withSlot, upToDate(runningHost(s, "db2", "7001", true))), none);
     expect(stepCount(plan)).toBe(0);
+  });
+
+  it("creates each standby's slot on the primary, and drops pgrep's unused slots (never an active one, never another tool's)", () => {
+    const p = upToDate(primary);
+    const slots = [
+      { name: "pgrep_gone", active: false, retained_bytes: 1e9, wal_status: "reserved" },
+      { name: "pgrep_busy", active: true, retained_bytes: 0, wal_status: "reserved" },
+      { name: "barman", active: false, retained_bytes: 0, wal_status: "reserved" },
+    ];
+    const plan = planSetup(s, snapshot(15, { ...p, sql: { ...p.sql!, slots } }, upToDate(runningHost(s, "db2", "7001", true))), none);
+    const step = plan.phases.flatMap((ph) => ph.lanes.flatMap((l) => l.steps)).find((x) => x.kind === "slots");
+    expect(step).toMatchObject({ host: "db1", create: ["pgrep_db2"], drop: ["pgrep_gone"] });
   });
 
   it("refuses a standby whose data belongs to another cluster, and clones it with --force", () => {

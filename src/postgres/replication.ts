@@ -1,0 +1,29 @@
+import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+
+// Slots and synchronous standbys as the inventory wants them for its current topology.
+
+/** The physical slot a standby streams through on its upstream. */
+export function slotName(host: string): string {
+  return `pgrep_${host.toLowerCase().replace(/[^a-z0-9_]/g, "_")}`.slice(0, 63);
+}
+
+export const SLOT_PREFIX = "pgrep_";
+
+/** Slots `host` should have: one per standby that streams from it. */
+export function wantedSlots(spec: ClusterSpec, host: HostSpec): string[] {
+  if (!spec.slots) return [];
+  return spec.hosts.filter((h) => h.role === "standby" && h.upstream === host.name).map((h) => slotName(h.name));
+}
+
+/**
+ * synchronous_standby_names for the current primary: only names that are its standbys now (after a
+ * promotion the new primary must never wait for itself, which would stop every commit), and never more
+ * required than there are.
+ */
+export function synchronousStandbyNames(spec: ClusterSpec): string | undefined {
+  const s = spec.synchronous;
+  if (!s) return undefined;
+  const names = s.names.filter((n) => spec.hosts.some((h) => h.name === n && h.role === "standby" && h.upstream === spec.primary.name));
+  if (!names.length) return undefined;
+  return `${s.method} ${Math.min(s.num, names.length)} (${names.map((n) => `"${n}"`).join(", ")})`;
+}
