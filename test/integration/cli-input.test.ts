@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pgrep } from "../cli.js";
+import { CLI, pgrep } from "../cli.js";
 
 // Bad input through the real CLI: one line per problem, exit 2, no stack trace, and no host contacted —
 // the inventories point at a listener on this machine that counts connections.
@@ -95,5 +95,28 @@ describe("bad input", () => {
     expect(s.exitCode, s.all).toBe(3);
     expect(s.stdout).toMatch(/\?\s+a\s+primary\s+unreachable/);
     expect(connections).toBeGreaterThan(0);
+  });
+});
+
+describe("start-up", () => {
+  // A module hook lists every module the CLI loads; --help must not pull in SSH, process or YAML code.
+  const hook = `data:text/javascript,${encodeURIComponent(
+    `import { register } from "node:module"; register("data:text/javascript," + encodeURIComponent("export async function resolve(s, c, n) { const r = await n(s, c); process.stderr.write('LOADED ' + r.url + '\\\\n'); return r; }"));`,
+  )}`;
+  const loaded = async (args: string[]) => {
+    const { execa } = await import("execa");
+    const r = await execa("node", ["--import", hook, CLI, ...args], { reject: false });
+    return { exitCode: r.exitCode, urls: String(r.stderr).split("\n").filter((l) => l.startsWith("LOADED ")) };
+  };
+
+  it("pgrep --help loads neither ssh2 nor execa nor yaml; a command loads what it needs", async () => {
+    const help = await loaded(["--help"]);
+    expect(help.exitCode).toBe(0);
+    expect(help.urls.some((u) => u.includes("/commander/"))).toBe(true); // the hook sees imports
+    expect(help.urls.filter((u) => /\/node_modules\/(ssh2|execa|yaml)\//.test(u))).toEqual([]);
+    const appConfig = await loaded(["app-config", "-i", "inventories/example.yml", "--format", "uri"]);
+    expect(appConfig.exitCode).toBe(0);
+    expect(appConfig.urls.some((u) => u.includes("/node_modules/yaml/"))).toBe(true);
+    expect(appConfig.urls.filter((u) => u.includes("/node_modules/ssh2/"))).toEqual([]);
   });
 });
