@@ -6,7 +6,7 @@ import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
 import { effectiveMethod } from "../postgres/promote.js";
-import { executeRoleSteps, formatRoleDryRun, hostNamed, observeWith, reachable, replayLag } from "./role-change.js";
+import { executeRoleSteps, hostNamed, observeWith, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
 import { healthy, openSession } from "./session.js";
 
 export interface PromoteCommandOptions {
@@ -43,11 +43,7 @@ export async function promoteCommand(opts: PromoteCommandOptions, out: Output): 
     const lag = T.sql.inRecovery && oldWritable ? await replayLag(th, T, O.sql?.lsn ?? undefined) : 0;
     if (oldWritable) out.progress(`[${th.name}] is ${lag} bytes behind ${spec.primary.name}`);
     const steps = planPromote(spec, snap, th, lag, opts);
-    if (opts.dryRun) {
-      out.result(await formatRoleDryRun(`Promote ${th.name} in cluster ${spec.name}`, session, snap, steps));
-      out.progress("Dry run: nothing was changed.");
-      return EXIT.ok;
-    }
+    if (opts.dryRun) return await printRoleDryRun(out, `Promote ${th.name} in cluster ${spec.name}`, session, snap, steps);
     if (opts.force && oldWritable) out.progress(`[${spec.primary.name}] WARNING: still running and writable (--force): there will be two primaries`);
     const spec2 = await executeRoleSteps({ session, snap, out, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 }, steps);
     const reports = assessCluster(spec2, await observeWith(session, spec2));
@@ -90,12 +86,7 @@ export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSp
     const why = O.reachable ? (O.running ? (O.sql?.inRecovery ? `${old.name} is in recovery` : opts.fence ? `${old.name} is stopped` : "--force") : `${old.name} is stopped`) : opts.oldPrimaryIsDown ? "--old-primary-is-down" : "the old primary is fenced";
     steps.push({ kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), why });
   }
-  // Every standby streams from the primary (no cascading yet), so upstream keys are simply removed.
-  const changes = [
-    { host: th.name, role: "primary" as const, upstream: null },
-    ...spec.hosts.filter((h) => h.name !== th.name).map((h) => ({ host: h.name, role: "standby" as const, upstream: null })),
-  ];
-  steps.push({ kind: "record", file: spec.inventoryFile, changes, why: "the inventory is the record of who is primary" });
+  steps.push(recordNewPrimary(spec, th.name));
   // The old primary is left for `pgrep rejoin`, but when it is stopped and reachable it is marked as a
   // standby so that starting it can never make a second primary.
   const oldWillBeStopped = O.reachable && (!O.running || steps.some((s) => s.kind === "stop"));

@@ -3,7 +3,7 @@ import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
-import { executeRoleSteps, formatRoleDryRun, hostNamed, observeWith, reachable } from "./role-change.js";
+import { executeRoleSteps, hostNamed, observeWith, printRoleDryRun, reachable } from "./role-change.js";
 import { healthy, openSession } from "./session.js";
 
 export interface RejoinCommandOptions {
@@ -40,11 +40,7 @@ export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Pr
     steps.push({ kind: "checkpoint", host: spec.primary.name, why: "pg_rewind reads the new timeline's history from the last checkpoint" });
     steps.push({ kind: "rewind", host: h.name, from: spec.primary.name, allowReclone: opts.allowReclone, why: "copy only the blocks that diverged" });
     steps.push({ kind: "converge", skip: [], markStandby: h.name, why: `${h.name} streams from ${spec.primary.name}` });
-    if (opts.dryRun) {
-      out.result(await formatRoleDryRun(`Rejoin ${h.name} to cluster ${spec.name}`, session, snap, steps));
-      out.progress("Dry run: nothing was changed.");
-      return EXIT.ok;
-    }
+    if (opts.dryRun) return await printRoleDryRun(out, `Rejoin ${h.name} to cluster ${spec.name}`, session, snap, steps);
     const spec2 = await executeRoleSteps({ session, snap, out, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 }, steps);
     const reports = assessCluster(spec2, await observeWith(session, spec2));
     out.result(formatStatusTable(reports));

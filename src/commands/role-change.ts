@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
-import { EXIT, InputError, PgrepError, RefusedError, UnreachableError } from "../errors.js";
+import { EXIT, InputError, PgrepError, RefusedError, UnreachableError, type ExitCode } from "../errors.js";
 import { clusterFromText, loadCluster } from "../inventory/index.js";
 import { suggest } from "../inventory/suggest.js";
 import { recordTopology, withTopology } from "../inventory/update.js";
@@ -180,11 +180,28 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
   return spec;
 }
 
+/** The record step of a promotion: `target` is the primary, every other host its standby. */
+export function recordNewPrimary(spec: ClusterSpec, target: string): RoleStep {
+  // Every standby streams from the primary (no cascading yet), so upstream keys are simply removed.
+  const changes = [
+    { host: target, role: "primary" as const, upstream: null },
+    ...spec.hosts.filter((h) => h.name !== target).map((h) => ({ host: h.name, role: "standby" as const, upstream: null })),
+  ];
+  return { kind: "record", file: spec.inventoryFile, changes, why: "the inventory is the record of who is primary" };
+}
+
+/** Prints a role change's dry run and says nothing was changed. Await it inside the try: it reads over the open session. */
+export async function printRoleDryRun(out: Output, title: string, session: Session, snap: ClusterSnapshot, steps: RoleStep[]): Promise<ExitCode> {
+  out.result(await formatRoleDryRun(title, session, snap, steps));
+  out.progress("Dry run: nothing was changed.");
+  return EXIT.ok;
+}
+
 /**
  * A dry run of a role change: its steps with their reasons, the inventory's diff, and the setup plan that
  * would follow (computed on what the hosts would look like by then), with the diff of every file.
  */
-export async function formatRoleDryRun(title: string, session: Session, snap: ClusterSnapshot, steps: RoleStep[]): Promise<string> {
+async function formatRoleDryRun(title: string, session: Session, snap: ClusterSnapshot, steps: RoleStep[]): Promise<string> {
   const spec = session.spec;
   const lines = [`${title} (dry run):`];
   let spec2 = spec;

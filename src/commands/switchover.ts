@@ -4,7 +4,7 @@ import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
 import { effectiveMethod } from "../postgres/promote.js";
-import { executeRoleSteps, formatRoleDryRun, hostNamed, observeWith, reachable, replayLag } from "./role-change.js";
+import { executeRoleSteps, hostNamed, observeWith, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
 import { healthy, openSession, requireAllReachable } from "./session.js";
 
 export interface SwitchoverCommandOptions {
@@ -43,23 +43,11 @@ export async function switchoverCommand(opts: SwitchoverCommandOptions, out: Out
     const steps: RoleStep[] = [
       { kind: "stop", host: old.name, waitOn: th.name, why: "writes pause from here; nothing the primary acknowledged may be lost" },
       { kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), restartOnFailure: old.name, why: `it has everything ${old.name} wrote` },
-      {
-        kind: "record",
-        file: spec.inventoryFile,
-        changes: [
-          { host: th.name, role: "primary", upstream: null },
-          ...spec.hosts.filter((h) => h.name !== th.name).map((h) => ({ host: h.name, role: "standby" as const, upstream: null })),
-        ],
-        why: "the inventory is the record of who is primary",
-      },
+      recordNewPrimary(spec, th.name),
       // No rewind is needed after a clean shutdown: the old primary simply follows.
       { kind: "converge", skip: [], markStandby: old.name, why: `${old.name} and the other standbys stream from ${th.name}` },
     ];
-    if (opts.dryRun) {
-      out.result(await formatRoleDryRun(`Switch over from ${old.name} to ${th.name} in cluster ${spec.name}`, session, snap, steps));
-      out.progress("Dry run: nothing was changed.");
-      return EXIT.ok;
-    }
+    if (opts.dryRun) return await printRoleDryRun(out, `Switch over from ${old.name} to ${th.name} in cluster ${spec.name}`, session, snap, steps);
     const pauseStarted = Date.now();
     const spec2 = await executeRoleSteps(
       {
