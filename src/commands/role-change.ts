@@ -158,7 +158,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
         }
         case "record":
           await recordTopology(step.file, step.changes);
-          out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
+          out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream === undefined ? (spec.hosts.find((h) => h.name === c.host)?.upstream ?? "the primary") : (c.upstream ?? "the primary")}`}`).join("; ")}.`);
           break;
         case "converge": {
           const mark = step.markStandby && !force.has(step.markStandby) ? step.markStandby : undefined;
@@ -182,10 +182,16 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
 
 /** The record step of a promotion: `target` is the primary, every other host its standby. */
 export function recordNewPrimary(spec: ClusterSpec, target: string): RoleStep {
-  // Every standby streams from the primary (no cascading yet), so upstream keys are simply removed.
+  // The old primary, its standbys and the target's own cascading standbys stream from the new primary
+  // (upstream key removed); standbys of other standbys keep streaming from them.
   const changes = [
     { host: target, role: "primary" as const, upstream: null },
-    ...spec.hosts.filter((h) => h.name !== target).map((h) => ({ host: h.name, role: "standby" as const, upstream: null })),
+    ...spec.hosts
+      .filter((h) => h.name !== target)
+      .map((h) => {
+        const keeps = h.role === "standby" && h.upstream !== spec.primary.name && h.upstream !== target;
+        return { host: h.name, role: "standby" as const, upstream: keeps ? undefined : null };
+      }),
   ];
   return { kind: "record", file: spec.inventoryFile, changes, why: "the inventory is the record of who is primary" };
 }

@@ -121,7 +121,22 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     const up = hosts.find((x) => x.name === h.upstream);
     if (!up) fail(["hosts", i, "upstream"], `unknown host '${h.upstream}'${suggest(h.upstream, hosts.map((x) => x.name))}`);
     else if (up === h) fail(["hosts", i, "upstream"], "a host cannot stream from itself");
-    else if (up.role !== "primary") fail(["hosts", i, "upstream"], `'${up.name}' is a standby; cascading standbys are not supported yet`);
+  });
+  // A cascading standby streams from another standby; following upstreams must end at the primary.
+  const named = (n: string | undefined) => hosts.find((x) => x.name === n);
+  const inCycle = new Set<string>();
+  hosts.forEach((h, i) => {
+    if (h.role !== "standby" || inCycle.has(h.name)) return;
+    const chain = [h.name];
+    let up = named(h.upstream);
+    while (up && up.role === "standby" && !chain.includes(up.name)) {
+      chain.push(up.name);
+      up = named(up.upstream);
+    }
+    if (up?.name === h.name && chain.length > 1) {
+      chain.forEach((n) => inCycle.add(n));
+      fail(["hosts", i, "upstream"], `upstreams form a cycle (${[...chain, h.name].join(" → ")}); one of them must stream from the primary`);
+    }
   });
 
   const sync = inv.replication.synchronous;
@@ -130,7 +145,11 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     const names = Array.isArray(sync) ? sync : sync.of;
     const path = Array.isArray(sync) ? ["replication", "synchronous"] : ["replication", "synchronous", "of"];
     names.forEach((n, i) => {
-      if (!hosts.some((h) => h.name === n)) fail([...path, i], `unknown host '${n}'${suggest(n, hosts.map((h) => h.name))}`);
+      const h = hosts.find((x) => x.name === n);
+      if (!h) fail([...path, i], `unknown host '${n}'${suggest(n, hosts.map((x) => x.name))}`);
+      // Only the primary's own walsenders take part in synchronous replication.
+      else if (h.role === "standby" && h.upstream !== primaries[0]?.name && hosts.some((x) => x.name === h.upstream))
+        fail([...path, i], `'${n}' streams from the standby '${h.upstream}'; only a standby of the primary can be synchronous`);
     });
     if (new Set(names).size !== names.length) fail(path, "a host is named twice");
     if (!Array.isArray(sync) && sync.any > names.length) fail(["replication", "synchronous", "any"], `any: ${sync.any} of ${names.length} standbys can never be met`);

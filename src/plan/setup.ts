@@ -4,7 +4,7 @@ import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError } from "../errors.js";
 import { applyBlock, blockMarkers, conninfo, ensureLine } from "../postgres/files.js";
 import { renderTemplate } from "../render/index.js";
-import { SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
+import { hopsFromPrimary, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
 export interface SetupOptions {
@@ -27,15 +27,20 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
   const standbyLanes = spec.standbys.filter((h) => !opts.skip?.has(h.name)).map((h) => ({
     host: h.name,
-    steps: planStandby(spec, h, state(h), P, primarySysid, hba, opts, refusals),
+    hops: hopsFromPrimary(spec, h),
+    steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals),
   }));
   if (refusals.length) {
     throw new RefusedError(refusals.join("\n"), "nothing was changed; fix the inventory or the host, or pass --force HOST for a standby whose data may be replaced");
   }
   const phases: Phase[] = [];
   if (primarySteps.length) phases.push({ title: `primary ${spec.primary.name}`, lanes: [{ host: spec.primary.name, steps: primarySteps }] });
-  const busy = standbyLanes.filter((l) => l.steps.length);
-  if (busy.length) phases.push({ title: "standbys", lanes: busy });
+  // A cascading standby is copied from its upstream standby, so each level waits for the one before.
+  const levels = [...new Set(standbyLanes.map((l) => l.hops))].sort((a, b) => a - b);
+  for (const hops of levels) {
+    const busy = standbyLanes.filter((l) => l.hops === hops && l.steps.length).map(({ host, steps }) => ({ host, steps }));
+    if (busy.length) phases.push({ title: hops === 1 ? "standbys" : `cascading standbys (${hops} hops from the primary)`, lanes: busy });
+  }
   return { command: "setup", cluster: spec.name, phases };
 }
 
@@ -168,7 +173,7 @@ function planStandby(
   spec: ClusterSpec,
   h: HostSpec,
   S: ReachableHost,
-  P: ReachableHost,
+  U: ReachableHost,
   primarySysid: string | undefined,
   hba: FileEdit,
   opts: SetupOptions,
@@ -196,7 +201,7 @@ function planStandby(
   }
   const steps: Step[] = [];
   const clone = cloneWhy !== undefined;
-  if (clone) refusals.push(...cloneProblems(h, S, upstream, P).map((p) => `${h.name}: ${p}`));
+  if (clone) refusals.push(...cloneProblems(h, S, upstream, U).map((p) => `${h.name}: ${p}`));
   steps.push(...passfileSteps(h, S, "pg_basebackup and the standby's walreceiver read the replication password from it"));
   if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
   const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
@@ -216,8 +221,9 @@ function planStandby(
   } else if (S.sql?.pendingRestart.length) {
     steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${S.sql.pendingRestart.join(", ")}` });
   }
-  // A former primary keeps the slots of its old standbys; on a standby they only hold WAL back.
-  if (!clone && S.running && S.sql?.inRecovery) steps.push(...slotSteps(spec, h, S, "slots for standbys that stream from this one"));
+  // Slots for the standbys that stream from this one (cascading), made once it runs as a standby; a former
+  // primary's slots for its old standbys only hold WAL back here and go. A fresh copy has no slots.
+  if (clone || (S.running && S.sql?.inRecovery)) steps.push(...slotSteps(spec, h, clone ? { ...S, sql: undefined } : S, "its cascading standbys' WAL is kept until they have it"));
   if (steps.some((x) => x.kind !== "slots")) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: "prove replication works before reporting success" });
   return steps;
 }
@@ -256,7 +262,7 @@ export function planMarkStandby(spec: ClusterSpec, snap: ClusterSnapshot, name: 
 }
 
 /** What would make a clone fail, found before anything is stopped or emptied. */
-function cloneProblems(h: HostSpec, S: ReachableHost, upstream: HostSpec, P: ReachableHost): string[] {
+function cloneProblems(h: HostSpec, S: ReachableHost, upstream: HostSpec, U: ReachableHost): string[] {
   const major = S.caps.major;
   if (h.clone.method === "basebackup") {
     if (!S.pgBasebackup || S.pgBasebackupMajor !== major)
@@ -267,7 +273,7 @@ function cloneProblems(h: HostSpec, S: ReachableHost, upstream: HostSpec, P: Rea
   }
   const problems: string[] = [];
   if (!S.hasRsync) problems.push("rsync is not installed here (clone method rsync)");
-  if (!P.hasRsync) problems.push(`rsync is not installed on ${upstream.name} (clone method rsync)`);
+  if (!U.hasRsync) problems.push(`rsync is not installed on ${upstream.name} (clone method rsync)`);
   if ((h.connection.kind === "local") !== (upstream.connection.kind === "local"))
     problems.push(`clone method rsync needs both hosts local or both over SSH (${upstream.name} is not)`);
   return problems;

@@ -27,3 +27,10 @@ export function synchronousStandbyNames(spec: ClusterSpec): string | undefined {
   if (!names.length) return undefined;
   return `${s.method} ${Math.min(s.num, names.length)} (${names.map((n) => `"${n}"`).join(", ")})`;
 }
+
+/** How many hops `host` is from the primary: 1 for its standbys, 2 for standbys of those (cascading)… */
+export function hopsFromPrimary(spec: ClusterSpec, host: HostSpec): number {
+  let hops = 0;
+  for (let h: HostSpec | undefined = host; h && h.role === "standby" && hops <= spec.hosts.length; h = spec.hosts.find((x) => x.name === h!.upstream)) hops++;
+  return hops;
+}

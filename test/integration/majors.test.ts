@@ -17,6 +17,8 @@ interface Options {
   method?: "rsync" | "basebackup";
   tag?: string;
   maxRate?: string;
+  /** A third host, pc, streaming from pb (cascading). */
+  cascade?: boolean;
   promote?: "auto" | "trigger_file" | "pg_promote" | "pg_ctl";
 }
 
@@ -30,7 +32,7 @@ const dataDir = (o: Options) => `/srv/pg${o.major}${o.tag ?? ""}/data`;
 function inventory(o: Options): string {
   const host = (name: string, role: string) => {
     const h = rig.host(name);
-    return `  - { name: ${name}, address: ${name}, role: ${role}, ssh: { host: ${h.sshHost}, port: ${h.sshPort} } }`;
+    return `  - name: ${name}\n    address: ${name}\n    role: ${role}\n    ssh: { host: ${h.sshHost}, port: ${h.sshPort} }`;
   };
   const file = join(rig.dir, `m${o.major}${o.tag ?? ""}.yml`);
   writeFileSync(
@@ -48,7 +50,9 @@ promote: { method: ${o.promote ?? "auto"} }
 hosts:
 ${host("pa", "primary")}
 ${host("pb", "standby")}
-`,
+${o.cascade ? `${host("pc", "standby")}
+    upstream: pb
+` : ""}`,
   );
   return file;
 }
@@ -65,7 +69,7 @@ async function waitReplayed(o: Options): Promise<void> {
 }
 
 async function stopBoth(o: Options): Promise<void> {
-  for (const h of ["pa", "pb"]) await rig.sh(h, `runuser -u postgres -- ${binDirIn(o.major)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null 2>&1 || true`);
+  for (const h of ["pa", "pb", "pc"]) await rig.sh(h, `runuser -u postgres -- ${binDirIn(o.major)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null 2>&1 || true`);
 }
 
 /** A standby of this major streams, has the primary's rows, refuses writes and carries the right files. */
@@ -126,7 +130,7 @@ const missing = missingBuilds();
 
 describe.skipIf(missing.length > 0)("every major, on real servers", () => {
   beforeAll(async () => {
-    rig = await Rig.start(["pa", "pb"], [{ source: PG_CACHE, target: "/opt/pg" }]);
+    rig = await Rig.start(["pa", "pb", "pc"], [{ source: PG_CACHE, target: "/opt/pg" }]);
   });
   afterAll(async () => {
     await rig?.stop();
@@ -153,6 +157,27 @@ describe.skipIf(missing.length > 0)("every major, on real servers", () => {
       expect(p.stderr).toMatch(new RegExp(`\\[pb\\] ✓ promoted with ${LABEL[expected].replace(/[()]/g, "\\$&")}: accepts writes on timeline 2`));
       await sql("pb", o, "INSERT INTO t VALUES (1001)");
       expect(await sql("pb", o, "SELECT count(*) FROM t")).toBe("1001");
+      await stopBoth(o);
+    });
+  }
+
+  for (const major of [10, 18]) {
+    it(`PostgreSQL ${major}: a cascading standby copied by rsync from a standby (backup API on a standby), streaming from it`, async () => {
+      const o: Options = { major, tag: "c", cascade: true };
+      const r = await pgrep(["setup", "-i", inventory(o)]);
+      expect(r.exitCode, r.all).toBe(0);
+      expect(r.stderr).toMatch(/\[pc\] rsync from pb: /);
+      await sql("pa", o, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 300)");
+      const target = await sql("pa", o, "SELECT pg_current_wal_lsn()");
+      const deadline = Date.now() + 30_000;
+      while ((await sql("pc", o, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
+        if (Date.now() > deadline) throw new Error("pc did not replay");
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(await sql("pc", o, "SELECT count(*) FROM t")).toBe("300");
+      expect(await sql("pb", o, "SELECT application_name || ':' || state FROM pg_stat_replication")).toBe("pc:streaming");
+      expect(await sql("pb", o, "SELECT slot_name FROM pg_replication_slots WHERE active")).toBe("pgrep_pc");
+      expect(await sql("pb", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
       await stopBoth(o);
     });
   }

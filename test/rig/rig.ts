@@ -102,12 +102,12 @@ export class Rig {
   }
 
   /** An inventory for these hosts, debian layout; `extraTop` is YAML added at the top level. */
-  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string; appAddresses?: boolean }): string {
+  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string; appAddresses?: boolean; upstreams?: Record<string, string> }): string {
     const hosts = this.hosts
       .map(
         (h) => `  - name: ${h.name}
     address: ${h.name}${opts.appAddresses ? `\n    app_address: ${h.container.getIpAddress(this.network.getName())}` : ""}
-    role: ${h.name === opts.primary ? "primary" : "standby"}
+    role: ${h.name === opts.primary ? "primary" : "standby"}${opts.upstreams?.[h.name] ? `\n    upstream: ${opts.upstreams[h.name]}` : ""}
     ssh: { host: ${h.sshHost}, port: ${h.sshPort}${opts.sshUsers?.[h.name] ? `, user: ${opts.sshUsers[h.name]}` : ""} }`,
       )
       .join("\n");

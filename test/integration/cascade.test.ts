@@ -1,0 +1,81 @@
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgrep } from "../cli.js";
+import { Rig } from "../rig/rig.js";
+
+// A cascading standby on real hosts: pg3 is copied from and streams from pg2, which streams from pg1.
+
+let rig: Rig;
+let inv: string;
+
+async function replayed(from: string, standby: string): Promise<void> {
+  const target = await rig.psql(from, "SELECT pg_current_wal_lsn()");
+  const deadline = Date.now() + 30_000;
+  while ((await rig.psql(standby, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
+    if (Date.now() > deadline) throw new Error(`${standby} did not replay ${target}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const senders = (h: string) => rig.psql(h, "SELECT coalesce(string_agg(application_name || ':' || state, ',' ORDER BY application_name), '') FROM pg_stat_replication");
+const slots = (h: string) => rig.psql(h, "SELECT coalesce(string_agg(slot_name || ':' || active, ',' ORDER BY slot_name), '') FROM pg_replication_slots");
+
+describe("cascading standbys", () => {
+  beforeAll(async () => {
+    rig = await Rig.start(["pg1", "pg2", "pg3"]);
+    inv = rig.inventory({ primary: "pg1", upstreams: { pg3: "pg2" } });
+  });
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  it("setup copies pg3 from pg2 once pg2 streams, and pg3 streams from pg2 through a slot there", async () => {
+    const dry = await pgrep(["setup", "-i", inv, "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/cascading standbys \(2 hops from the primary\)[\s\S]*\[pg3\] clone from pg2 with pg_basebackup/);
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg2/);
+    expect(r.stderr).toMatch(/\[pg3\] pg_basebackup from pg2: /);
+    expect(await senders("pg1")).toBe("pg2:streaming");
+    expect(await senders("pg2")).toBe("pg3:streaming");
+    expect(await slots("pg1")).toBe("pgrep_pg2:true");
+    expect(await slots("pg2")).toBe("pgrep_pg3:true");
+    expect(await rig.psql("pg3", "SELECT sender_host FROM pg_stat_wal_receiver")).toBe("pg2");
+    await rig.psql("pg1", "CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c SELECT generate_series(1, 500)");
+    await replayed("pg1", "pg3");
+    expect(await rig.psql("pg3", "SELECT count(*) FROM c")).toBe("500");
+    const again = await pgrep(["setup", "-i", inv]);
+    expect(again.stderr).toMatch(/Nothing to change/);
+  });
+
+  it("status reports each standby against its own upstream", async () => {
+    const r = await pgrep(["status", "-i", inv, "--json"]);
+    expect(r.exitCode, r.all).toBe(0);
+    const hosts = JSON.parse(r.stdout).hosts as { name: string; upstream: string; state: string; slot: string }[];
+    expect(hosts.map((h) => [h.name, h.upstream, h.state, h.slot])).toEqual([
+      ["pg1", null, "running", null],
+      ["pg2", "pg1", "streaming", "pgrep_pg2"],
+      ["pg3", "pg2", "streaming", "pgrep_pg3"],
+    ]);
+  });
+
+  it("promoting the cascading standby: pg2 follows it, the inventory records it, and the old primary rejoins", async () => {
+    const p = await pgrep(["promote", "pg3", "-i", inv, "--fence"]);
+    expect(p.exitCode, p.all).toBe(0);
+    expect(p.stderr).toMatch(/Recorded in .*: pg3 is the primary; pg1 is a standby of the primary; pg2 is a standby of the primary/);
+    expect(readFileSync(inv, "utf8")).not.toMatch(/upstream:/);
+    expect(await senders("pg3")).toBe("pg2:streaming");
+    // pg1's slot is made now, so the WAL it will need to rejoin is kept.
+    expect(await slots("pg3")).toBe("pgrep_pg1:false,pgrep_pg2:true");
+    await rig.psql("pg3", "INSERT INTO c VALUES (501)");
+    await replayed("pg3", "pg2");
+    expect(await rig.psql("pg2", "SELECT count(*) FROM c")).toBe("501");
+    const j = await pgrep(["rejoin", "pg1", "-i", inv]);
+    expect(j.exitCode, j.all).toBe(0);
+    expect(await senders("pg3")).toBe("pg1:streaming,pg2:streaming");
+    expect(await slots("pg3")).toBe("pgrep_pg1:true,pgrep_pg2:true");
+    // pg2 no longer feeds anyone: the slot pg3 had there is gone.
+    expect(await slots("pg2")).toBe("");
+  });
+});
