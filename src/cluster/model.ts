@@ -33,6 +33,16 @@ export interface HostSpec {
   pg: PgSpec;
   /** How this host is cloned when it is a standby. */
   clone: { method: CloneMethod; maxRate: string | undefined };
+  /** Its own server certificate and key (files on this machine), when the inventory gives them. */
+  tlsFiles: { cert: string; key: string } | undefined;
+}
+
+/** TLS for replication: how standbys verify their upstream, and where the CA comes from. */
+export interface TlsSpec {
+  sslmode: "verify-full" | "verify-ca";
+  /** Files on this machine; undefined: pgrep's own CA in the state directory. */
+  caCert: string | undefined;
+  caKey: string | undefined;
 }
 
 export type PasswordSource =
@@ -53,6 +63,10 @@ export interface ClusterSpec {
   password: PasswordSource;
   slots: boolean;
   maxSlotWalKeepSize: string;
+  tls: TlsSpec | undefined;
+  /** Files on this machine the inventory names (SSH keys, certificates), with where it names them. */
+  localFiles: { path: string; line: number; col: number; keyPath: string }[];
+  passwordEncryption: "scram-sha-256" | "md5";
   /** Standbys commits wait for: FIRST n (a priority list) or ANY n (a quorum). */
   synchronous: { method: "FIRST" | "ANY"; num: number; names: string[] } | undefined;
   hosts: HostSpec[];

@@ -3,7 +3,7 @@ import { InputError, PgrepError } from "../errors.js";
 import { mergePgpass, type PgpassEntry } from "../postgres/files.js";
 import { resolveLayout } from "../postgres/layout.js";
 import { queryJson, sqlLiteral } from "../postgres/sql.js";
-import { verifierMatches } from "../postgres/scram.js";
+import { storedPasswordMatches, type PasswordEncryption } from "../postgres/scram.js";
 import { capabilities, isSupportedMajor, REWIND_FUNCTIONS } from "../postgres/versions.js";
 import type { Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
@@ -57,6 +57,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     `file:passfile=${draft.passfile}`,
     `file:recoveryConf=${draft.dataDir}/recovery.conf`,
     `file:autoConf=${draft.dataDir}/postgresql.auto.conf`,
+    ...(["ca.crt", "server.crt", "server.key"] as const).map((f, i) => `sha:${["tlsCa", "tlsCert", "tlsKey"][i]}=${draft.tlsDir}/${f}`),
   ];
   if (host === spec.primary) for (const h of spec.hosts) if (!isIP(h.address)) args.push(`resolve:${h.address}`);
   const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "probing the host" });
@@ -106,6 +107,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
       recoveryConf: file("recoveryConf"),
       autoConf: file("autoConf"),
       passfileCurrent: password !== undefined && passfileText !== null && mergePgpass(passfileText, pgpassEntries(spec, password)) === passfileText,
+      tls: { ca: kv.get("sha_tlsCa") ?? null, cert: kv.get("sha_tlsCert") ?? null, key: kv.get("sha_tlsKey") ?? null },
     },
     resolved: Object.fromEntries(
       [...kv].filter(([k]) => k.startsWith("resolve_")).map(([k, v]) => [k.slice(8), v.split(" ").filter(Boolean)]),
@@ -115,7 +117,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
   };
   if (state.running && state.psql) {
     try {
-      state.sql = await observeSql(state, host, spec.replicationUser, password);
+      state.sql = await observeSql(state, host, spec.replicationUser, password, spec.passwordEncryption);
     } catch (e) {
       state.sqlError = (e as Error).message;
     }
@@ -123,7 +125,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
   return state;
 }
 
-export async function observeSql(s: ReachableHost, host: HostSpec, replUser: string, password: string | undefined): Promise<SqlState> {
+export async function observeSql(s: ReachableHost, host: HostSpec, replUser: string, password: string | undefined, encryption: PasswordEncryption = "scram-sha-256"): Promise<SqlState> {
   const recv = s.caps.receiverFlushColumn;
   const raw = await queryJson<Record<string, unknown>>(
     { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql!, osUser: host.pg.osUser },
@@ -172,7 +174,7 @@ SELECT json_build_object(
     receiver: raw.receiver as SqlState["receiver"],
     slots: raw.slots as SqlState["slots"],
     // The verifier is compared here and dropped: snapshots hold no secrets.
-    role: role && { canLogin: role.can_login, replication: role.replication, rewind: role.rewind, passwordOk: !!password && verifierMatches(role.verifier, password) },
+    role: role && { canLogin: role.can_login, replication: role.replication, rewind: role.rewind, passwordOk: !!password && storedPasswordMatches(encryption, role.verifier, password, replUser) },
   };
 }
 

@@ -1,7 +1,7 @@
 // Shell run on each host, as root or as the PostgreSQL OS user, reading everything observe needs in one
 // round trip. Prints key=value lines; file contents are base64 so that any byte survives.
 // Arguments: os_user bin_dir major data_dir, then items "file:KEY=PATH" ("~/" = the OS user's home)
-// and "resolve:NAME".
+// "sha:KEY=PATH" (only a file's sha256: keys stay on their host) and "resolve:NAME".
 export const PROBE_SCRIPT = String.raw`
 osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4
 home=$(getent passwd "$osuser" | cut -d: -f6)
@@ -45,6 +45,9 @@ for item in "$@"; do
       case "$path" in "~/"*) path="$home/$(printf %s "$path" | cut -c3-)";; esac
       echo "path_$key=$path"
       if [ -r "$path" ]; then printf 'file_%s=' "$key"; base64 -w0 < "$path"; echo; elif [ -e "$path" ]; then echo "unreadable_$key=1"; fi;;
+    sha:*) key=$(printf %s "$item" | cut -d: -f2- | cut -d= -f1); path=$(printf %s "$item" | cut -d= -f2-)
+      case "$path" in "~/"*) path="$home/$(printf %s "$path" | cut -c3-)";; esac
+      if [ -r "$path" ]; then echo "sha_$key=$(sha256sum < "$path" | cut -d' ' -f1)"; fi;;
     resolve:*) a=$(printf %s "$item" | cut -d: -f2-); echo "resolve_$a=$(getent ahosts "$a" | awk '{print $1}' | sort -u | tr '\n' ' ')";;
   esac
 done

@@ -42,6 +42,8 @@ export interface ManagedFiles {
   autoConf: string | null;
   /** The passfile has the lines pgrep would write (its content is never kept). */
   passfileCurrent: boolean;
+  /** sha256 of the TLS files in the layout's tlsDir (null: absent); a key's content never leaves its host. */
+  tls: { ca: string | null; cert: string | null; key: string | null };
 }
 
 export interface ReachableHost {

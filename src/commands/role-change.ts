@@ -38,7 +38,7 @@ export function reachable(snap: ClusterSnapshot, name: string): ReachableHost {
 }
 
 export function execContext(session: Session, spec: ClusterSpec, snap: ClusterSnapshot, out: Output, streamTimeoutMs: number): ExecContext {
-  return { spec, snap, password: session.password!, report: lineReporter(out), streamTimeoutMs };
+  return { spec, snap, password: session.password!, tls: session.tls, report: lineReporter(out), streamTimeoutMs };
 }
 
 /** Bytes of WAL the standby has not replayed: against the primary's position when known, else what it received. */
@@ -233,7 +233,7 @@ async function formatRoleDryRun(title: string, session: Session, snap: ClusterSn
         lines.push(...formatPhases([{ title: `make ${step.markStandby} a standby whatever it holds`, lanes: [{ host: step.markStandby, steps: markSteps }] }], after, true, "    "));
         after = withHost(after, step.markStandby, edited(markSteps));
       }
-      const plan = planSetup(spec2, after, { force: new Set(), skip: new Set(step.skip) });
+      const plan = planSetup(spec2, after, { force: new Set(), skip: new Set(step.skip), tls: session.tls });
       phases.push(...plan.phases);
       lines.push(...(phases.length ? formatPhases(phases, after, true, "    ") : ["    (nothing else to change)"]));
     }
@@ -257,7 +257,7 @@ async function converge(
     await executePlan({ command: "mark", cluster: spec.name, phases }, execContext(session, spec, snap, out, opts.streamTimeoutMs));
     snap = await observeWith(session, spec);
   }
-  const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), skip: opts.skip });
+  const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), skip: opts.skip, tls: session.tls });
   if (stepCount(plan)) await executePlan(plan, execContext(session, spec, snap, out, opts.streamTimeoutMs));
   return spec;
 }

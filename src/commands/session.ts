@@ -4,8 +4,9 @@ import type { ClusterSpec } from "../cluster/model.js";
 import { observeCluster } from "../cluster/observe.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 import { InputError, UnreachableError } from "../errors.js";
-import { loadCluster } from "../inventory/index.js";
+import { checkLocalFiles, loadCluster } from "../inventory/index.js";
 import { loadReplicationPassword } from "../secrets.js";
+import { loadTls, type TlsMaterial } from "../tls/material.js";
 
 // What every command does first: load the inventory, then open one connection per host and observe.
 
@@ -20,6 +21,8 @@ export interface Session {
   spec: ClusterSpec;
   conns: Connections;
   password: string | undefined;
+  /** Replication TLS certificates and keys (inventories with replication.tls). */
+  tls: TlsMaterial | undefined;
   observe(): Promise<ClusterSnapshot>;
   close(): Promise<void>;
 }
@@ -27,17 +30,21 @@ export interface Session {
 export async function openSession(opts: SessionOptions, validate?: (spec: ClusterSpec) => void): Promise<Session> {
   const spec = await loadCluster(opts.inventory);
   validate?.(spec);
+  await checkLocalFiles(spec);
   const mode = opts.password ?? "require";
   const password = await loadReplicationPassword(spec, mode === "create");
   if (password === undefined && mode === "require") {
     const where = spec.password.kind === "generated" ? spec.password.path : "";
     throw new InputError(`no replication password: ${where} does not exist`, "run pgrep setup with this inventory first (the generated password lives beside it), or set replication.password");
   }
+  // Made with the password (setup); a dry run or status uses what exists, and does without when nothing does.
+  const tls = mode === "optional" ? await loadTls(spec, false).catch(() => undefined) : await loadTls(spec, mode === "create");
   const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
   return {
     spec,
     conns,
     password,
+    tls,
     observe: () => observeCluster(spec, conns, password),
     close: () => conns.closeAll(),
   };

@@ -30,7 +30,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
     const { spec } = session;
     const snap = await session.observe();
     requireAllReachable(snap);
-    const plan = planSetup(spec, snap, { force: new Set(opts.force) });
+    const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls });
     if (opts.dryRun) {
       out.result(formatPlan(plan, snap, true));
       out.progress("Dry run: nothing was changed.");
@@ -40,7 +40,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
       out.progress(`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}.`);
     } else {
       out.progress(formatPlan(plan, snap, false));
-      await executePlan(plan, { spec, snap, password: session.password!, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+      await executePlan(plan, { spec, snap, password: session.password!, tls: session.tls, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
     }
     const reports = assessCluster(spec, await session.observe());
     out.result(formatStatusTable(reports));

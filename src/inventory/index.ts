@@ -1,5 +1,5 @@
 import type { ClusterSpec } from "../cluster/model.js";
-import { loadInventoryText, parseInventory } from "./load.js";
+import { InventoryError, loadInventoryText, parseInventory, type InventoryProblem } from "./load.js";
 import { resolveCluster } from "./resolve.js";
 
 /** Reads, validates and resolves an inventory. Throws InventoryError (exit 2) before anything is contacted. */
@@ -11,4 +11,19 @@ export async function loadCluster(file: string): Promise<ClusterSpec> {
 export function clusterFromText(file: string, text: string): ClusterSpec {
   const { inventory, doc, lines } = parseInventory(file, text);
   return resolveCluster(file, inventory, doc, lines);
+}
+
+/** Every file on this machine the inventory names must be readable: one line per missing one (exit 2). */
+export async function checkLocalFiles(spec: ClusterSpec): Promise<void> {
+  const { access, constants } = await import("node:fs/promises");
+  const problems: InventoryProblem[] = [];
+  for (const f of spec.localFiles) {
+    try {
+      await access(f.path, constants.R_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      problems.push({ line: f.line, col: f.col, keyPath: f.keyPath, message: `cannot read ${f.path} (${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code})` });
+    }
+  }
+  if (problems.length) throw new InventoryError(spec.inventoryFile, problems);
 }

@@ -26,6 +26,14 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
   const baseDir = dirname(resolvePath(file));
   const expand = (p: string) => (p.startsWith("~/") ? join(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolvePath(baseDir, p));
   const pg = inv.postgres;
+  // Files pgrep reads on this machine (keys, certificates): checked before any host is contacted, by the
+  // commands that use them (app-config reads none), each with where the inventory names it.
+  const localFiles: ClusterSpec["localFiles"] = [];
+  const localFile = (p: string, key: (string | number)[]) => {
+    const full = expand(p);
+    localFiles.push({ path: full, ...positionOf(doc, lines, key), keyPath: keyPathText(key) });
+    return full;
+  };
 
   if (pg.major === undefined) {
     if (pg.layout !== "generic") fail(["postgres"], "major is required (e.g. major: 15); only the generic layout can detect it");
@@ -64,7 +72,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
         host: s.host ?? h.address,
         port: s.port ?? 22,
         user: s.user ?? "root",
-        identityFile: s.identity_file ? expand(s.identity_file) : undefined,
+        identityFile: s.identity_file ? localFile(s.identity_file, h.ssh?.identity_file ? at("ssh", "identity_file") : ["ssh", "identity_file"]) : undefined,
         // Without a separate dial address, the others reach sshd where pgrep does.
         peerPort: s.peer_port ?? (s.host === undefined ? (s.port ?? 22) : 22),
       };
@@ -104,6 +112,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
         settings,
       },
       clone: { method: h.clone?.method ?? inv.clone.method, maxRate: h.clone?.max_rate ?? inv.clone.max_rate },
+      tlsFiles: h.tls ? { cert: localFile(h.tls.cert, at("tls", "cert")), key: localFile(h.tls.key, at("tls", "key")) } : undefined,
     };
   });
 
@@ -156,6 +165,30 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     synchronous = Array.isArray(sync) ? { method: "FIRST", num: names.length, names } : { method: "ANY", num: sync.any, names };
   }
 
+  let tls: ClusterSpec["tls"];
+  const t = inv.replication.tls;
+  if (t !== false) {
+    const o = t === true ? { verify: "full" as const, ca_cert: undefined, ca_key: undefined } : t;
+    if (o.ca_key && !o.ca_cert) fail(["replication", "tls", "ca_key"], "a CA key needs its certificate: add ca_cert");
+    if (o.ca_cert && !o.ca_key)
+      inv.hosts.forEach((h, i) => {
+        if (!h.tls) fail(["hosts", i], `replication.tls has a CA certificate but no ca_key to issue one with: give this host tls: { cert, key }, or add ca_key`);
+      });
+    tls = {
+      sslmode: o.verify === "ca" ? "verify-ca" : "verify-full",
+      caCert: o.ca_cert ? localFile(o.ca_cert, ["replication", "tls", "ca_cert"]) : undefined,
+      caKey: o.ca_key ? localFile(o.ca_key, ["replication", "tls", "ca_key"]) : undefined,
+    };
+    if (!o.ca_cert && inv.hosts.some((h) => h.tls)) {
+      const i = inv.hosts.findIndex((h) => h.tls);
+      fail(["hosts", i, "tls"], "a host certificate needs the CA that issued it: set replication.tls.ca_cert");
+    }
+  } else {
+    inv.hosts.forEach((h, i) => {
+      if (h.tls) fail(["hosts", i, "tls"], "replication.tls is off, so this certificate would not be used; set replication.tls: { ca_cert: … }");
+    });
+  }
+
   let password: PasswordSource;
   const src = inv.replication.password;
   const stateDir = join(baseDir, `${basename(file, extname(file))}.state`);
@@ -176,6 +209,9 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     password,
     slots: inv.replication.slots,
     maxSlotWalKeepSize: inv.replication.max_slot_wal_keep_size,
+    tls,
+    localFiles,
+    passwordEncryption: inv.replication.password_encryption,
     synchronous,
     hosts,
     primary,

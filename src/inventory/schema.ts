@@ -64,6 +64,18 @@ export const inventorySchema = z
         slots: z.boolean().default(true),
         /** The most WAL slots may hold (13+); beyond it a slot is invalidated rather than fill the disk. */
         max_slot_wal_keep_size: z.string().regex(/^(-1|[1-9][0-9]*(MB|GB|TB))$/, "a size like 10GB, or -1 for no limit").default("10GB"),
+        /**
+         * TLS for replication connections: true (pgrep's own CA, verify-full), or the verification and a
+         * CA of your own. Certificates given per host go under hosts[].tls.
+         */
+        tls: z
+          .union([
+            z.boolean(),
+            z.object({ verify: z.enum(["full", "ca"]).default("full"), ca_cert: path.optional(), ca_key: path.optional() }).strict(),
+          ])
+          .default(false),
+        /** How the replication role's password is stored: SCRAM (default) or md5 for old clients and poolers. */
+        password_encryption: z.enum(["scram-sha-256", "md5"]).default("scram-sha-256"),
         /** Commits wait for these standbys: a list (every one), or a quorum { any: n, of: [names] }. */
         synchronous: z
           .union([z.array(name).min(1), z.object({ any: z.number().int().min(1), of: z.array(name).min(1) }).strict()])
@@ -101,6 +113,8 @@ export const inventorySchema = z
             ssh: sshSettings.optional(),
             postgres: postgresHost.optional(),
             clone: z.object({ method: z.enum(cloneMethods).optional(), max_rate: rate.optional() }).strict().optional(),
+            /** This host's own server certificate and key (PEM files on this machine), instead of one pgrep issues. */
+            tls: z.object({ cert: path, key: path }).strict().optional(),
           })
           .strict(),
       )

@@ -3,10 +3,9 @@ import { onInterrupt } from "../cleanup.js";
 import type { HostSpec } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { CommandError, PgrepError, RefusedError } from "../errors.js";
-import { slotName } from "../postgres/replication.js";
+import { replicationConninfo, slotName } from "../postgres/replication.js";
 import { Meter, parseBasebackup, parseRsync, withoutProgressLines } from "../progress.js";
 import { BackupSession } from "../postgres/backup.js";
-import { conninfo } from "../postgres/files.js";
 import { runSql } from "../postgres/sql.js";
 import { recordCreated } from "../state-store.js";
 import { writeFileAtomic } from "../transport/files.js";
@@ -85,7 +84,7 @@ async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh
     // The standby's own slot: the WAL of the copy is kept for it until it streams.
     ...(ctx.spec.slots ? [`--slot=${slotName(h.name)}`] : []),
     ...(h.clone.maxRate ? [`--max-rate=${h.clone.maxRate}`] : []),
-    "--dbname", conninfo({ host: uh.address, port: uh.pg.port, user: ctx.spec.replicationUser, passfile: s.layout.passfile, application_name: `pgrep_clone_${h.name}` }),
+    "--dbname", replicationConninfo(ctx.spec, s.layout, uh, { application_name: `pgrep_clone_${h.name}` }),
   ];
   const meter = new Meter();
   const onOutput = (chunk: string) => {

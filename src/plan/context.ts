@@ -1,6 +1,7 @@
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import type { SqlTarget } from "../postgres/sql.js";
+import type { TlsMaterial } from "../tls/material.js";
 
 export interface Reporter {
   step(host: string, text: string): void;
@@ -15,6 +16,8 @@ export interface ExecContext {
   spec: ClusterSpec;
   snap: ClusterSnapshot;
   password: string;
+  /** Certificates and keys for replication.tls; like the password, never part of a plan. */
+  tls?: TlsMaterial | undefined;
   report: Reporter;
   /** Bounded waits (ms). */
   streamTimeoutMs: number;

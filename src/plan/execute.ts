@@ -1,7 +1,7 @@
 import { PgrepError } from "../errors.js";
 import { mergePgpass } from "../postgres/files.js";
 import { runSql, sqlIdent, sqlLiteral } from "../postgres/sql.js";
-import { scramVerifier } from "../postgres/scram.js";
+import { passwordVerifier } from "../postgres/scram.js";
 import { REWIND_FUNCTIONS } from "../postgres/versions.js";
 import { pgpassEntries } from "../cluster/observe.js";
 import type { HostSpec } from "../cluster/model.js";
@@ -61,6 +61,18 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
       if (current === null) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "file", path: step.file.path });
       return `wrote ${step.file.path} (0600)`;
     }
+    case "write-tls": {
+      const m = ctx.tls?.hosts.get(h.name);
+      if (!ctx.tls || !m) throw new PgrepError(`${h.name}: no TLS certificate for this host (internal: the plan needs TLS material)`);
+      const owner = L.admin === "root" ? `${step.owner}:` : "";
+      // Like the passfile, the key travels on stdin and is never logged; the directory is private to PostgreSQL.
+      await t.run(["sh", "-c", 'mkdir -p "$1" && chmod 700 "$1" && { [ -z "$2" ] || chown "$2" "$1"; }', "sh", step.dir, owner], { user: L.admin, what: `creating ${step.dir}` });
+      await writeFileAtomic(t, `${step.dir}/ca.crt`, ctx.tls.ca, { owner, mode: 0o644, asUser: L.admin });
+      await writeFileAtomic(t, `${step.dir}/server.crt`, m.cert, { owner, mode: 0o644, asUser: L.admin });
+      await writeFileAtomic(t, `${step.dir}/server.key`, m.key, { owner, mode: 0o600, asUser: L.admin });
+      await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "file", path: step.dir });
+      return `wrote ${step.dir}/{ca.crt,server.crt,server.key}`;
+    }
     case "control":
       await control(s, step.action);
       return;
@@ -72,7 +84,7 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
     }
     case "ensure-role": {
       const u = ctx.spec.replicationUser;
-      // A SCRAM verifier, not the password, goes to the server; statement logging is off for this session.
+      // A verifier (SCRAM, or md5 when asked), not the password, goes to the server; statement logging is off for this session.
       await runSql(
         sqlTarget(h, s),
         // synchronous_commit local: pgrep's own change must not wait for standbys that do not stream yet.
@@ -80,11 +92,11 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
 DO $pgrep$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(u)}) THEN CREATE ROLE ${sqlIdent(u)}; END IF;
 END $pgrep$;
-ALTER ROLE ${sqlIdent(u)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(scramVerifier(ctx.password))};
+ALTER ROLE ${sqlIdent(u)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(passwordVerifier(ctx.spec.passwordEncryption, ctx.password, u))};
 ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON FUNCTION ${f} TO ${sqlIdent(u)};`).join("\n") : ""}`,
         "setting up the replication role",
       );
-      return `role ${u} has LOGIN REPLICATION, the current password (SCRAM) and what pg_rewind needs`;
+      return `role ${u} has LOGIN REPLICATION, the current password (${ctx.spec.passwordEncryption === "md5" ? "md5" : "SCRAM"}) and what pg_rewind needs`;
     }
     case "slots": {
       const sql = [

@@ -23,6 +23,7 @@ function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string
   const s = snap.hosts.get(step.host);
   if (!s?.reachable) return [];
   if (step.kind === "write-passfile") return [`      (${step.file.path}: content not shown, it holds the replication password)`];
+  if (step.kind === "write-tls") return [`      (${step.dir}/server.key: content not shown, it is a private key)`];
   if (step.kind !== "edit-file") return [];
   const before = observedContent(s, step.file.path);
   const after = applyEdit(before, step.edit);

@@ -2,9 +2,10 @@ import { isIP } from "node:net";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError } from "../errors.js";
-import { applyBlock, blockMarkers, conninfo, ensureLine } from "../postgres/files.js";
+import { applyBlock, blockMarkers, ensureLine } from "../postgres/files.js";
+import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
-import { hopsFromPrimary, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
+import { hopsFromPrimary, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
 export interface SetupOptions {
@@ -12,6 +13,8 @@ export interface SetupOptions {
   force: ReadonlySet<string>;
   /** Hosts to leave alone (a former primary waiting for rejoin). */
   skip?: ReadonlySet<string>;
+  /** replication.tls: the files each host should have (undefined in a dry run before the first setup). */
+  tls?: TlsMaterial | undefined;
 }
 
 /** Pure: from the wanted cluster and what the hosts are now, the steps that make them match. */
@@ -23,7 +26,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   const P = state(spec.primary);
   const hba = hbaBlock(spec, P, refusals);
 
-  const primarySteps = planPrimary(spec, spec.primary, P, hba, refusals);
+  const primarySteps = planPrimary(spec, spec.primary, P, hba, opts, refusals);
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
   const standbyLanes = spec.standbys.filter((h) => !opts.skip?.has(h.name)).map((h) => ({
     host: h.name,
@@ -80,6 +83,8 @@ function settingsContent(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstr
     primarySlotName: upstream && spec.slots ? slotName(h.name) : undefined,
     maxSlotWalKeepSize: spec.slots && s.caps.hasMaxSlotWalKeepSize ? spec.maxSlotWalKeepSize : undefined,
     synchronousStandbyNames: synchronousStandbyNames(spec),
+    passwordEncryption: spec.passwordEncryption,
+    tls: spec.tls ? { cert: `${s.layout.tlsDir}/server.crt`, key: `${s.layout.tlsDir}/server.key` } : undefined,
     triggerFile: triggerFileFor(spec, s, "promote_trigger_file"),
   });
 }
@@ -90,7 +95,7 @@ function triggerFileFor(spec: ClusterSpec, s: ReachableHost, setting: "trigger_f
 }
 
 export function standbyConninfo(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstream: HostSpec): string {
-  return conninfo({ host: upstream.address, port: upstream.pg.port, user: spec.replicationUser, passfile: s.layout.passfile, application_name: h.name });
+  return replicationConninfo(spec, s.layout, upstream, { application_name: h.name });
 }
 
 /** Config edits every host gets (settings, include line, pg_hba block). `fresh`: the files will be new or replaced. */
@@ -100,8 +105,18 @@ function configSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, hba: File
   const settingsMode = L.includeLine ? 0o600 : 0o644;
   steps.push(...editStep(h, s, s.files.settings, L.settingsFile, settingsMode, { type: "replace", content: settingsContent(spec, h, s, upstream) }, "replication settings, managed by pgrep", fresh));
   if (L.includeLine) steps.push(...editStep(h, s, s.files.mainConf, L.mainConf, 0o600, { type: "line", line: L.includeLine }, "postgresql.conf must include pgrep's settings file", fresh));
-  steps.push(...editStep(h, s, s.files.hba, L.hbaFile, 0o640, hba, "let the cluster's hosts open replication connections (SCRAM)", fresh));
+  steps.push(...editStep(h, s, s.files.hba, L.hbaFile, 0o640, hba, `let the cluster's hosts open replication connections (${spec.tls ? "TLS, " : ""}${spec.passwordEncryption === "md5" ? "md5" : "SCRAM"})`, fresh));
   return steps;
+}
+
+/** The host's certificate, key and the CA, when they are not the ones it should have. */
+function tlsSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, material: TlsMaterial | undefined): Step[] {
+  if (!spec.tls) return [];
+  const have = s.files.tls;
+  const mine = material?.hosts.get(h.name);
+  const current = material && mine ? have.ca === sha256(material.ca) && have.cert === sha256(mine.cert) && have.key === sha256(mine.key) : !!(have.ca && have.cert && have.key);
+  if (current) return [];
+  return [{ kind: "write-tls", host: h.name, dir: s.layout.tlsDir, owner: h.pg.osUser, why: "replication connections are encrypted and the upstream's certificate verified" }];
 }
 
 function passfileSteps(h: HostSpec, s: ReachableHost, why: string): Step[] {
@@ -117,7 +132,7 @@ function layoutProblems(h: HostSpec, s: ReachableHost): string[] {
   return [];
 }
 
-function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, refusals: string[]): Step[] {
+function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, opts: SetupOptions, refusals: string[]): Step[] {
   const steps: Step[] = [];
   refusals.push(...layoutProblems(h, P));
   const exists = P.pgVersion !== undefined;
@@ -137,12 +152,14 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
       if (port && Number(port) !== h.pg.port) refusals.push(`${h.name}: the existing cluster listens on port ${port}, the inventory says ${h.pg.port}`);
     }
   }
+  const tls = tlsSteps(spec, h, P, opts.tls);
+  steps.push(...tls);
   const config = configSteps(spec, h, P, hba, null, !exists);
   steps.push(...config);
   steps.push(...passfileSteps(h, P, "so that this host can stream from another one after a role change"));
   if (!exists || !P.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the primary must run" });
-  else if (config.length) {
-    steps.push({ kind: "control", host: h.name, action: "reload", why: "apply the new configuration" });
+  else if (config.length || tls.length) {
+    steps.push({ kind: "control", host: h.name, action: "reload", why: config.length ? "apply the new configuration" : "use the new certificate" });
     steps.push({ kind: "restart-if-pending", host: h.name, why: "some replication settings (wal_level, max_wal_senders…) only change at restart" });
   } else if (P.sql?.pendingRestart.length) {
     steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${P.sql.pendingRestart.join(", ")}` });
@@ -203,12 +220,14 @@ function planStandby(
   const clone = cloneWhy !== undefined;
   if (clone) refusals.push(...cloneProblems(h, S, upstream, U).map((p) => `${h.name}: ${p}`));
   steps.push(...passfileSteps(h, S, "pg_basebackup and the standby's walreceiver read the replication password from it"));
+  const tls = tlsSteps(spec, h, S, opts.tls);
+  steps.push(...tls);
   if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
   const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
   steps.push(...config);
   const markerSteps = standbyMarkerSteps(spec, h, S, upstream, clone);
   steps.push(...markerSteps);
-  const changed = config.length + markerSteps.length > 0;
+  const changed = config.length + markerSteps.length + tls.length > 0;
   if (clone || !S.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the standby must run" });
   else if (changed) {
     const recoveryChanged = markerSteps.length > 0 || S.caps.primaryConninfoApply === "restart";
@@ -292,6 +311,7 @@ function hbaBlock(spec: ClusterSpec, P: ReachableHost, refusals: string[]): File
   }
   const { begin, end } = blockMarkers(spec.name);
   const entries = [...byCidr].map(([cidr, names]) => ({ cidr, names: names.join(", ") }));
-  return { type: "block", begin, end, block: renderTemplate("pg_hba.block", { begin, end, user: spec.replicationUser, entries }) };
+  const type = spec.tls ? "hostssl" : "host   ";
+  return { type: "block", begin, end, block: renderTemplate("pg_hba.block", { begin, end, user: spec.replicationUser, entries, type, method: spec.passwordEncryption }) };
 }
 

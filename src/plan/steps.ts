@@ -17,6 +17,8 @@ export type Step =
   | { kind: "edit-file"; host: string; file: FileTarget; edit: FileEdit; why: string }
   | { kind: "remove-file"; host: string; path: string; why: string }
   | { kind: "write-passfile"; host: string; file: FileTarget; why: string }
+  /** ca.crt, server.crt and server.key (0600) into dir, owned by owner; the content comes from the run's TLS material. */
+  | { kind: "write-tls"; host: string; dir: string; owner: string; why: string }
   | { kind: "control"; host: string; action: "start" | "stop" | "reload" | "restart"; why: string }
   | { kind: "restart-if-pending"; host: string; why: string }
   | { kind: "ensure-role"; host: string; why: string }
@@ -56,6 +58,8 @@ export function describeStep(s: Step): string {
       return `remove ${s.path}`;
     case "write-passfile":
       return `write the replication password to ${s.file.path} (0600)`;
+    case "write-tls":
+      return `write the CA, this host's certificate and its key (0600) to ${s.dir}`;
     case "control":
       return `${s.action} PostgreSQL`;
     case "restart-if-pending":

@@ -14,6 +14,8 @@ export interface Layout {
   includeLine: string | null;
   hbaFile: string;
   passfile: string;
+  /** Replication TLS files (ca.crt, server.crt, server.key), outside the data directory so a copy never carries a key. */
+  tlsDir: string;
   /** Socket directory pgrep sets (generic), so that any build of the binaries behaves the same. */
   socketDir: string | null;
   /** Who runs administrative commands: root, or the PostgreSQL OS user when pgrep already is that user. */
@@ -42,6 +44,11 @@ export function debianDataDir(major: number, cluster: string): string {
   return `/var/lib/postgresql/${major}/${cluster}`;
 }
 
+/** In the OS user's home, per host name: hosts that share a machine (the local demo) keep their own. */
+function tlsDir(host: HostSpec, facts: HostFacts): string {
+  return posix.join(facts.home, ".pgrep-tls", host.name);
+}
+
 export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
   const pg = host.pg;
   const admin = facts.loginUser === pg.osUser ? pg.osUser : "root";
@@ -60,6 +67,7 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
       includeLine: null, // debian's postgresql.conf ends with include_dir = 'conf.d'
       hbaFile: `${confDir}/pg_hba.conf`,
       passfile,
+      tlsDir: tlsDir(host, facts),
       socketDir: null,
       admin,
       createCluster: {
@@ -104,6 +112,7 @@ function pgCtlLayout(host: HostSpec, facts: HostFacts, admin: string, passfile: 
     includeLine: "include_if_exists = 'pgrep.conf'\t# added by pgrep",
     hbaFile: posix.join(dataDir, "pg_hba.conf"),
     passfile,
+    tlsDir: tlsDir(host, facts),
     socketDir,
     admin,
     createCluster: {

@@ -1,4 +1,6 @@
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { Layout } from "./layout.js";
+import { conninfo } from "./files.js";
 
 // Slots and synchronous standbys as the inventory wants them for its current topology.
 
@@ -33,4 +35,13 @@ export function hopsFromPrimary(spec: ClusterSpec, host: HostSpec): number {
   let hops = 0;
   for (let h: HostSpec | undefined = host; h && h.role === "standby" && hops <= spec.hosts.length; h = spec.hosts.find((x) => x.name === h!.upstream)) hops++;
   return hops;
+}
+
+/**
+ * How `from` (its layout) connects to `to` as the replication user: walreceiver, pg_basebackup, pg_rewind.
+ * With replication.tls the server's certificate is verified against the cluster's CA.
+ */
+export function replicationConninfo(spec: ClusterSpec, from: Layout, to: HostSpec, extra: { dbname?: string; application_name?: string }): string {
+  const tls = spec.tls ? { sslmode: spec.tls.sslmode, sslrootcert: `${from.tlsDir}/ca.crt` } : {};
+  return conninfo({ host: to.address, port: to.pg.port, user: spec.replicationUser, dbname: extra.dbname, passfile: from.passfile, application_name: extra.application_name, ...tls });
 }

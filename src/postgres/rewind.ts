@@ -2,7 +2,7 @@ import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { PgrepError } from "../errors.js";
 import { cleanlyShutDown, readControl } from "./control.js";
-import { conninfo } from "./files.js";
+import { replicationConninfo } from "./replication.js";
 
 /**
  * pg_rewind of a former primary against the current one: only the blocks that diverged are copied. Needs
@@ -25,7 +25,7 @@ export async function rewind(spec: ClusterSpec, h: HostSpec, s: ReachableHost, s
   const args = [
     pgRewind,
     `--target-pgdata=${s.layout.dataDir}`,
-    `--source-server=${conninfo({ host: source.address, port: source.pg.port, user: spec.replicationUser, dbname: "postgres", passfile: s.layout.passfile })}`,
+    `--source-server=${replicationConninfo(spec, s.layout, source, { dbname: "postgres" })}`,
     // Debian keeps postgresql.conf in /etc; pg_rewind (15+) needs it to run crash recovery on the target.
     ...(s.layout.includeLine === null && s.caps.rewindHasConfigFile ? [`--config-file=${s.layout.mainConf}`] : []),
   ];

@@ -1,7 +1,8 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
 
-// pgrep sends PostgreSQL a SCRAM-SHA-256 verifier, never the password: the plaintext cannot end up in the
-// server's log or pg_stat_activity. Same format as the server's own (RFC 5802/7677).
+// pgrep sends PostgreSQL a verifier, never the password: the plaintext cannot end up in the server's log or
+// pg_stat_activity. SCRAM-SHA-256 by default, in the server's own format (RFC 5802/7677); md5 only when the
+// inventory asks for it.
 
 const ITERATIONS = 4096;
 
@@ -20,7 +21,24 @@ export function scramVerifier(password: string, salt: Buffer = randomBytes(16), 
   return `SCRAM-SHA-256$${iterations}:${salt.toString("base64")}$${storedKey.toString("base64")}:${serverKey.toString("base64")}`;
 }
 
-/** True when a stored verifier (pg_authid.rolpassword) was made from this password. */
+export type PasswordEncryption = "scram-sha-256" | "md5";
+
+/** md5 verifiers are md5(password || user name), hex, after "md5". */
+export function md5Verifier(password: string, user: string): string {
+  return `md5${createHash("md5").update(password + user).digest("hex")}`;
+}
+
+export function passwordVerifier(kind: PasswordEncryption, password: string, user: string): string {
+  return kind === "md5" ? md5Verifier(password, user) : scramVerifier(password);
+}
+
+/** True when a stored verifier (pg_authid.rolpassword) is of the wanted kind and was made from this password. */
+export function storedPasswordMatches(kind: PasswordEncryption, stored: string | null | undefined, password: string, user: string): boolean {
+  if (kind === "md5") return stored === md5Verifier(password, user);
+  return verifierMatches(stored, password);
+}
+
+/** True when a stored SCRAM verifier was made from this password. */
 export function verifierMatches(stored: string | null | undefined, password: string): boolean {
   const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(stored ?? "");
   if (!m) return false;

@@ -54,7 +54,7 @@ export function emptyHost(s: ClusterSpec, name: string, systemd = false): Reacha
     startedAt: undefined,
     hasStandbySignal: false,
     hasRecoveryConf: false,
-    files: { settings: null, hba: null, mainConf: null, recoveryConf: null, autoConf: null, passfileCurrent: false },
+    files: { settings: null, hba: null, mainConf: null, recoveryConf: null, autoConf: null, passfileCurrent: false, tls: { ca: null, cert: null, key: null } },
     resolved: {},
     sql: undefined,
     sqlError: undefined,

@@ -1,0 +1,76 @@
+import { statSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgrep } from "../cli.js";
+import { Rig } from "../rig/rig.js";
+
+// Replication over TLS on real hosts, pgrep's own CA: pg2 streams from pg1 and pg3 from pg2 (cascading),
+// each verifying its upstream's certificate. Then the same cluster with md5 passwords, asked for.
+
+let rig: Rig;
+let inv: string;
+
+const tlsOf = (h: string) =>
+  rig.psql(h, "SELECT coalesce(string_agg(r.application_name || ':' || s.ssl || ':' || coalesce(s.version, '-'), ',' ORDER BY r.application_name), '') FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)");
+
+/** psql from `from` as the replication user, with the cluster's .pgpass; resolves to its output or rejects with the error. */
+const connect = (from: string, conninfo: string) =>
+  rig.sh(from, `runuser -u postgres -- psql -X -A -t -d "${conninfo} user=replicator dbname=postgres" -c 'SELECT 1' 2>&1`);
+
+describe("replication over TLS", () => {
+  beforeAll(async () => {
+    rig = await Rig.start(["pg1", "pg2", "pg3"]);
+    inv = rig.inventory({ primary: "pg1", upstreams: { pg3: "pg2" }, extraTop: "replication: { tls: true }" });
+  });
+  afterAll(async () => {
+    await rig?.stop();
+  });
+
+  it("setup issues certificates from its own CA, and every walsender connection is encrypted", async () => {
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/\[pg2\] write the CA, this host's certificate and its key \(0600\) to \/var\/lib\/postgresql\/\.pgrep-tls\/pg2/);
+    expect(await tlsOf("pg1")).toMatch(/^pg2:true:TLSv1\.[23]$/);
+    expect(await tlsOf("pg2")).toMatch(/^pg3:true:TLSv1\.[23]$/);
+    expect(await rig.sh("pg2", "cat /etc/postgresql/15/main/conf.d/pgrep.conf")).toMatch(
+      /^primary_conninfo = 'host=pg1 port=5432 user=replicator passfile=\/var\/lib\/postgresql\/\.pgpass application_name=pg2 sslmode=verify-full sslrootcert=\/var\/lib\/postgresql\/\.pgrep-tls\/pg2\/ca\.crt'$/m,
+    );
+    expect(await rig.sh("pg1", "grep replicator /etc/postgresql/15/main/pg_hba.conf")).toMatch(/^hostssl replication    replicator    [\d.]+\/32    scram-sha-256/m);
+    expect(await rig.sh("pg1", "stat -c '%a %U' /var/lib/postgresql/.pgrep-tls/pg1/server.key /var/lib/postgresql/.pgrep-tls/pg1")).toBe("600 postgres\n700 postgres\n");
+    expect(statSync(join(rig.dir, "rig.state", "tls", "ca.key")).mode & 0o777).toBe(0o600);
+    const again = await pgrep(["setup", "-i", inv]);
+    expect(again.stderr).toMatch(/Nothing to change/);
+  });
+
+  it("the primary refuses an unencrypted replication connection, and the standby's check is a real one", async () => {
+    await expect(connect("pg2", "host=pg1 sslmode=disable")).rejects.toThrow(/no pg_hba\.conf entry for host .* user "replicator", database "postgres", no encryption/);
+    // verify-full: the certificate names pg1, not its IP address.
+    const ip = (await rig.sh("pg2", "getent hosts pg1 | cut -d' ' -f1")).trim();
+    await expect(connect("pg2", `host=${ip} sslmode=verify-full sslrootcert=/var/lib/postgresql/.pgrep-tls/pg2/ca.crt`)).rejects.toThrow(/server certificate for "pg1" .*does not match host name/);
+    expect(await connect("pg2", "host=pg1 sslmode=verify-full sslrootcert=/var/lib/postgresql/.pgrep-tls/pg2/ca.crt")).toBe("1\n");
+  });
+
+  it("a certificate replaced on a host is put back by setup, and the server uses it", async () => {
+    await rig.sh("pg1", "cp /var/lib/postgresql/.pgrep-tls/pg3/server.crt /var/lib/postgresql/.pgrep-tls/pg1/server.crt 2>/dev/null || echo junk > /var/lib/postgresql/.pgrep-tls/pg1/server.crt");
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/\[pg1\] write the CA, this host's certificate/);
+    expect(r.stderr).toMatch(/\[pg1\] reload PostgreSQL — use the new certificate/);
+    expect(await connect("pg2", "host=pg1 sslmode=verify-full sslrootcert=/var/lib/postgresql/.pgrep-tls/pg2/ca.crt")).toBe("1\n");
+  });
+
+  it("md5 only when asked: the role's password becomes an md5 verifier, pg_hba says md5, and standbys still connect", async () => {
+    expect(await rig.psql("pg1", "SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = 'replicator'")).toBe("SCRAM-SHA-256$");
+    const md5 = rig.inventory({ primary: "pg1", upstreams: { pg3: "pg2" }, extraTop: "replication: { tls: true, password_encryption: md5 }" });
+    const r = await pgrep(["setup", "-i", md5]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(await rig.psql("pg1", "SELECT left(rolpassword, 3) FROM pg_authid WHERE rolname = 'replicator'")).toBe("md5");
+    const hba = (await rig.sh("pg1", "grep '^hostssl' /etc/postgresql/15/main/pg_hba.conf")).trim().split("\n");
+    expect(hba.length).toBeGreaterThanOrEqual(6);
+    for (const line of hba) expect(line).toMatch(/^hostssl (replication|postgres) +replicator +[\d.]+\/32 +md5 /);
+    await rig.sh("pg2", "pg_ctlcluster 15 main restart");
+    const s = await pgrep(["wait", "-i", md5, "--timeout", "60"]);
+    expect(s.exitCode, s.all).toBe(0);
+    expect(await tlsOf("pg1")).toMatch(/^pg2:true:/);
+  });
+});
