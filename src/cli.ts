@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { EXIT, PgrepError } from "./errors.js";
 
 // Commander wiring only. Commands are imported when they run, so `pgrep --help` loads no SSH code.
@@ -16,8 +16,17 @@ function hostKeysOption(): Option {
   return new Option("--accept-new-host-keys", "record SSH host keys not yet in known_hosts (a changed key is always refused)").default(false);
 }
 
+/** A number option: anything else is a usage error (exit 2) naming the option, before anything is read. */
+function numberArg(flag: string, min: number): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${flag} must be a number${min === 0 ? " ≥ 0" : ` ≥ ${min}`} (got '${v}')`);
+    return n;
+  };
+}
+
 function streamTimeoutOption(what: string): Option {
-  return new Option("--stream-timeout <seconds>", `how long to wait for ${what} to stream`).argParser((v) => Number(v)).default(120);
+  return new Option("--stream-timeout <seconds>", `how long to wait for ${what} to stream`).argParser(numberArg("--stream-timeout", 1)).default(120);
 }
 
 function dryRunOption(): Option {
@@ -29,7 +38,7 @@ function quietOption(): Option {
 }
 
 function maxLagOption(): Option {
-  return new Option("--max-lag-bytes <n>", "refuse when the standby is further behind than this").argParser((v) => Number(v)).default(16 * 1024 * 1024);
+  return new Option("--max-lag-bytes <n>", "refuse when the standby is further behind than this").argParser(numberArg("--max-lag-bytes", 0)).default(16 * 1024 * 1024);
 }
 
 function inventoryPath(v: string | undefined): string {
@@ -82,9 +91,9 @@ program
   .command("wait [hosts...]")
   .description("return when the standbys (default: all) stream within the lag limits; fail with the reason on timeout")
   .addOption(inventoryOption())
-  .option("--max-lag-bytes <n>", "how far behind a standby may be, in bytes", (v) => Number(v), 1024 * 1024)
-  .option("--max-lag-seconds <s>", "how far behind a standby may be, in seconds of replay", (v) => Number(v), 10)
-  .option("--timeout <seconds>", "give up after this long (exit 5)", (v) => Number(v), 600)
+  .option("--max-lag-bytes <n>", "how far behind a standby may be, in bytes", numberArg("--max-lag-bytes", 0), 1024 * 1024)
+  .option("--max-lag-seconds <s>", "how far behind a standby may be, in seconds of replay", numberArg("--max-lag-seconds", 0), 10)
+  .option("--timeout <seconds>", "give up after this long (exit 5)", numberArg("--timeout", 1), 600)
   .addOption(hostKeysOption())
   .addHelpText("after", "\nExamples:\n  pgrep wait -i prod.yml                     # every standby\n  pgrep wait db2 -i prod.yml --max-lag-bytes 0 --timeout 60")
   .action(async (hosts: string[], o) => {
@@ -101,7 +110,7 @@ program
   .command("promote <host>")
   .description("make a standby the primary; the other standbys follow it, and the inventory records it")
   .addOption(inventoryOption())
-  .option("--fence", "stop the current primary cleanly first (nothing it acknowledged is lost)", false)
+  .addOption(new Option("--fence", "stop the current primary cleanly first (nothing it acknowledged is lost)").default(false).conflicts("oldPrimaryIsDown"))
   .option("--old-primary-is-down", "the current primary cannot be reached and you have made sure it is down", false)
   .addOption(maxLagOption())
   .option("--force", "promote even if it is behind, or while the current primary still accepts writes (two primaries!)", false)

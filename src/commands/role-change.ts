@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { EXIT, InputError, PgrepError, RefusedError, UnreachableError, type ExitCode } from "../errors.js";
-import { clusterFromText, loadCluster } from "../inventory/index.js";
+import { clusterFromText, loadCluster, shownPath } from "../inventory/index.js";
 import { suggest } from "../inventory/suggest.js";
 import { recordTopology, withTopology } from "../inventory/update.js";
 import { control, dropCopiedConninfo } from "../plan/host-ops.js";
@@ -26,7 +26,7 @@ import type { Session } from "./session.js";
 
 export function hostNamed(spec: ClusterSpec, name: string): HostSpec {
   const h = spec.hosts.find((x) => x.name === name);
-  if (!h) throw new InputError(`no host named '${name}' in ${spec.inventoryFile}${suggest(name, spec.hosts.map((x) => x.name))}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
+  if (!h) throw new InputError(`no host named '${name}' in ${shownPath(spec.inventoryFile)}${suggest(name, spec.hosts.map((x) => x.name))}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
   return h;
 }
 

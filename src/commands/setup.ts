@@ -1,3 +1,4 @@
+import { suggest } from "../inventory/suggest.js";
 import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
 import { executePlan } from "../plan/execute.js";
@@ -22,7 +23,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
   const session = await openSession({ ...opts, password: opts.dryRun ? "optional" : "create" }, (spec) => {
     for (const name of opts.force) {
       const h = spec.hosts.find((x) => x.name === name);
-      if (!h) throw new InputError(`--force: no host named '${name}' in ${opts.inventory}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
+      if (!h) throw new InputError(`--force: no host named '${name}' in ${opts.inventory}${suggest(name, spec.hosts.map((x) => x.name))}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
       if (h.role === "primary") throw new InputError(`--force ${name}: pgrep never replaces a primary's data; --force is for standbys`);
     }
   });

@@ -1,3 +1,4 @@
+import { suggest } from "../inventory/suggest.js";
 import { assessCluster, type HostReport } from "../cluster/assess.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
@@ -26,7 +27,7 @@ export async function waitCommand(opts: WaitCommandOptions, out: Output): Promis
   const session = await openSession({ ...opts, password: "optional" }, (spec) => {
     for (const name of opts.hosts) {
       const h = spec.hosts.find((x) => x.name === name);
-      if (!h) throw new InputError(`no host named '${name}' in ${opts.inventory}`, `standbys: ${spec.standbys.map((x) => x.name).join(", ")}`);
+      if (!h) throw new InputError(`no host named '${name}' in ${opts.inventory}${suggest(name, spec.standbys.map((x) => x.name))}`, `standbys: ${spec.standbys.map((x) => x.name).join(", ")}`);
       if (h.role !== "standby") throw new InputError(`${name} is the primary; wait is for standbys`);
     }
   });

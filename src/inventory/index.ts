@@ -1,3 +1,4 @@
+import { relative } from "node:path";
 import type { ClusterSpec } from "../cluster/model.js";
 import { InventoryError, loadInventoryText, parseInventory, type InventoryProblem } from "./load.js";
 import { resolveCluster } from "./resolve.js";
@@ -25,5 +26,11 @@ export async function checkLocalFiles(spec: ClusterSpec): Promise<void> {
       problems.push({ line: f.line, col: f.col, keyPath: f.keyPath, message: `cannot read ${f.path} (${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : code})` });
     }
   }
-  if (problems.length) throw new InventoryError(spec.inventoryFile, problems);
+  if (problems.length) throw new InventoryError(shownPath(spec.inventoryFile), problems);
+}
+
+/** An inventory path as the user would write it: relative when it is below the current directory. */
+export function shownPath(file: string): string {
+  const r = relative(process.cwd(), file);
+  return r.startsWith("..") || r === "" ? file : r;
 }

@@ -37,17 +37,19 @@ export function parseInventory(file: string, text: string): { inventory: Invento
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (offset: number) => lines.linePos(offset);
   if (doc.errors.length) {
-    throw new InventoryError(
-      file,
-      doc.errors.map((e) => {
-        const pos = at(e.pos[0]);
-        return { ...pos, keyPath: "", message: `YAML: ${e.message.split("\n")[0]}` };
-      }),
-    );
+    // The first syntax error: the ones after it are most often its echoes.
+    const e = doc.errors[0]!;
+    throw new InventoryError(file, [{ ...at(e.pos[0]), keyPath: "", message: `YAML: ${e.message.split("\n")[0]}` }]);
   }
+  if (doc.contents === null) throw new InventoryError(file, [{ line: 1, col: 1, keyPath: "", message: "the inventory is empty (it needs cluster, postgres and hosts; see inventories/example.yml)" }]);
   const result = inventorySchema.safeParse(doc.toJS() ?? {});
   if (!result.success) {
-    throw new InventoryError(file, result.error.issues.map((i) => problemFor(doc, lines, i)));
+    const issues = result.error.issues;
+    // A misspelt required key is one mistake: "unknown key 'adress' (did you mean 'address'?)" says it all.
+    const misspelt = (i: ZodIssue) =>
+      i.code === "invalid_type" && i.received === "undefined" &&
+      issues.some((u) => u.code === "unrecognized_keys" && samePath(u.path, i.path.slice(0, -1)) && u.keys.some((k) => suggest(k, [String(i.path.at(-1))]) !== ""));
+    throw new InventoryError(file, issues.filter((i) => !misspelt(i)).map((i) => problemFor(doc, lines, i)));
   }
   return { inventory: result.data, doc, lines };
 }
@@ -68,8 +70,15 @@ export function keyPathText(path: (string | number)[]): string {
   return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
 }
 
+function samePath(a: (string | number)[], b: (string | number)[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 function problemFor(doc: Document, lines: LineCounter, issue: ZodIssue): InventoryProblem {
   const path = [...issue.path];
+  if (issue.code === "unrecognized_keys" && path.at(-1) === "password" && issue.keys.some((k) => k === "env" || k === "file")) {
+    return { ...positionOf(doc, lines, path), keyPath: keyPathText(path), message: "use either { env: VARIABLE } or { file: PATH }, not both" };
+  }
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0]!;
     const parent = path.length ? doc.getIn(path, true) : doc.contents;

@@ -21,8 +21,11 @@ const MANAGED_SETTINGS: Record<string, string> = {
 /** Applies defaults and checks what the schema cannot (one primary, references, duplicates, versions). */
 export function resolveCluster(file: string, inv: Inventory, doc: Document, lines: LineCounter): ClusterSpec {
   const problems: InventoryProblem[] = [];
-  const fail = (path: (string | number)[], message: string) =>
-    problems.push({ ...positionOf(doc, lines, path), keyPath: keyPathText(path), message });
+  const fail = (path: (string | number)[], message: string) => {
+    const p = { ...positionOf(doc, lines, path), keyPath: keyPathText(path), message };
+    // A default shared by every host is wrong once, and said once.
+    if (!problems.some((q) => q.line === p.line && q.col === p.col && q.message === p.message)) problems.push(p);
+  };
   const baseDir = dirname(resolvePath(file));
   const expand = (p: string) => (p.startsWith("~/") ? join(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolvePath(baseDir, p));
   const pg = inv.postgres;
@@ -31,7 +34,9 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
   const localFiles: ClusterSpec["localFiles"] = [];
   const localFile = (p: string, key: (string | number)[]) => {
     const full = expand(p);
-    localFiles.push({ path: full, ...positionOf(doc, lines, key), keyPath: keyPathText(key) });
+    const keyPath = keyPathText(key);
+    // The top-level ssh.identity_file serves every host: named once.
+    if (!localFiles.some((f) => f.path === full && f.keyPath === keyPath)) localFiles.push({ path: full, ...positionOf(doc, lines, key), keyPath });
     return full;
   };
 
@@ -86,7 +91,10 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
       if (!isAbsolute(p)) fail(key, `must be an absolute path on the host (got '${p}')`);
       return p;
     };
-    if (pg.layout === "generic" && !dataDir) fail(at("postgres"), "data_dir is required with the generic layout (here or under postgres:)");
+    if (pg.layout === "generic" && !dataDir)
+      inv.hosts.some((x) => x.postgres?.data_dir)
+        ? fail(at("postgres"), "data_dir is required with the generic layout (here or under postgres:)")
+        : fail(["postgres"], "data_dir is required with the generic layout (under postgres:, or for each host)");
     const endpoint = `${connection.kind === "local" ? "local" : `${connection.host}:${connection.port}`}|${port}`;
     if (seenEndpoints.has(endpoint))
       fail(at("postgres", "port"), `hosts[${seenEndpoints.get(endpoint)}] already uses port ${port} on the same machine`);
@@ -170,10 +178,9 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
   if (t !== false) {
     const o = t === true ? { verify: "full" as const, ca_cert: undefined, ca_key: undefined } : t;
     if (o.ca_key && !o.ca_cert) fail(["replication", "tls", "ca_key"], "a CA key needs its certificate: add ca_cert");
-    if (o.ca_cert && !o.ca_key)
-      inv.hosts.forEach((h, i) => {
-        if (!h.tls) fail(["hosts", i], `replication.tls has a CA certificate but no ca_key to issue one with: give this host tls: { cert, key }, or add ca_key`);
-      });
+    const without = inv.hosts.filter((h) => !h.tls).map((h) => h.name);
+    if (o.ca_cert && !o.ca_key && without.length)
+      fail(["replication", "tls", "ca_cert"], `without ca_key pgrep cannot issue certificates: add ca_key, or give hosts[].tls: { cert, key } to ${without.join(", ")}`);
     tls = {
       sslmode: o.verify === "ca" ? "verify-ca" : "verify-full",
       caCert: o.ca_cert ? localFile(o.ca_cert, ["replication", "tls", "ca_cert"]) : undefined,
