@@ -57,6 +57,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     `file:passfile=${draft.passfile}`,
     `file:recoveryConf=${draft.dataDir}/recovery.conf`,
     `file:autoConf=${draft.dataDir}/postgresql.auto.conf`,
+    `port:${host.pg.port}`,
     ...(["ca.crt", "server.crt", "server.key"] as const).map((f, i) => `sha:${["tlsCa", "tlsCert", "tlsKey"][i]}=${draft.tlsDir}/${f}`),
   ];
   if (host === spec.primary) for (const h of spec.hosts) if (!isIP(h.address)) args.push(`resolve:${h.address}`);
@@ -100,6 +101,8 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     startedAt: kv.get("started_at"),
     hasStandbySignal: kv.has("has_standby.signal"),
     hasRecoveryConf: kv.has("has_recovery.conf"),
+    copyUnfinished: kv.has("copy_unfinished"),
+    portBusy: kv.has("port_busy"),
     files: {
       settings: file("settings"),
       hba: file("hba"),

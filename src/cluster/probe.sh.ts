@@ -1,7 +1,7 @@
 // Shell run on each host, as root or as the PostgreSQL OS user, reading everything observe needs in one
 // round trip. Prints key=value lines; file contents are base64 so that any byte survives.
 // Arguments: os_user bin_dir major data_dir, then items "file:KEY=PATH" ("~/" = the OS user's home)
-// "sha:KEY=PATH" (only a file's sha256: keys stay on their host) and "resolve:NAME".
+// "sha:KEY=PATH" (only a file's sha256: keys stay on their host), "port:N" and "resolve:NAME".
 export const PROBE_SCRIPT = String.raw`
 osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4
 home=$(getent passwd "$osuser" | cut -d: -f6)
@@ -36,6 +36,7 @@ if [ -d "$datadir" ]; then
     fi
   fi
   for f in standby.signal recovery.conf recovery.signal; do [ -e "$datadir/$f" ] && echo "has_$f=1"; done
+  [ -e "$datadir.pgrep-copy" ] && echo "copy_unfinished=1"
 else
   echo "data_dir_exists=0"
 fi
@@ -48,6 +49,9 @@ for item in "$@"; do
     sha:*) key=$(printf %s "$item" | cut -d: -f2- | cut -d= -f1); path=$(printf %s "$item" | cut -d= -f2-)
       case "$path" in "~/"*) path="$home/$(printf %s "$path" | cut -c3-)";; esac
       if [ -r "$path" ]; then echo "sha_$key=$(sha256sum < "$path" | cut -d' ' -f1)"; fi;;
+    port:*) p=$(printf %s "$item" | cut -d: -f2)
+      # Whoever listens on the port (ss from iproute2; unknown without it).
+      if command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then echo "port_busy=1"; fi;;
     resolve:*) a=$(printf %s "$item" | cut -d: -f2-); echo "resolve_$a=$(getent ahosts "$a" | awk '{print $1}' | sort -u | tr '\n' ' ')";;
   esac
 done

@@ -67,6 +67,10 @@ export interface ReachableHost {
   startedAt: string | undefined;
   hasStandbySignal: boolean;
   hasRecoveryConf: boolean;
+  /** A copy pgrep started into the data directory did not finish (the marker beside it is still there). */
+  copyUnfinished: boolean;
+  /** Something listens on the PostgreSQL port (the server itself, when running). */
+  portBusy: boolean;
   files: ManagedFiles;
   resolved: Record<string, string[]>;
   sql: SqlState | undefined;

@@ -41,6 +41,10 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   if (!createdNow && now.sysid !== step.expectSysid && now.sysid !== primarySysid)
     throw new RefusedError(`${h.name}: ${L.dataDir} changed since it was checked (system identifier ${now.sysid ?? "none"}); not replacing it`, "run setup again");
 
+  // A marker beside the data directory while the copy runs: if pgrep loses the host mid-copy (SSH cut),
+  // the next setup knows the half-made copy is its own and copies again instead of refusing it.
+  const marker = `${L.dataDir}.pgrep-copy`;
+  await writeFileAtomic(s.transport, marker, `${primarySysid}\n`, { mode: 0o600, asUser: L.admin });
   try {
     if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh);
     else await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid);
@@ -48,6 +52,7 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
     // On every path the configuration ends up pointing at the real data directory (copied or empty).
     if (config) await config.then(() => pointConfigAtDataDir(s));
   }
+  await s.transport.run(["rm", "-f", "--", marker], { user: L.admin });
 
   if (!createdNow) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: L.dataDir });
   if (s.caps.standbyMechanism === "standby.signal") await dropCopiedConninfo(h, s);

@@ -157,6 +157,7 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
   const config = configSteps(spec, h, P, hba, null, !exists);
   steps.push(...config);
   steps.push(...passfileSteps(h, P, "so that this host can stream from another one after a role change"));
+  if (!P.running && P.portBusy) refusals.push(portTaken(h));
   if (!exists || !P.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the primary must run" });
   else if (config.length || tls.length) {
     steps.push({ kind: "control", host: h.name, action: "reload", why: config.length ? "apply the new configuration" : "use the new certificate" });
@@ -173,6 +174,11 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
     });
   steps.push(...slotSteps(spec, h, P, "each standby's WAL is kept until it has it"));
   return steps;
+}
+
+/** Found before anything changes: PostgreSQL could not start on a port another program holds. */
+function portTaken(h: HostSpec): string {
+  return `${h.name}: port ${h.pg.port} is in use by another program, so PostgreSQL could not start there; free it or set hosts[].postgres.port`;
 }
 
 /** Creates the slots the host's standbys stream through, and drops pgrep's slots nobody uses any more. */
@@ -204,7 +210,8 @@ function planStandby(
   const marker = S.caps.standbyMechanism === "standby.signal" ? S.hasStandbySignal : S.hasRecoveryConf;
   let problem: string | undefined;
   let cloneWhy: string | undefined;
-  if (S.pgVersion === undefined) {
+  if (S.copyUnfinished && !S.running) cloneWhy = "a copy pgrep started here did not finish";
+  else if (S.pgVersion === undefined) {
     if (S.dataDirEntries > 0) problem = `${S.layout.dataDir} is not empty but holds no PostgreSQL cluster`;
     else cloneWhy = "no data yet";
   } else if (S.pgVersion !== S.caps.major) problem = `${S.layout.dataDir} holds a PostgreSQL ${S.pgVersion} cluster, the inventory says ${S.caps.major}`;
@@ -219,6 +226,7 @@ function planStandby(
   const steps: Step[] = [];
   const clone = cloneWhy !== undefined;
   if (clone) refusals.push(...cloneProblems(h, S, upstream, U).map((p) => `${h.name}: ${p}`));
+  if (!S.running && S.portBusy) refusals.push(portTaken(h));
   steps.push(...passfileSteps(h, S, "pg_basebackup and the standby's walreceiver read the replication password from it"));
   const tls = tlsSteps(spec, h, S, opts.tls);
   steps.push(...tls);
@@ -243,7 +251,10 @@ function planStandby(
   // Slots for the standbys that stream from this one (cascading), made once it runs as a standby; a former
   // primary's slots for its old standbys only hold WAL back here and go. A fresh copy has no slots.
   if (clone || (S.running && S.sql?.inRecovery)) steps.push(...slotSteps(spec, h, clone ? { ...S, sql: undefined } : S, "its cascading standbys' WAL is kept until they have it"));
-  if (steps.some((x) => x.kind !== "slots")) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: "prove replication works before reporting success" });
+  // A standby that runs but does not stream now (e.g. it retries after the role's password was put back)
+  // is waited for too, rather than reported unhealthy while it reconnects.
+  const streamsNow = !!U.sql?.replication.some((r) => r.application_name === h.name && r.state === "streaming");
+  if (steps.some((x) => x.kind !== "slots") || !streamsNow) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: steps.length ? "prove replication works before reporting success" : "it does not stream now" });
   return steps;
 }
 

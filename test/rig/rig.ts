@@ -32,7 +32,7 @@ export class Rig {
   }
 
   /** `mounts`: host directories made visible read-only in every host (e.g. PostgreSQL builds). */
-  static async start(names: string[], mounts: { source: string; target: string }[] = []): Promise<Rig> {
+  static async start(names: string[], mounts: { source: string; target: string }[] = [], tmpfs: Record<string, Record<string, string>> = {}): Promise<Rig> {
     const dir = mkdtempSync(join(tmpdir(), "pgrep-rig-"));
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pgrep-test", "-f", join(dir, "id_ed25519")]);
     const pub = readFileSync(join(dir, "id_ed25519.pub"), "utf8");
@@ -52,6 +52,8 @@ export class Rig {
               { content: pub, target: "/home/deploy/.ssh/authorized_keys", mode: 0o644 },
             ])
             .withBindMounts(mounts.map((m) => ({ ...m, mode: "ro" as const })))
+            // A size-limited filesystem (a small disk) where a test asks for one.
+            .withTmpFs(tmpfs[name] ?? {})
             .withWaitStrategy(Wait.forListeningPorts())
             .start();
           started.push({ name, container, sshHost: container.getHost(), sshPort: container.getMappedPort(22) });

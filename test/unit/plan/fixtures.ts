@@ -54,6 +54,8 @@ export function emptyHost(s: ClusterSpec, name: string, systemd = false): Reacha
     startedAt: undefined,
     hasStandbySignal: false,
     hasRecoveryConf: false,
+    copyUnfinished: false,
+    portBusy: false,
     files: { settings: null, hba: null, mainConf: null, recoveryConf: null, autoConf: null, passfileCurrent: false, tls: { ca: null, cert: null, key: null } },
     resolved: {},
     sql: undefined,

@@ -77,9 +77,15 @@ describe("planSetup keeps data safe", () => {
 
   it("plans nothing for a healthy cluster", () => {
     const p = upToDate(primary);
-    const withSlot = { ...p, sql: { ...p.sql!, slots: [{ name: "pgrep_db2", active: true, retained_bytes: 0, wal_status: "reserved" }] } };
+    const streaming = [{ application_name: "db2", client_addr: "10.0.0.2", state: "streaming", sync_state: "async", sent_lsn: "0/3000000", replay_lsn: "0/3000000", lag_bytes: 0, replay_lag_s: null }];
+    const withSlot = { ...p, sql: { ...p.sql!, replication: streaming, slots: [{ name: "pgrep_db2", active: true, retained_bytes: 0, wal_status: "reserved" }] } };
     const plan = planSetup(s, snapshot(15, withSlot, upToDate(runningHost(s, "db2", "7001", true))), none);
     expect(stepCount(plan)).toBe(0);
+  });
+
+  it("waits for a running standby that does not stream now, and changes nothing else on it", () => {
+    const plan = planSetup(s, snapshot(15, upToDate(primary), upToDate(runningHost(s, "db2", "7001", true))), none);
+    expect(plan.phases.find((ph) => ph.title === "standbys")!.lanes).toEqual([{ host: "db2", steps: [{ kind: "wait-streaming", host: "db2", upstream: "db1", why: "it does not stream now" }] }]);
   });
 
   it("creates each standby's slot on the primary, and drops pgrep's unused slots (never an active one, never another tool's)", () => {
