@@ -3,7 +3,7 @@
 // Arguments: os_user bin_dir major data_dir, then items "file:KEY=PATH" ("~/" = the OS user's home)
 // "sha:KEY=PATH" (only a file's sha256: keys stay on their host), "port:N" and "resolve:NAME".
 export const PROBE_SCRIPT = String.raw`
-osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4
+osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""
 home=$(getent passwd "$osuser" | cut -d: -f6)
 echo "os_user_exists=$([ -n "$home" ] && echo 1 || echo 0)"
 echo "home=$home"
@@ -32,7 +32,7 @@ if [ -d "$datadir" ]; then
   if [ -r "$datadir/postmaster.pid" ]; then
     pid=$(sed -n 1p "$datadir/postmaster.pid")
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      echo "running=1"; echo "pid=$pid"; echo "started_at=$(sed -n 3p "$datadir/postmaster.pid")"
+      running=1; echo "running=1"; echo "pid=$pid"; echo "started_at=$(sed -n 3p "$datadir/postmaster.pid")"
     fi
   fi
   for f in standby.signal recovery.conf recovery.signal; do [ -e "$datadir/$f" ] && echo "has_$f=1"; done
@@ -50,8 +50,8 @@ for item in "$@"; do
       case "$path" in "~/"*) path="$home/$(printf %s "$path" | cut -c3-)";; esac
       if [ -r "$path" ]; then echo "sha_$key=$(sha256sum < "$path" | cut -d' ' -f1)"; fi;;
     port:*) p=$(printf %s "$item" | cut -d: -f2)
-      # Whoever listens on the port (ss from iproute2; unknown without it).
-      if command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then echo "port_busy=1"; fi;;
+      # Another program on the port while this server is down (ss from iproute2; unknown without it).
+      if [ -z "$running" ] && command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then echo "port_busy=1"; fi;;
     resolve:*) a=$(printf %s "$item" | cut -d: -f2-); echo "resolve_$a=$(getent ahosts "$a" | awk '{print $1}' | sort -u | tr '\n' ' ')";;
   esac
 done

@@ -69,7 +69,7 @@ export interface ReachableHost {
   hasRecoveryConf: boolean;
   /** A copy pgrep started into the data directory did not finish (the marker beside it is still there). */
   copyUnfinished: boolean;
-  /** Something listens on the PostgreSQL port (the server itself, when running). */
+  /** Another program listens on the PostgreSQL port while this server is not running. */
   portBusy: boolean;
   files: ManagedFiles;
   resolved: Record<string, string[]>;

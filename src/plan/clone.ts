@@ -48,6 +48,10 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   try {
     if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh);
     else await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid);
+  } catch (e) {
+    // The copy was cleaned away: nothing half-made is left, so neither is the marker.
+    await s.transport.run(["sh", "-c", '[ -n "$(ls -A "$1")" ] || rm -f -- "$2"', "sh", L.dataDir, marker], { user: L.admin, allowFailure: true }).catch(() => {});
+    throw e;
   } finally {
     // On every path the configuration ends up pointing at the real data directory (copied or empty).
     if (config) await config.then(() => pointConfigAtDataDir(s));
