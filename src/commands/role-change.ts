@@ -158,7 +158,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
         }
         case "record":
           await recordTopology(step.file, step.changes);
-          out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream === undefined ? (spec.hosts.find((h) => h.name === c.host)?.upstream ?? "the primary") : (c.upstream ?? "the primary")}`}`).join("; ")}.`);
+          out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
           break;
         case "converge": {
           const mark = step.markStandby && !force.has(step.markStandby) ? step.markStandby : undefined;
@@ -190,7 +190,7 @@ export function recordNewPrimary(spec: ClusterSpec, target: string): RoleStep {
       .filter((h) => h.name !== target)
       .map((h) => {
         const keeps = h.role === "standby" && h.upstream !== spec.primary.name && h.upstream !== target;
-        return { host: h.name, role: "standby" as const, upstream: keeps ? undefined : null };
+        return { host: h.name, role: "standby" as const, upstream: keeps ? h.upstream! : null };
       }),
   ];
   return { kind: "record", file: spec.inventoryFile, changes, why: "the inventory is the record of who is primary" };

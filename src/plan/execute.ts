@@ -64,7 +64,7 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
     case "write-tls": {
       const m = ctx.tls?.hosts.get(h.name);
       if (!ctx.tls || !m) throw new PgrepError(`${h.name}: no TLS certificate for this host (internal: the plan needs TLS material)`);
-      const owner = L.admin === "root" ? `${step.owner}:` : "";
+      const owner = step.owner;
       // Like the passfile, the key travels on stdin and is never logged; the directory is private to PostgreSQL.
       await t.run(["sh", "-c", 'mkdir -p "$1" && chmod 700 "$1" && { [ -z "$2" ] || chown "$2" "$1"; }', "sh", step.dir, owner], { user: L.admin, what: `creating ${step.dir}` });
       await writeFileAtomic(t, `${step.dir}/ca.crt`, ctx.tls.ca, { owner, mode: 0o644, asUser: L.admin });

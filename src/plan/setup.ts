@@ -116,7 +116,7 @@ function tlsSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, material: Tl
   const mine = material?.hosts.get(h.name);
   const current = material && mine ? have.ca === sha256(material.ca) && have.cert === sha256(mine.cert) && have.key === sha256(mine.key) : !!(have.ca && have.cert && have.key);
   if (current) return [];
-  return [{ kind: "write-tls", host: h.name, dir: s.layout.tlsDir, owner: h.pg.osUser, why: "replication connections are encrypted and the upstream's certificate verified" }];
+  return [{ kind: "write-tls", host: h.name, dir: s.layout.tlsDir, owner: fileTarget(h, s, s.layout.tlsDir, 0o700).owner, why: "replication connections are encrypted and the upstream's certificate verified" }];
 }
 
 function passfileSteps(h: HostSpec, s: ReachableHost, why: string): Step[] {

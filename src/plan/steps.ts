@@ -17,7 +17,7 @@ export type Step =
   | { kind: "edit-file"; host: string; file: FileTarget; edit: FileEdit; why: string }
   | { kind: "remove-file"; host: string; path: string; why: string }
   | { kind: "write-passfile"; host: string; file: FileTarget; why: string }
-  /** ca.crt, server.crt and server.key (0600) into dir, owned by owner; the content comes from the run's TLS material. */
+  /** ca.crt, server.crt and server.key (0600) into dir, owned by owner ("" = the writing user); the content comes from the run's TLS material. */
   | { kind: "write-tls"; host: string; dir: string; owner: string; why: string }
   | { kind: "control"; host: string; action: "start" | "stop" | "reload" | "restart"; why: string }
   | { kind: "restart-if-pending"; host: string; why: string }
