@@ -38,12 +38,13 @@ describe("role changes", () => {
     await rig?.stop();
   });
 
-  /** Everything a role change could touch on a host: pgrep's files, the markers, the server's start time and role. */
+  /** Everything a role change could touch on a host: pgrep's files, the markers, the server's start time and role.
+   * (Process titles lose their WAL positions: a standby replays on while the dry runs look.) */
   const fingerprint = (h: string) =>
     rig.sh(
       h,
       "md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass /var/lib/postgresql/15/main/postgresql.auto.conf 2>&1; " +
-        "ls /var/lib/postgresql/15/main; pgrep -a postgres | sed -E 's| [0-9A-F]+/[0-9A-F]+$||'; " +
+        "ls /var/lib/postgresql/15/main; pgrep -a postgres | sed -E 's| [0-9A-F]+/[0-9A-F]+$||; s| [0-9A-F]{24}$||'; " +
         "psql -Atc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery(), pg_current_wal_insert_lsn() IS NULL' 2>&1 | sed 's/(1 row)//' || true",
     );
   const everything = async () => [readFileSync(inv, "utf8"), ...(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint)))];

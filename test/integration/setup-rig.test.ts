@@ -35,9 +35,9 @@ describe("pgrep setup on three hosts over SSH", () => {
     await rig?.stop();
   });
 
-  /** Everything a run could change on a host: pgrep's files, PostgreSQL's files and processes (walsender titles carry an LSN that background WAL moves, so it is cut). */
+  /** Everything a run could change on a host: pgrep's files, PostgreSQL's files and processes (walsender titles carry an LSN and the startup process a WAL segment, which background WAL moves, so both are cut). */
   const fingerprint = (h: string) =>
-    rig.sh(h, "ls -la --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass 2>&1; pgrep -a postgres | sed -E 's| [0-9A-F]+/[0-9A-F]+$||'; true");
+    rig.sh(h, "ls -la --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass 2>&1; pgrep -a postgres | sed -E 's| [0-9A-F]+/[0-9A-F]+$||; s| [0-9A-F]{24}$||'; true");
 
   it("--dry-run on fresh hosts prints the plan with diffs and changes nothing", async () => {
     const before = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
