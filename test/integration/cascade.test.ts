@@ -8,15 +8,6 @@ import { Rig } from "../rig/rig.js";
 let rig: Rig;
 let inv: string;
 
-async function replayed(from: string, standby: string): Promise<void> {
-  const target = await rig.psql(from, "SELECT pg_current_wal_lsn()");
-  const deadline = Date.now() + 30_000;
-  while ((await rig.psql(standby, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
-    if (Date.now() > deadline) throw new Error(`${standby} did not replay ${target}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 const senders = (h: string) => rig.psql(h, "SELECT coalesce(string_agg(application_name || ':' || state, ',' ORDER BY application_name), '') FROM pg_stat_replication");
 const slots = (h: string) => rig.psql(h, "SELECT coalesce(string_agg(slot_name || ':' || active, ',' ORDER BY slot_name), '') FROM pg_replication_slots");
 
@@ -43,7 +34,7 @@ describe("cascading standbys", () => {
     expect(await slots("pg2")).toBe("pgrep_pg3:true");
     expect(await rig.psql("pg3", "SELECT sender_host FROM pg_stat_wal_receiver")).toBe("pg2");
     await rig.psql("pg1", "CREATE TABLE c (id int PRIMARY KEY); INSERT INTO c SELECT generate_series(1, 500)");
-    await replayed("pg1", "pg3");
+    await rig.waitReplayed("pg1", "pg3");
     expect(await rig.psql("pg3", "SELECT count(*) FROM c")).toBe("500");
     const again = await pgrep(["setup", "-i", inv]);
     expect(again.stderr).toMatch(/Nothing to change/);
@@ -69,7 +60,7 @@ describe("cascading standbys", () => {
     // pg1's slot is made now, so the WAL it will need to rejoin is kept.
     expect(await slots("pg3")).toBe("pgrep_pg1:false,pgrep_pg2:true");
     await rig.psql("pg3", "INSERT INTO c VALUES (501)");
-    await replayed("pg3", "pg2");
+    await rig.waitReplayed("pg3", "pg2");
     expect(await rig.psql("pg2", "SELECT count(*) FROM c")).toBe("501");
     const j = await pgrep(["rejoin", "pg1", "-i", inv]);
     expect(j.exitCode, j.all).toBe(0);

@@ -9,18 +9,8 @@ let rig: Rig;
 let inv: string;
 let fenced: string; // the inventory the fence-command test promoted through (from then on the accurate one)
 
-
 async function primaryIs(name: string): Promise<void> {
   expect(await rig.psql(name, "SELECT pg_is_in_recovery()")).toBe("f");
-}
-
-async function waitReplayed(from: string, to: string): Promise<void> {
-  const target = await rig.psql(from, "SELECT pg_current_wal_lsn()");
-  const deadline = Date.now() + 30_000;
-  while ((await rig.psql(to, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
-    if (Date.now() > deadline) throw new Error(`${to} did not replay ${target} from ${from}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 const roleOf = (name: string) => new RegExp(`- name: ${name}\\n(?:    .*\\n)*?    role: (\\w+)`).exec(readFileSync(inv, "utf8"))?.[1];
@@ -99,7 +89,7 @@ describe("role changes", () => {
     expect(await rig.sh("pg1", "pg_lsclusters -h | awk '{print $4}'")).toMatch(/^down/);
     expect(await rig.sh("pg1", "test -e /var/lib/postgresql/15/main/standby.signal && echo marked")).toBe("marked\n");
     await rig.psql("pg2", "INSERT INTO t SELECT g, 'pg2' FROM generate_series(101, 150) g");
-    await waitReplayed("pg2", "pg3");
+    await rig.waitReplayed("pg2", "pg3");
     expect(await rig.psql("pg3", "SELECT count(*) FROM t")).toBe("150");
     expect(await rig.psql("pg2", "SELECT string_agg(application_name || '=' || state, ',') FROM pg_stat_replication")).toBe("pg3=streaming");
     const text = readFileSync(inv, "utf8");
@@ -156,8 +146,8 @@ describe("role changes", () => {
     const present = new Set((await rig.psql("pg1", `SELECT string_agg(id::text, ',') FROM t WHERE id >= 1000`)).split(",").map(Number));
     expect(acked.filter((x) => !present.has(x))).toEqual([]);
     expect(acked.length).toBeGreaterThan(5);
-    await waitReplayed("pg1", "pg2");
-    await waitReplayed("pg1", "pg3");
+    await rig.waitReplayed("pg1", "pg2");
+    await rig.waitReplayed("pg1", "pg3");
     expect(await rig.psql("pg2", "SELECT count(*) FROM t")).toBe(await rig.psql("pg1", "SELECT count(*) FROM t"));
     expect(r.stdout).toMatch(/pg2\s+standby\s+streaming\s+pg1/);
     expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg1/);
@@ -183,7 +173,7 @@ describe("role changes", () => {
     await primaryIs("pg2");
     expect(await rig.psql("pg2", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("0");
     await rig.psql("pg2", "INSERT INTO t SELECT g, 'new' FROM generate_series(6001, 6005) g");
-    await waitReplayed("pg2", "pg3");
+    await rig.waitReplayed("pg2", "pg3");
     expect(await rig.psql("pg3", "SELECT count(*) FROM t WHERE id > 6000")).toBe("5");
 
     // The old primary comes back by itself, as a primary with its divergent rows.
@@ -211,7 +201,7 @@ describe("role changes", () => {
     expect(j.stderr).toMatch(/\[pg1\] stop PostgreSQL — it runs as a second primary/);
     expect(j.stderr).toMatch(/\[pg1\] ✓ rewound/);
     expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("t");
-    await waitReplayed("pg2", "pg1");
+    await rig.waitReplayed("pg2", "pg1");
     expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("0");
     expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE id > 6000")).toBe("5");
     expect(j.stdout).toMatch(/pg1\s+standby\s+streaming\s+pg2/);

@@ -11,17 +11,6 @@ import { Rig } from "../rig/rig.js";
 let rig: Rig;
 let inv: string;
 
-/** Bounded wait on WAL position: true once the standby has replayed up to the primary's current LSN. */
-async function waitReplayed(standby: string, timeoutMs = 30_000): Promise<void> {
-  const target = await rig.psql("pg1", "SELECT pg_current_wal_lsn()");
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if ((await rig.psql(standby, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) === "t") return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${standby} did not replay ${target} within ${timeoutMs} ms`);
-}
-
 const startTimes = async () =>
   Object.fromEntries(await Promise.all(["pg1", "pg2", "pg3"].map(async (h) => [h, await rig.psql(h, "SELECT pg_postmaster_start_time()")])));
 
@@ -81,7 +70,7 @@ describe("pgrep setup on three hosts over SSH", () => {
   it("replicates rows to both standbys, which refuse writes", async () => {
     await rig.psql("pg1", "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 500) g");
     for (const s of ["pg2", "pg3"]) {
-      await waitReplayed(s);
+      await rig.waitReplayed("pg1", s);
       expect(await rig.psql(s, "SELECT count(*) || ':' || sum(id) FROM t")).toBe("500:125250");
       expect(await rig.psql(s, "SELECT pg_is_in_recovery()")).toBe("t");
       await expect(rig.psql(s, "INSERT INTO t VALUES (1000, 'x')")).rejects.toThrow(/read-only transaction/);
@@ -96,7 +85,7 @@ describe("pgrep setup on three hosts over SSH", () => {
     await rig.psql("pg1", "CREATE DATABASE app OWNER app");
     // Applications connect from this machine: a rule of the user's, outside pgrep's block.
     for (const h of ["pg1", "pg2", "pg3"]) await rig.sh(h, "echo 'host app app 0.0.0.0/0 scram-sha-256' >> /etc/postgresql/15/main/pg_hba.conf && pg_ctlcluster 15 main reload");
-    for (const s of ["pg2", "pg3"]) await waitReplayed(s);
+    for (const s of ["pg2", "pg3"]) await rig.waitReplayed("pg1", s);
     const appInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, appAddresses: true, file: "rig-app.yml" });
     const ip = (h: string) => rig.host(h).container.getIpAddress(rig.network.getName());
 
@@ -174,7 +163,7 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(r.stderr).not.toMatch(/\[pg1\] (start|restart|create)/);
     expect(await rig.psql("pg1", "SELECT pg_postmaster_start_time()")).toBe(pg1Start);
     expect(await rig.psql("pg2", "SELECT pg_postmaster_start_time()")).toBe(pg2Start);
-    await waitReplayed("pg3");
+    await rig.waitReplayed("pg1", "pg3");
     expect(await rig.psql("pg3", "SELECT count(*) FROM t")).toBe("500");
   });
 
@@ -193,7 +182,7 @@ describe("pgrep setup on three hosts over SSH", () => {
     const forced = await pgrep(["setup", "-i", inv, "--force", "pg3"]);
     expect(forced.exitCode, forced.all).toBe(0);
     expect(await rig.psql("pg3", "SELECT system_identifier FROM pg_control_system()")).toBe(await rig.psql("pg1", "SELECT system_identifier FROM pg_control_system()"));
-    await waitReplayed("pg3");
+    await rig.waitReplayed("pg1", "pg3");
     expect(await rig.psql("pg3", "SELECT count(*) FROM t")).toBe("500");
   });
 

@@ -103,6 +103,16 @@ export class Rig {
     return r.output.trim();
   }
 
+  /** Bounded wait until `standby` has replayed up to `from`'s current WAL position. */
+  async waitReplayed(from: string, standby: string, timeoutMs = 30_000): Promise<void> {
+    const target = await this.psql(from, "SELECT pg_current_wal_lsn()");
+    const deadline = Date.now() + timeoutMs;
+    while ((await this.psql(standby, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
+      if (Date.now() > deadline) throw new Error(`${standby} did not replay ${target} from ${from} within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** An inventory for these hosts, debian layout; `extraTop` is YAML added at the top level. */
   inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string; appAddresses?: boolean; upstreams?: Record<string, string> }): string {
     const hosts = this.hosts
