@@ -7,7 +7,8 @@ export const EXIT = {
   usage: 2, // bad inventory or arguments; nothing was contacted
   unreachable: 3, // a host could not be reached or authenticated
   refused: 4, // pgrep refused to act to protect data (e.g. a running primary in a standby's place)
-  degraded: 5, // the cluster is not in the wanted state (status)
+  degraded: 5, // the cluster is not in the wanted state (status), or a role change happened but not everything is in line
+  busy: 6, // another pgrep command holds the cluster's lock
   internal: 70,
 } as const;
 
@@ -34,9 +35,15 @@ export class InputError extends PgrepError {
 /** A host could not be reached, or its identity could not be verified. */
 export class UnreachableError extends PgrepError {
   readonly host: string;
-  constructor(host: string, message: string, hint?: string, cause?: unknown) {
+  /**
+   * The host looks down (no answer, refused, no such name), as opposed to answering wrongly (an unknown
+   * or changed host key, a failed login): only a host that is down may be left out while the others go on.
+   */
+  readonly down: boolean;
+  constructor(host: string, message: string, hint?: string, cause?: unknown, down = true) {
     super(`${host}: ${message}`, { exitCode: EXIT.unreachable, hint, cause });
     this.host = host;
+    this.down = down;
   }
 }
 

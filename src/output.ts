@@ -1,3 +1,4 @@
+import { stamp } from "./debug.js";
 import type { Reporter } from "./plan/execute.js";
 
 // Progress goes to stderr, results (tables, JSON) to stdout, so that `pgrep status --json | jq` works.
@@ -52,7 +53,7 @@ export function consoleOutput(quiet: boolean, err: Stream = process.stderr, out:
     progress: (text) => {
       if (quiet) return;
       clear();
-      err.write(`${paint(text)}\n`);
+      err.write(`${stamp()}${paint(text)}\n`);
       if (tty) draw();
     },
     live: (host, text) => {

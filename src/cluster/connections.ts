@@ -1,3 +1,4 @@
+import { debug } from "../debug.js";
 import { UnreachableError } from "../errors.js";
 import { KnownHosts } from "../transport/known-hosts.js";
 import { LocalTransport } from "../transport/local.js";
@@ -9,7 +10,10 @@ export interface ConnectOptions {
   acceptNewHostKeys: boolean;
 }
 
-/** Opens one transport per host (in parallel) and keeps it for the whole run. */
+/**
+ * Opens one transport per host (in parallel) and keeps it for the whole run. A host that did not answer is
+ * remembered as such: it is never dialled again in the same command.
+ */
 export class Connections {
   private readonly open = new Map<string, Promise<Transport>>();
   private knownHosts: Promise<KnownHosts> | undefined;
@@ -33,8 +37,10 @@ export class Connections {
     const c = host.connection;
     if (c.kind === "local") return new LocalTransport(host.name);
     this.knownHosts ??= KnownHosts.load(this.spec.knownHostsFile);
+    const started = Date.now();
+    debug(`${host.name}: dialling ${c.user}@${c.host}:${c.port} (timeout ${c.connectTimeoutMs / 1000} s)`);
     try {
-      return await SshTransport.connect({
+      const t = await SshTransport.connect({
         name: host.name,
         host: c.host,
         port: c.port,
@@ -42,8 +48,12 @@ export class Connections {
         identityFile: c.identityFile,
         knownHosts: await this.knownHosts,
         acceptNewHostKeys: this.opts.acceptNewHostKeys,
+        connectTimeoutMs: c.connectTimeoutMs,
       });
+      debug(`${host.name}: connected in ${Date.now() - started} ms`);
+      return t;
     } catch (e) {
+      debug(`${host.name}: not connected after ${Date.now() - started} ms: ${(e as Error).message}`);
       if (e instanceof UnreachableError) throw e;
       throw new UnreachableError(host.name, (e as Error).message);
     }

@@ -6,7 +6,7 @@ export type CloneMethod = "basebackup" | "rsync";
 
 export type Connection =
   | { kind: "local" }
-  | { kind: "ssh"; host: string; port: number; user: string; identityFile: string | undefined; peerPort: number };
+  | { kind: "ssh"; host: string; port: number; user: string; identityFile: string | undefined; peerPort: number; connectTimeoutMs: number };
 
 export interface PgSpec {
   /** undefined: detected from the binaries installed on the host (generic layout only). */

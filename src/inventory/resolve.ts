@@ -80,6 +80,8 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
         identityFile: s.identity_file ? localFile(s.identity_file, h.ssh?.identity_file ? at("ssh", "identity_file") : ["ssh", "identity_file"]) : undefined,
         // Without a separate dial address, the others reach sshd where pgrep does.
         peerPort: s.peer_port ?? (s.host === undefined ? (s.port ?? 22) : 22),
+        // A few seconds (a LAN handshake takes well under one): a failover must not wait long on a host that froze.
+        connectTimeoutMs: (s.connect_timeout ?? 3) * 1000,
       };
     }
     const hp = h.postgres ?? {};

@@ -20,6 +20,8 @@ const sshSettings = z
     known_hosts: path.optional(),
     /** The port other hosts use to reach this host's sshd (rsync clones), when it differs from port. */
     peer_port: port.optional(),
+    /** Seconds to wait for a host's SSH connection (TCP, handshake and login) before calling it unreachable. */
+    connect_timeout: z.number().positive().max(600).optional(),
   })
   .strict();
 

@@ -4,6 +4,7 @@ import { CommandError, PgrepError, UnreachableError, type RunResult } from "../e
 import { becomeArgv } from "./become.js";
 import { fingerprint, keyType, type KnownHosts } from "./known-hosts.js";
 import { shellCommand } from "./quote.js";
+import { pidStripper, tethered } from "./tether.js";
 import type { RunOptions, Spawned, Transport } from "./types.js";
 
 export interface SshTarget {
@@ -37,8 +38,12 @@ export class SshTransport implements Transport {
       host: t.host,
       port: t.port,
       username: t.user,
-      readyTimeout: t.connectTimeoutMs ?? 15_000,
-      keepaliveInterval: 10_000,
+      // Bounds TCP connect, handshake and authentication together: a frozen host (its kernel completes the
+      // TCP handshake, sshd never answers) costs this much once per command, never more.
+      readyTimeout: t.connectTimeoutMs ?? 3_000,
+      // A host that freezes after connecting is declared gone after about 3 missed keepalives.
+      keepaliveInterval: 5_000,
+      keepaliveCountMax: 3,
       hostVerifier: (raw: Buffer) => {
         const key = { type: keyType(raw), blob: raw };
         const check = t.knownHosts.check(t.host, t.port, key);
@@ -55,6 +60,8 @@ export class SshTransport implements Transport {
               t.name,
               `unknown SSH host key ${key.type} ${fp} for ${t.host}:${t.port}`,
               `verify the fingerprint, then add it to ${t.knownHosts.path} or re-run with --accept-new-host-keys`,
+              undefined,
+              false,
             );
             return false;
           case "changed":
@@ -62,10 +69,12 @@ export class SshTransport implements Transport {
               t.name,
               `SSH host key for ${t.host}:${t.port} has CHANGED (now ${key.type} ${fp}, known_hosts has ${check.expected.join(", ")})`,
               `if the host was really reinstalled, remove its old line from ${t.knownHosts.path}; pgrep never accepts a changed key`,
+              undefined,
+              false,
             );
             return false;
           case "revoked":
-            keyProblem = new UnreachableError(t.name, `SSH host key ${fp} for ${t.host}:${t.port} is revoked in ${t.knownHosts.path}`);
+            keyProblem = new UnreachableError(t.name, `SSH host key ${fp} for ${t.host}:${t.port} is revoked in ${t.knownHosts.path}`, undefined, undefined, false);
             return false;
         }
       },
@@ -74,7 +83,7 @@ export class SshTransport implements Transport {
       try {
         config.privateKey = await readFile(t.identityFile);
       } catch (e) {
-        throw new UnreachableError(t.name, `cannot read SSH identity file ${t.identityFile}: ${(e as Error).message}`);
+        throw new UnreachableError(t.name, `cannot read SSH identity file ${t.identityFile}: ${(e as Error).message}`, undefined, undefined, false);
       }
     } else if (process.env.SSH_AUTH_SOCK) {
       config.agent = process.env.SSH_AUTH_SOCK;
@@ -122,21 +131,29 @@ export class SshTransport implements Transport {
   spawn(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput"> = {}, env?: Record<string, string>): Spawned {
     const full = becomeArgv(this.loginUser, opts.user, argv);
     const envPrefix = env ? ["env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : [];
+    // Shown in messages without the wrapper; sent inside it, so that it dies with this connection.
     const command = shellCommand([...envPrefix, ...full]);
     const started = Date.now();
     let channel: ClientChannel | undefined;
-    const pending: (["write", string] | ["end"] | ["kill"])[] = [];
-    const apply = (op: ["write", string] | ["end"] | ["kill"]) => {
+    let pid: number | undefined;
+    let killWanted = false;
+    const pending: (["write", string] | ["end"])[] = [];
+    const apply = (op: ["write", string] | ["end"]) => {
       if (!channel) return void pending.push(op);
       if (op[0] === "write") channel.write(op[1]);
-      else if (op[0] === "end") channel.end();
-      else {
-        channel.signal("KILL");
-        channel.close();
-      }
+      else channel.end();
     };
+    // The wrapper passes a TERM to the command's process group (and a KILL 3 s later).
+    const kill = () => {
+      killWanted = true;
+      if (pid !== undefined) this.client.exec(shellCommand(["kill", "-TERM", String(pid)]), (err, s) => void (err ? undefined : s.resume()));
+    };
+    const stripPid = pidStripper((p) => {
+      pid = p;
+      if (killWanted) kill();
+    });
     const done = new Promise<RunResult>((resolve) => {
-      this.client.exec(command, (err: Error | undefined, stream: ClientChannel) => {
+      this.client.exec(shellCommand(tethered("sshd", [...envPrefix, ...full])), (err: Error | undefined, stream: ClientChannel) => {
         const result = (exitCode: number | null, signal: string | null, stdout: string, stderr: string): RunResult => ({
           host: this.host,
           command,
@@ -155,7 +172,8 @@ export class SshTransport implements Transport {
           opts.onOutput?.(s, "stdout");
         });
         stream.stderr.on("data", (d: Buffer) => {
-          const s = d.toString();
+          const s = stripPid(d.toString());
+          if (!s) return;
           stderr += s;
           opts.onOutput?.(s, "stderr");
         });
@@ -165,7 +183,7 @@ export class SshTransport implements Transport {
         for (const op of pending.splice(0)) apply(op);
       });
     });
-    return { write: (t) => apply(["write", t]), end: () => apply(["end"]), kill: () => apply(["kill"]), done };
+    return { write: (t) => apply(["write", t]), end: () => apply(["end"]), kill, done };
   }
 
   async close(): Promise<void> {
@@ -176,10 +194,10 @@ export class SshTransport implements Transport {
 function describeConnectError(t: SshTarget, err: Error & { level?: string; code?: string }): UnreachableError {
   const where = `${t.user}@${t.host}:${t.port}`;
   if (err.level === "client-authentication")
-    return new UnreachableError(t.name, `SSH authentication failed for ${where}`, "check ssh.user and ssh.identity_file in the inventory");
+    return new UnreachableError(t.name, `SSH authentication failed for ${where}`, "check ssh.user and ssh.identity_file in the inventory", undefined, false);
   if (err.code === "ECONNREFUSED") return new UnreachableError(t.name, `SSH connection refused by ${where}`, "is sshd running, and is ssh.port right?");
   if (err.code === "ENOTFOUND" || err.code === "EAI_AGAIN") return new UnreachableError(t.name, `cannot resolve ${t.host}`, "check the host's address in the inventory");
   if (err.level === "client-timeout" || err.code === "ETIMEDOUT" || /Timed out/i.test(err.message))
-    return new UnreachableError(t.name, `SSH connection to ${where} timed out`, "is the host up and the port reachable?");
+    return new UnreachableError(t.name, `SSH connection to ${where} timed out after ${(t.connectTimeoutMs ?? 3_000) / 1000} s`, "is the host up and the port reachable? (ssh.connect_timeout sets how long to wait)");
   return new UnreachableError(t.name, `SSH connection to ${where} failed: ${err.message}`);
 }

@@ -34,7 +34,7 @@ describe("inventory", () => {
     expect(c.primary.pg).toMatchObject({ layout: "debian", port: 5432, clusterName: "main", osUser: "postgres" });
     expect(c.replicationUser).toBe("replicator");
     expect(c.password).toEqual({ kind: "generated", path: "/srv/inv.state/replication-password" });
-    expect(c.hosts[1]!.connection).toEqual({ kind: "ssh", host: "10.0.0.2", port: 2222, user: "deploy", identityFile: "/srv/keys/id", peerPort: 2222 });
+    expect(c.hosts[1]!.connection).toEqual({ kind: "ssh", host: "10.0.0.2", port: 2222, user: "deploy", identityFile: "/srv/keys/id", peerPort: 2222, connectTimeoutMs: 3000 });
   });
 
   it("loads the shipped demo inventory", async () => {
@@ -73,10 +73,16 @@ describe("inventory", () => {
     ["a setting pgrep manages", ok.replace("major: 15", "major: 15, settings: { wal_level: minimal }"), /postgres\.settings\.wal_level: pgrep sets wal_level = replica/],
     ["an unknown clone method", ok.replace("hosts:", "clone: { method: scp }\nhosts:"), /clone\.method: must be one of 'basebackup', 'rsync' \(got 'scp'\)$/],
     ["a bad rate", ok.replace("hosts:", "clone: { max_rate: fast }\nhosts:"), /clone\.max_rate: a rate like 500k or 20M/],
+    ["a connect timeout that is not a number of seconds", ok.replace("ssh: { user:", "ssh: { connect_timeout: 0, user:"), /ssh\.connect_timeout: /],
     ["same port twice on one machine", "cluster: c\npostgres: { layout: generic, data_dir: /d }\nhosts:\n  - { name: a, address: x, role: primary, connection: local }\n  - { name: b, address: x, role: standby, connection: local }\n", /hosts\[1\]\.postgres\.port: hosts\[0\] already uses port 5432 on the same machine/],
   ])("%s → one precise line", (_name, text, expected) => {
     const p = problems(text);
     expect(p.some((l) => expected.test(l)), p.join("\n")).toBe(true);
     for (const l of p) expect(l).toMatch(/^\/srv\/inv\.yml:\d+:\d+: /);
+  });
+
+  it("ssh.connect_timeout: seconds, for every host", () => {
+    const c = load(ok.replace("ssh: { user:", "ssh: { connect_timeout: 2.5, user:"));
+    expect(c.hosts.map((h) => (h.connection.kind === "ssh" ? h.connection.connectTimeoutMs : 0))).toEqual([2500, 2500]);
   });
 });
