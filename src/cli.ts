@@ -37,6 +37,12 @@ function quietOption(): Option {
   return new Option("-q, --quiet", "print only the result (errors still go to stderr)").default(false);
 }
 
+function waitLockOption(): Option {
+  return new Option("--wait-lock <seconds>", "when another pgrep command holds the cluster's lock, wait this long for it (default: exit 6 at once)")
+    .argParser(numberArg("--wait-lock", 0))
+    .default(0);
+}
+
 function maxLagOption(): Option {
   return new Option("--max-lag-bytes <n>", "refuse when the standby is further behind than this").argParser(numberArg("--max-lag-bytes", 0)).default(16 * 1024 * 1024);
 }
@@ -68,11 +74,12 @@ program
   .option("--force <host...>", "replace these standbys' data even if it is not a standby of this cluster", [])
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
+  .addOption(waitLockOption())
   .addOption(quietOption())
   .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
   .action(async (o) => {
     const { setupCommand } = await import("./commands/setup.js");
-    return finish(setupCommand({ inventory: inventoryPath(o.inventory), dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+    return finish(setupCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
   });
 
 program
@@ -117,13 +124,14 @@ program
   .addOption(dryRunOption())
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
+  .addOption(waitLockOption())
   .addOption(quietOption())
   .addHelpText("after", "\nExamples:\n  pgrep promote db2 -i prod.yml --fence --dry-run     # the steps and every file change, touching nothing\n  pgrep promote db2 -i prod.yml --fence               # db1 is up: stop it, then promote db2\n  pgrep promote db2 -i prod.yml --old-primary-is-down # db1 is gone\n  pgrep switchover db2 -i prod.yml                     # planned swap: db1 comes back as a standby")
   .action(async (host: string, o) => {
     const { promoteCommand } = await import("./commands/promote.js");
     return finish(
       promoteCommand(
-        { inventory: inventoryPath(o.inventory), target: host, fence: o.fence, force: o.force, oldPrimaryIsDown: o.oldPrimaryIsDown, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout },
+        { inventory: inventoryPath(o.inventory), waitLock: o.waitLock, target: host, fence: o.fence, force: o.force, oldPrimaryIsDown: o.oldPrimaryIsDown, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout },
         await output(o.quiet),
       ),
     );
@@ -137,11 +145,12 @@ program
   .addOption(dryRunOption())
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("it"))
+  .addOption(waitLockOption())
   .addOption(quietOption())
   .addHelpText("after", "\nExamples:\n  pgrep rejoin db1 -i prod.yml --dry-run\n  pgrep rejoin db1 -i prod.yml     # after pgrep promote db2")
   .action(async (host: string, o) => {
     const { rejoinCommand } = await import("./commands/rejoin.js");
-    return finish(rejoinCommand({ inventory: inventoryPath(o.inventory), host, allowReclone: o.allowReclone, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+    return finish(rejoinCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, host, allowReclone: o.allowReclone, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
   });
 
 program
@@ -152,11 +161,12 @@ program
   .addOption(dryRunOption())
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
+  .addOption(waitLockOption())
   .addOption(quietOption())
   .addHelpText("after", "\nExamples:\n  pgrep switchover db2 -i prod.yml --dry-run\n  pgrep switchover db2 -i prod.yml")
   .action(async (host: string, o) => {
     const { switchoverCommand } = await import("./commands/switchover.js");
-    return finish(switchoverCommand({ inventory: inventoryPath(o.inventory), target: host, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+    return finish(switchoverCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, target: host, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
   });
 
 program
@@ -182,11 +192,12 @@ program
   .addOption(inventoryOption())
   .option("-y, --yes", "do not ask for confirmation", false)
   .addOption(dryRunOption())
+  .addOption(waitLockOption())
   .addOption(quietOption())
   .addHelpText("after", "\nExamples:\n  pgrep destroy -i inventories/local.yml --dry-run\n  pgrep destroy -i inventories/local.yml --yes")
   .action(async (o) => {
     const { destroyCommand } = await import("./commands/destroy.js");
-    return finish(destroyCommand({ inventory: inventoryPath(o.inventory), yes: o.yes, dryRun: o.dryRun }, await output(o.quiet)));
+    return finish(destroyCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, yes: o.yes, dryRun: o.dryRun }, await output(o.quiet)));
   });
 
 async function finish(p: Promise<number>): Promise<void> {

@@ -30,6 +30,12 @@ export async function loadReplicationPassword(spec: ClusterSpec, create: boolean
   if (!create) return undefined;
   const generated = randomBytes(24).toString("base64url");
   await mkdir(dirname(src.path), { recursive: true, mode: 0o700 });
-  await writeFile(src.path, `${generated}\n`, { mode: 0o600, flag: "wx" });
+  try {
+    await writeFile(src.path, `${generated}\n`, { mode: 0o600, flag: "wx" });
+  } catch (e) {
+    // Another pgrep made it a moment ago (two first setups at once): theirs is the cluster's password.
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return (await read(src.path)) ?? generated;
+    throw e;
+  }
   return generated;
 }

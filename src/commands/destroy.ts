@@ -3,7 +3,10 @@ import { rm } from "node:fs/promises";
 import { EXIT, InputError, type ExitCode } from "../errors.js";
 import { loadCluster } from "../inventory/index.js";
 import type { Output } from "../output.js";
-import { forgetCreated, readCreated } from "../state-store.js";
+import { forgetCreated, readCreated, type Created } from "../state-store.js";
+import { Connections } from "../cluster/connections.js";
+import { acquireClusterLock } from "../cluster/lock.js";
+import type { ClusterSpec } from "../cluster/model.js";
 import { LocalTransport } from "../transport/local.js";
 
 const STOP_SCRIPT =
@@ -12,6 +15,8 @@ const STOP_SCRIPT =
 
 export interface DestroyCommandOptions {
   inventory: string;
+  /** Seconds to wait for another command's cluster lock. */
+  waitLock: number;
   yes: boolean;
   dryRun: boolean;
 }
@@ -40,6 +45,18 @@ export async function destroyCommand(opts: DestroyCommandOptions, out: Output): 
     rl.close();
     if (answer.trim() !== spec.name) throw new InputError("not confirmed; nothing was removed");
   }
+  const conns = new Connections(spec, { acceptNewHostKeys: false });
+  const lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.waitLock });
+  try {
+    await removeCreated(spec, created, out);
+  } finally {
+    await lock.release();
+  }
+  await forgetCreated(spec.stateDir);
+  return EXIT.ok;
+}
+
+async function removeCreated(spec: ClusterSpec, created: Created[], out: Output): Promise<void> {
   const t = new LocalTransport("local");
   // Data directories first (their servers are stopped), then files.
   for (const c of [...created].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === "data_dir" ? -1 : 1))) {
@@ -52,6 +69,4 @@ export async function destroyCommand(opts: DestroyCommandOptions, out: Output): 
     await rm(c.path, { recursive: true, force: true });
     out.progress(`[${c.host}] removed ${c.path}`);
   }
-  await forgetCreated(spec.stateDir);
-  return EXIT.ok;
 }

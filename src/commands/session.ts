@@ -1,5 +1,7 @@
 import type { HostReport } from "../cluster/assess.js";
 import { Connections } from "../cluster/connections.js";
+import { debug } from "../debug.js";
+import { acquireClusterLock, type HeldLock } from "../cluster/lock.js";
 import type { ClusterSpec } from "../cluster/model.js";
 import { observeCluster } from "../cluster/observe.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
@@ -15,6 +17,8 @@ export interface SessionOptions {
   acceptNewHostKeys?: boolean;
   /** setup: generate the password when there is none. Other changing commands: it must exist. status: optional. */
   password?: "create" | "require" | "optional";
+  /** Commands that change the cluster hold its lock (on the hosts) for the whole session. */
+  lock?: { waitSeconds: number } | undefined;
 }
 
 export interface Session {
@@ -40,13 +44,30 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
   // Made with the password (setup); a dry run or status uses what exists, and does without when nothing does.
   const tls = mode === "optional" ? await loadTls(spec, false).catch(() => undefined) : await loadTls(spec, mode === "create");
   const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
+  let lock: HeldLock | undefined;
+  if (opts.lock) {
+    for (const h of spec.hosts) conns.get(h); // every host is dialled at once; the lock waits for them
+    try {
+      lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.lock.waitSeconds, onWait: (holder) => process.stderr.write(`Waiting for the cluster lock: held by ${holder}\n`) });
+    } catch (e) {
+      await conns.closeAll();
+      throw e;
+    }
+  }
   return {
     spec,
     conns,
     password,
     tls,
-    observe: () => observeCluster(spec, conns, password),
-    close: () => conns.closeAll(),
+    observe: async () => {
+      const snap = await observeCluster(spec, conns, password);
+      debug("observed every host");
+      return snap;
+    },
+    close: async () => {
+      await lock?.release().catch(() => {});
+      await conns.closeAll();
+    },
   };
 }
 

@@ -1,0 +1,134 @@
+import { hostname, userInfo } from "node:os";
+import { debug } from "../debug.js";
+import { EXIT, lastLines, PgrepError } from "../errors.js";
+import { resolveLayout } from "../postgres/layout.js";
+import type { Spawned, Transport } from "../transport/types.js";
+import type { Connections } from "./connections.js";
+import type { ClusterSpec, HostSpec } from "./model.js";
+
+// The cluster lock lives on the hosts, not on the operator's machine: an flock on a file named after the
+// data directory (in /run/pgrep as root, else beside the data directory) held by a process that pgrep
+// keeps open on each host. That process reads its stdin until pgrep closes
+// it, and runs under the tether, so the lock goes when pgrep ends, is killed or loses the connection:
+// nobody ever unlocks by hand. Commands that change a cluster hold it; read-only ones do not.
+
+const LOCK_SCRIPT = [
+  // /run/pgrep is root's alone: a file another user could plant there would be written through as root.
+  'f=$1; d=$(dirname "$f")',
+  'if [ "$(id -u)" = 0 ]; then mkdir -p -m 700 "$d" && [ -O "$d" ] || { echo "$d is not root\'s own directory" >&2; exit 1; }; else mkdir -p "$d" || exit 1; fi',
+  // Append mode: opening must not wipe the holder's line before the lock is ours.
+  'exec 9>>"$f" || exit 1',
+  'command -v flock >/dev/null || { echo "flock is not installed (util-linux)" >&2; exit 1; }',
+  'if ! flock -n 9; then printf "BUSY %s\\n" "$(cat "$f")"; exit 0; fi',
+  'printf "%s\\n" "$2" > "$f"',
+  "echo LOCKED",
+  "cat >/dev/null",
+  ': > "$f"',
+].join("\n");
+
+export interface HeldLock {
+  /** Hosts whose lock is held (an unreachable host is left out: a failover must still get the lock). */
+  hosts: string[];
+  release(): Promise<void>;
+}
+
+export interface LockOptions {
+  /** Wait this long for another command's lock (0: fail at once). */
+  waitSeconds: number;
+  onWait?: (holder: string) => void;
+}
+
+/** Root keeps its locks in /run (cleared at boot); another admin user beside the data directory it owns. */
+export function lockPath(dataDir: string, admin: string): string {
+  return admin === "root" ? `/run/pgrep/${dataDir.replace(/[^A-Za-z0-9._-]/g, "_")}.lock` : `${dataDir}.pgrep-lock`;
+}
+
+function holderLine(): string {
+  const argv = process.argv.slice(2).join(" ").replace(/[\r\n]+/g, " ").slice(0, 200);
+  return `pgrep ${argv} (pid ${process.pid}, user ${userInfo().username} on ${hostname()}, since ${new Date().toISOString().replace(/\.\d+Z$/, "Z")})`;
+}
+
+interface Held {
+  host: string;
+  p: Spawned;
+}
+
+/** Takes every reachable host's lock, or none: the first host (by name) decides between commands started together. */
+export async function acquireClusterLock(spec: ClusterSpec, conns: Connections, opts: LockOptions): Promise<HeldLock> {
+  const hosts = [...spec.hosts].sort((a, b) => a.name.localeCompare(b.name));
+  const holder = holderLine();
+  const deadline = Date.now() + opts.waitSeconds * 1000;
+  let told = false;
+  for (;;) {
+    const held: Held[] = [];
+    let busy: string | undefined;
+    let failure: unknown;
+    const take = async (h: HostSpec): Promise<void> => {
+      let t: Transport;
+      try {
+        t = await conns.get(h);
+      } catch {
+        return; // unreachable: observe reports it; the hosts that answer are locked
+      }
+      const L = resolveLayout(h, { loginUser: t.loginUser, binDir: "", major: h.pg.major ?? 0, home: "~", systemd: false });
+      try {
+        const r = await lockOne(t, lockPath(L.dataDir, L.admin), L.admin, holder);
+        if (r.held) held.push({ host: h.name, p: r.held });
+        else busy ??= `${r.busy} (on ${h.name})`;
+      } catch (e) {
+        failure ??= e;
+      }
+    };
+    // The first reachable host alone, then the others together.
+    let i = 0;
+    while (i < hosts.length && !held.length && !busy && !failure) await take(hosts[i++]!);
+    if (!busy && !failure) await Promise.all(hosts.slice(i).map(take));
+    if (!busy && !failure) {
+      debug(`cluster lock held on ${held.map((x) => x.host).join(", ") || "no host"}`);
+      return { hosts: held.map((x) => x.host), release: () => releaseAll(held) };
+    }
+    await releaseAll(held);
+    if (failure) throw failure;
+    const by = busy ?? "another command";
+    if (Date.now() >= deadline) {
+      throw new PgrepError(`cluster ${spec.name} is locked by another command: ${by}`, {
+        exitCode: EXIT.busy,
+        hint: opts.waitSeconds ? `it did not finish within --wait-lock ${opts.waitSeconds}` : "wait for it to finish, or pass --wait-lock SECONDS",
+      });
+    }
+    if (!told) opts.onWait?.(by);
+    told = true;
+    await new Promise((r) => setTimeout(r, 300 + Math.random() * 400));
+  }
+}
+
+/** Starts the holding process on one host; it answers LOCKED (and holds until released) or BUSY <holder>. */
+async function lockOne(t: Transport, path: string, user: string, holder: string): Promise<{ held?: Spawned; busy?: string }> {
+  let out = "";
+  let answered: (line: string) => void = () => {};
+  const answer = new Promise<string>((resolve) => (answered = resolve));
+  const p = t.spawn(["sh", "-c", LOCK_SCRIPT, "sh", path, holder], {
+    user,
+    onOutput: (chunk, stream) => {
+      if (stream !== "stdout") return;
+      out += chunk;
+      const line = /^(LOCKED|BUSY .*)$/m.exec(out);
+      if (line && out.includes(`${line[0]}\n`)) answered(line[0]);
+    },
+  });
+  void p.done.then((r) => answered(`FAILED ${lastLines(r.stderr, 2) || `exit ${r.exitCode ?? r.signal}`}`));
+  const line = await answer;
+  if (line === "LOCKED") return { held: p };
+  if (line.startsWith("BUSY ")) return { busy: line.slice(5).trim() || "a command that is just starting or ending" };
+  p.end();
+  throw new PgrepError(`${t.host}: cannot take the cluster lock at ${path}: ${line.slice(7)}`);
+}
+
+async function releaseAll(held: Held[]): Promise<void> {
+  await Promise.all(
+    held.map(async (x) => {
+      x.p.end();
+      await x.p.done;
+    }),
+  );
+}
