@@ -10,7 +10,7 @@ export interface HostReport {
   address: string;
   wanted: "primary" | "standby";
   observed: "primary" | "standby" | "unknown";
-  state: "running" | "streaming" | "catchup" | "not streaming" | "stopped" | "unreachable" | "conflicting primary" | "running as standby" | "not a cluster";
+  state: "running" | "streaming" | "catchup" | "not streaming" | "stopped" | "unreachable" | "conflicting primary" | "running as standby" | "not a cluster" | "needs rejoin";
   ok: boolean;
   upstream: string | null;
   timeline: number | null;
@@ -58,6 +58,8 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
     };
     if (!s || !s.reachable) return { ...base, problem: s ? describeError(h.name, s.error) : "not observed" };
     if (s.pgVersion === undefined) return { ...base, state: "not a cluster", problem: `no PostgreSQL cluster in ${s.layout.dataDir}` };
+    if (s.needsRejoin && h.role === "standby" && !(s.sql && !s.sql.inRecovery))
+      return { ...base, state: "needs rejoin", problem: `a former primary, left for rejoin: pgrep rejoin ${h.name} (pg_rewind, or --allow-reclone)` };
     if (!s.running || !s.sql) return { ...base, state: "stopped", problem: s.running ? `cannot query: ${s.sqlError ?? "no psql"}` : "PostgreSQL is not running" };
     const q = s.sql;
     const r: HostReport = {

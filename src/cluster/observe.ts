@@ -22,11 +22,14 @@ export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[
 /** Reads every host (read-only), in parallel; when the major is detected, the primary's decides it first. */
 export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined): Promise<ClusterSnapshot> {
   const hosts = new Map<string, HostState>();
-  for (const h of spec.hosts) conns.get(h); // start every connection now
+  const dials = spec.hosts.map((h) => conns.get(h).then(() => undefined, () => h.name)); // every connection starts now
   // With the major in the inventory every host is read at once; otherwise the primary decides it first.
   const known = spec.primary.pg.major;
   const early = known === undefined ? [] : spec.standbys.map((h) => observeHost(spec, h, conns, password, known));
-  const primaryState = await observeHost(spec, spec.primary, conns, password, known);
+  // The primary resolves the others' names for pg_hba, but not those of hosts that are down: a name that
+  // went with its host (a deleted VM) can take the resolver many seconds to give up on.
+  const down = new Set((await Promise.all(dials)).filter((n): n is string => n !== undefined));
+  const primaryState = await observeHost(spec, spec.primary, conns, password, known, down);
   hosts.set(spec.primary.name, primaryState);
   const major = known ?? (primaryState.reachable ? primaryState.caps.major : undefined);
   const rest = known === undefined ? await Promise.all(spec.standbys.map((h) => observeHost(spec, h, conns, password, major))) : await Promise.all(early);
@@ -37,7 +40,7 @@ export async function observeCluster(spec: ClusterSpec, conns: Connections, pass
   return { major, hosts };
 }
 
-async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections, password: string | undefined, major: number | undefined): Promise<HostState> {
+async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections, password: string | undefined, major: number | undefined, down: ReadonlySet<string> = new Set()): Promise<HostState> {
   let t: Transport;
   try {
     t = await conns.get(host);
@@ -60,7 +63,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     `port:${host.pg.port}`,
     ...(["ca.crt", "server.crt", "server.key"] as const).map((f, i) => `sha:${["tlsCa", "tlsCert", "tlsKey"][i]}=${draft.tlsDir}/${f}`),
   ];
-  if (host === spec.primary) for (const h of spec.hosts) if (!isIP(h.address)) args.push(`resolve:${h.address}`);
+  if (host === spec.primary) for (const h of spec.hosts) if (!isIP(h.address) && !down.has(h.name)) args.push(`resolve:${h.address}`);
   const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "probing the host" });
   const kv = parseKv(r.stdout);
   const file = (k: string) => (kv.has(`file_${k}`) ? Buffer.from(kv.get(`file_${k}`)!, "base64").toString("utf8") : null);
@@ -92,6 +95,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     pgBasebackup: kv.get("pg_basebackup") || undefined,
     pgBasebackupMajor: kv.get("pg_basebackup_version") ? Number(kv.get("pg_basebackup_version")) : undefined,
     hasRsync: kv.get("rsync") === "1",
+    hasPgRewind: kv.get("pg_rewind") === "1",
     systemd: kv.get("systemd") === "1",
     dataDirExists: kv.get("data_dir_exists") === "1",
     dataDirEntries: Number(kv.get("data_dir_entries") ?? 0),
@@ -102,6 +106,8 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     hasStandbySignal: kv.has("has_standby.signal"),
     hasRecoveryConf: kv.has("has_recovery.conf"),
     copyUnfinished: kv.has("copy_unfinished"),
+    needsRejoin: kv.has("needs_rejoin"),
+    slotsOnDisk: (kv.get("slots_on_disk") ?? "").split(" ").filter(Boolean),
     portBusy: kv.has("port_busy"),
     files: {
       settings: file("settings"),

@@ -16,6 +16,7 @@ if [ -z "$bindir" ]; then
   done
 fi
 echo "bin_dir=$bindir"
+[ -n "$bindir" ] && [ -x "$bindir/pg_rewind" ] && echo "pg_rewind=1"
 if [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$bindir/postgres" --version | sed -E 's/^[^0-9]*([0-9]+(\.[0-9]+)?).*/\1/')"; fi
 # psql of any major 10+ talks to every server; pg_basebackup must be the server's own major (it refuses newer
 # servers, and a newer one writes settings an older walreceiver rejects), so its version is reported too.
@@ -37,6 +38,9 @@ if [ -d "$datadir" ]; then
   fi
   for f in standby.signal recovery.conf recovery.signal; do [ -e "$datadir/$f" ] && echo "has_$f=1"; done
   [ -e "$datadir.pgrep-copy" ] && echo "copy_unfinished=1"
+  [ -e "$datadir.pgrep-rejoin" ] && echo "needs_rejoin=1"
+  # Slots on disk, known even while the server is stopped (a former primary's, for its old standbys).
+  [ -d "$datadir/pg_replslot" ] && echo "slots_on_disk=$(ls "$datadir/pg_replslot" 2>/dev/null | tr '\n' ' ')"
 else
   echo "data_dir_exists=0"
 fi
@@ -52,7 +56,9 @@ for item in "$@"; do
     port:*) p=$(printf %s "$item" | cut -d: -f2)
       # Another program on the port while this server is down (ss from iproute2; unknown without it).
       if [ -z "$running" ] && command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then echo "port_busy=1"; fi;;
-    resolve:*) a=$(printf %s "$item" | cut -d: -f2-); echo "resolve_$a=$(getent ahosts "$a" | awk '{print $1}' | sort -u | tr '\n' ' ')";;
+    # Bounded: a resolver that cannot answer must not hold up the run (timeout is coreutils').
+    resolve:*) a=$(printf %s "$item" | cut -d: -f2-); t=""; command -v timeout >/dev/null && t="timeout 3"
+      echo "resolve_$a=$($t getent ahosts "$a" | awk '{print $1}' | sort -u | tr '\n' ' ')";;
   esac
 done
 `;

@@ -58,6 +58,8 @@ export interface ReachableHost {
   pgBasebackup: string | undefined;
   pgBasebackupMajor: number | undefined;
   hasRsync: boolean;
+  /** pg_rewind of the server's major, beside its binaries. */
+  hasPgRewind: boolean;
   systemd: boolean;
   dataDirExists: boolean;
   dataDirEntries: number;
@@ -69,6 +71,10 @@ export interface ReachableHost {
   hasRecoveryConf: boolean;
   /** A copy pgrep started into the data directory did not finish (the marker beside it is still there). */
   copyUnfinished: boolean;
+  /** A former primary that a promotion left for `pgrep rejoin` (the marker beside the data directory). */
+  needsRejoin: boolean;
+  /** Replication slots in pg_replslot, read from disk (so also while the server is stopped). */
+  slotsOnDisk: string[];
   /** Another program listens on the PostgreSQL port while this server is not running. */
   portBusy: boolean;
   files: ManagedFiles;

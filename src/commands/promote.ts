@@ -1,16 +1,17 @@
-import { assessCluster } from "../cluster/assess.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
-import { formatStatusTable } from "../cluster/format.js";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
 import { effectiveMethod } from "../postgres/promote.js";
-import { executeRoleSteps, hostNamed, observeWith, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
-import { healthy, openSession } from "./session.js";
+import { cleanlyShutDown, lsnValue, readControl } from "../postgres/control.js";
+import { executeRoleSteps, finishRoleChange, hostNamed, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
+import { openSession } from "./session.js";
 
 export interface PromoteCommandOptions {
   inventory: string;
+  /** Seconds to wait for another command's cluster lock. */
+  waitLock: number;
   target: string;
   fence: boolean;
   force: boolean;
@@ -23,7 +24,7 @@ export interface PromoteCommandOptions {
 
 /** Makes a standby the primary without ever leaving two writable primaries unless told to. */
 export async function promoteCommand(opts: PromoteCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession(opts, (spec) => hostNamed(spec, opts.target));
+  const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => hostNamed(spec, opts.target));
   try {
     const { spec } = session;
     const th = hostNamed(spec, opts.target);
@@ -42,24 +43,35 @@ export async function promoteCommand(opts: PromoteCommandOptions, out: Output): 
     const oldWritable = O.reachable && O.running && !O.sql?.inRecovery;
     const lag = T.sql.inRecovery && oldWritable ? await replayLag(th, T, O.sql?.lsn ?? undefined) : 0;
     if (oldWritable) out.progress(`[${th.name}] is ${lag} bytes behind ${spec.primary.name}`);
-    const steps = planPromote(spec, snap, th, lag, opts);
+    const steps = planPromote(spec, snap, th, lag, opts, O.reachable && !O.running && (await stoppedCleanlyAndReplayed(O, T)));
     if (opts.dryRun) return await printRoleDryRun(out, `Promote ${th.name} in cluster ${spec.name}`, session, snap, steps);
     if (opts.force && oldWritable) out.progress(`[${spec.primary.name}] WARNING: still running and writable (--force): there will be two primaries`);
     const spec2 = await executeRoleSteps({ session, snap, out, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 }, steps);
-    const reports = assessCluster(spec2, await observeWith(session, spec2));
-    out.result(formatStatusTable(reports));
+    const converge = steps.find((x) => x.kind === "converge");
+    // The old primary, when it was declared down or left for rejoin, is not expected in line yet.
+    const code = await finishRoleChange(session, spec2, out, th.name, converge?.kind === "converge" ? converge.skip : []);
     out.progress(`${th.name} is the primary.`);
-    return healthy(reports.filter((r) => r.name !== spec.primary.name)) ? EXIT.ok : EXIT.degraded;
+    return code;
   } finally {
     await session.close();
   }
 }
 
 /**
+ * A stopped old primary can simply follow the new one when it was shut down cleanly and the target has
+ * replayed its shutdown checkpoint: it holds nothing the target lacks. Otherwise it may (a crash).
+ */
+async function stoppedCleanlyAndReplayed(O: ReachableHost, T: ReachableHost): Promise<boolean> {
+  const c = await readControl(O.transport, O.layout.dataDir, O.layout.admin);
+  if (!c || !cleanlyShutDown(c) || !T.sql?.lsn) return false;
+  return lsnValue(T.sql.lsn) > lsnValue(c.checkpointLsn);
+}
+
+/**
  * The promotion's steps, or a refusal. The split-brain guard lives here: a reachable primary that accepts
  * writes must be fenced first; an unreachable one must be declared down or fenced by the inventory's command.
  */
-export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSpec, lagBytes: number, opts: PromoteCommandOptions): RoleStep[] {
+export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSpec, lagBytes: number, opts: PromoteCommandOptions, oldStoppedCleanly = false): RoleStep[] {
   const T = snap.hosts.get(th.name) as ReachableHost;
   const old = spec.primary;
   const O = snap.hosts.get(old.name)!;
@@ -87,9 +99,18 @@ export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSp
     steps.push({ kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), why });
   }
   steps.push(recordNewPrimary(spec, th.name));
-  // The old primary is left for `pgrep rejoin`, but when it is stopped and reachable it is marked as a
-  // standby so that starting it can never make a second primary.
-  const oldWillBeStopped = O.reachable && (!O.running || steps.some((s) => s.kind === "stop"));
-  steps.push({ kind: "converge", skip: [old.name], ...(oldWillBeStopped ? { markStandby: old.name } : {}), why: `the other standbys stream from ${th.name}` });
+  // Fenced by pgrep (a clean stop whose last record the target replayed) or found stopped cleanly, the
+  // old primary follows the new one at once, like after a switchover. Otherwise (a crash, or declared
+  // down) it may hold writes the target never had: when reachable it is marked as a standby that waits
+  // for `pgrep rejoin`, so that starting it can never make a second primary and setup leaves it alone.
+  const fenced = steps.some((s) => s.kind === "stop");
+  const follows = O.reachable && (fenced || (!O.running && oldStoppedCleanly));
+  const stopped = O.reachable && (!O.running || fenced);
+  steps.push({
+    kind: "converge",
+    skip: follows ? [] : [old.name],
+    ...(stopped ? { markStandby: old.name, rejoinLater: !follows } : {}),
+    why: follows ? `${old.name} and the other standbys stream from ${th.name}` : `the other standbys stream from ${th.name}`,
+  });
   return steps;
 }

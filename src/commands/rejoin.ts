@@ -1,13 +1,14 @@
 import { assessCluster } from "../cluster/assess.js";
-import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
-import { executeRoleSteps, hostNamed, observeWith, printRoleDryRun, reachable } from "./role-change.js";
-import { healthy, openSession } from "./session.js";
+import { executeRoleSteps, finishRoleChange, hostNamed, printRoleDryRun, reachable } from "./role-change.js";
+import { openSession } from "./session.js";
 
 export interface RejoinCommandOptions {
   inventory: string;
+  /** Seconds to wait for another command's cluster lock. */
+  waitLock: number;
   host: string;
   allowReclone: boolean;
   dryRun: boolean;
@@ -17,7 +18,7 @@ export interface RejoinCommandOptions {
 
 /** Brings a former primary back as a standby of the current one: stop, rewind, configure, start, verify. */
 export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession(opts, (spec) => {
+  const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
     const h = hostNamed(spec, opts.host);
     if (h.role === "primary") throw new InputError(`${h.name} is the inventory's primary; rejoin brings a former primary back as a standby`, "promote another host first");
   });
@@ -37,14 +38,24 @@ export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Pr
     const steps: RoleStep[] = [];
     // It must never run as a second primary, and pg_rewind needs it stopped.
     if (S.running) steps.push({ kind: "stop", host: h.name, why: S.sql && !S.sql.inRecovery ? "it runs as a second primary" : "pg_rewind needs it stopped" });
-    steps.push({ kind: "checkpoint", host: spec.primary.name, why: "pg_rewind reads the new timeline's history from the last checkpoint" });
-    steps.push({ kind: "rewind", host: h.name, from: spec.primary.name, allowReclone: opts.allowReclone, why: "copy only the blocks that diverged" });
+    // Found before anything is stopped: where pg_rewind cannot work, say so and offer the copy that does.
+    const noRewind = !S.hasPgRewind
+      ? `there is no pg_rewind of PostgreSQL ${S.caps.major} on ${h.name} (in ${S.layout.binDir})`
+      : !S.caps.rewindWithoutSuperuser
+        ? `pg_rewind on PostgreSQL ${S.caps.major} needs a superuser on the source, and the replication role ${spec.replicationUser} is not one`
+        : undefined;
+    if (noRewind && !opts.allowReclone)
+      throw new RefusedError(`${h.name} cannot be rewound: ${noRewind}; nothing was changed`, `pass --allow-reclone to copy the whole data directory from ${spec.primary.name} instead`);
+    if (noRewind) steps.push({ kind: "reclone", host: h.name, from: spec.primary.name, why: noRewind });
+    else {
+      steps.push({ kind: "admit", host: h.name, primary: spec.primary.name, why: `pg_rewind connects to it from ${h.name}` });
+      steps.push({ kind: "checkpoint", host: spec.primary.name, why: "pg_rewind reads the new timeline's history from the last checkpoint" });
+      steps.push({ kind: "rewind", host: h.name, from: spec.primary.name, allowReclone: opts.allowReclone, why: "copy only the blocks that diverged" });
+    }
     steps.push({ kind: "converge", skip: [], markStandby: h.name, why: `${h.name} streams from ${spec.primary.name}` });
     if (opts.dryRun) return await printRoleDryRun(out, `Rejoin ${h.name} to cluster ${spec.name}`, session, snap, steps);
     const spec2 = await executeRoleSteps({ session, snap, out, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 }, steps);
-    const reports = assessCluster(spec2, await observeWith(session, spec2));
-    out.result(formatStatusTable(reports));
-    return healthy(reports) ? EXIT.ok : EXIT.degraded;
+    return await finishRoleChange(session, spec2, out, spec2.primary.name);
   } finally {
     await session.close();
   }

@@ -6,7 +6,7 @@ import { clusterFromText, loadCluster, shownPath } from "../inventory/index.js";
 import { suggest } from "../inventory/suggest.js";
 import { recordTopology, withTopology } from "../inventory/update.js";
 import { control, dropCopiedConninfo } from "../plan/host-ops.js";
-import { formatPhases, textDiff } from "../plan/format.js";
+import { formatNotes, formatPhases, textDiff } from "../plan/format.js";
 import { edited, promoted, stopped, withHost } from "../plan/hypothetical.js";
 import { describeRoleStep, methodLabel, stepHost, type RoleStep } from "../plan/role-steps.js";
 import type { Phase } from "../plan/steps.js";
@@ -16,11 +16,13 @@ import type { Output } from "../output.js";
 import { lineReporter } from "../output.js";
 import { sqlTarget, type ExecContext } from "../plan/context.js";
 import { executePlan } from "../plan/execute.js";
-import { planMarkStandby, planSetup } from "../plan/setup.js";
+import { planMarkStandby, planSetup, rejoinMarker } from "../plan/setup.js";
 import { stepCount } from "../plan/steps.js";
 import { readControl } from "../postgres/control.js";
 import { runSql } from "../postgres/sql.js";
 import type { Session } from "./session.js";
+import { assessCluster } from "../cluster/assess.js";
+import { formatStatusTable } from "../cluster/format.js";
 
 // Shared by promote, rejoin and switchover.
 
@@ -49,11 +51,14 @@ export async function replayLag(h: HostSpec, s: ReachableHost, primaryLsn: strin
   return Math.max(0, Number((await runSql(sqlTarget(h, s), q)).trim() || 0));
 }
 
-/** Waits until the standby has replayed past `lsn` (e.g. the old primary's shutdown checkpoint). */
-export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: string, timeoutMs: number): Promise<void> {
+/**
+ * Waits until the standby has replayed past `lsn` (the start of the old primary's shutdown checkpoint
+ * record), or, with `orAt`, up to it (everything it has received).
+ */
+export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: string, timeoutMs: number, orAt = false): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = (await runSql(sqlTarget(h, s), `SELECT pg_last_wal_replay_lsn() > '${lsn}'::pg_lsn`)).trim();
+    const r = (await runSql(sqlTarget(h, s), `SELECT pg_last_wal_replay_lsn() ${orAt ? ">=" : ">"} '${lsn}'::pg_lsn`)).trim();
     if (r === "t") return;
     if (Date.now() > deadline) throw new PgrepError(`${h.name}: has not replayed past ${lsn} after ${Math.round(timeoutMs / 1000)} s`);
     await new Promise((res) => setTimeout(res, 100));
@@ -112,8 +117,9 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           const T = await state(step.host);
           const lag = await replayLag(h, T, undefined);
           if (lag > 0) log(`replaying the ${lag} bytes it received but has not applied yet`);
+          // Promotion replays the rest anyway; waiting here only lets the log say how much there was.
           const received = (await runSql(sqlTarget(h, T), "SELECT pg_last_wal_receive_lsn()")).trim();
-          if (received) await waitReplayedPast(h, T, received, 60_000).catch(() => {});
+          if (received) await waitReplayedPast(h, T, received, 10_000, true).catch((e: Error) => log(`${e.message}; promotion replays the rest`));
           break;
         }
         case "promote": {
@@ -136,6 +142,16 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           run.onPromoted?.();
           break;
         }
+        case "admit": {
+          const now = await observeWith(session, spec);
+          const plan = planSetup(spec, now, { force, skip: new Set([step.host]), tls: session.tls });
+          const first = plan.phases.filter((p) => p.lanes.length === 1 && p.lanes[0]!.host === spec.primary.name);
+          if (first.length) {
+            log(`${describeRoleStep(step)} — ${step.why}`);
+            await executePlan({ ...plan, phases: first }, execContext(session, spec, now, out, run.streamTimeoutMs));
+          }
+          break;
+        }
         case "checkpoint": {
           const h = hostNamed(spec, step.host);
           await runSql(sqlTarget(h, await state(step.host)), "CHECKPOINT");
@@ -148,6 +164,8 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
             log(`${describeRoleStep(step)} — ${step.why}`);
             await rewind(spec, h, S, hostNamed(spec, step.from));
             await dropCopiedConninfo(h, S);
+            // It holds nothing the primary lacks any more: setup may start it as a standby.
+            await S.transport.run(["rm", "-f", "--", rejoinMarker(S)], { user: S.layout.admin });
             log("✓ rewound: only the blocks that diverged were copied");
           } catch (e) {
             if (!step.allowReclone) throw new PgrepError(`${(e as Error).message}`, { hint: "pass --allow-reclone to copy the whole data directory from the primary instead", cause: e });
@@ -156,28 +174,48 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           }
           break;
         }
+        case "reclone":
+          log(`${describeRoleStep(step)} — ${step.why}`);
+          force.add(step.host);
+          break;
         case "record":
           await recordTopology(step.file, step.changes);
           out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
           break;
         case "converge": {
           const mark = step.markStandby && !force.has(step.markStandby) ? step.markStandby : undefined;
-          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), force, streamTimeoutMs: run.streamTimeoutMs, ...(mark ? { markStandby: mark } : {}) });
-          if (mark) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name}${step.skip.includes(mark) ? `; bring it back with: pgrep rejoin ${mark}` : ""}`);
+          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), force, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, ...(mark ? { markStandby: mark } : {}) });
+          if (mark && step.rejoinLater) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name} that waits for: pgrep rejoin ${mark}`);
           break;
         }
       }
     } catch (e) {
       if (!promotedHost || step.kind === "promote") throw e;
-      // The promotion itself happened and is recorded: say so plainly, and what is left to do.
+      // The promotion itself happened and is recorded: say so plainly, and what is left to do. Exit 5
+      // (degraded), whatever the cause: 3 and 4 would say that nothing changed.
       throw new PgrepError(`${promotedHost} is the primary (recorded in ${spec.inventoryFile}), but bringing the other hosts in line failed: ${(e as Error).message}`, {
-        exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed,
+        exitCode: EXIT.degraded,
         hint: "fix that host, then run pgrep setup with the same inventory to finish",
         cause: e,
       });
     }
   }
   return spec;
+}
+
+/**
+ * The end of a role change: the status table, then exit 0, or 5 naming each host that is not in line
+ * (`expected` hosts, e.g. an old primary declared down or left for rejoin, are not held against it).
+ */
+export async function finishRoleChange(session: Session, spec: ClusterSpec, out: Output, primary: string, expected: string[] = []): Promise<ExitCode> {
+  const reports = assessCluster(spec, await observeWith(session, spec));
+  out.result(formatStatusTable(reports));
+  const bad = reports.filter((r) => !r.ok && !expected.includes(r.name));
+  if (!bad.length) return EXIT.ok;
+  throw new PgrepError(`${primary} is the primary, but not every host is in line: ${bad.map((r) => `${r.name} (${r.state})`).join(", ")}`, {
+    exitCode: EXIT.degraded,
+    hint: `once ${bad.map((r) => r.name).join(" and ")} ${bad.length > 1 ? "answer" : "answers"}, run pgrep setup with the same inventory (see the problems above)`,
+  });
 }
 
 /** The record step of a promotion: `target` is the primary, every other host its standby. */
@@ -228,14 +266,15 @@ async function formatRoleDryRun(title: string, session: Session, snap: ClusterSn
       // Observed again with the new topology (read only): the new primary resolves the hosts' addresses.
       let after = patches.reduce((sn, [h, p]) => withHost(sn, h, p), spec2 === spec ? snap : await observeWith(session, spec2));
       const phases: Phase[] = [];
-      if (step.markStandby && after.hosts.get(step.markStandby)?.reachable) {
-        const markSteps = planMarkStandby(spec2, after, step.markStandby);
+      const force = new Set(steps.filter((x) => x.kind === "reclone").map((x) => x.host));
+      if (step.markStandby && !force.has(step.markStandby) && after.hosts.get(step.markStandby)?.reachable) {
+        const markSteps = planMarkStandby(spec2, after, step.markStandby, { rejoin: !!step.rejoinLater });
         lines.push(...formatPhases([{ title: `make ${step.markStandby} a standby whatever it holds`, lanes: [{ host: step.markStandby, steps: markSteps }] }], after, true, "    "));
         after = withHost(after, step.markStandby, edited(markSteps));
       }
-      const plan = planSetup(spec2, after, { force: new Set(), skip: new Set(step.skip), tls: session.tls });
+      const plan = planSetup(spec2, after, { force, skip: new Set(step.skip), tls: session.tls });
       phases.push(...plan.phases);
-      lines.push(...(phases.length ? formatPhases(phases, after, true, "    ") : ["    (nothing else to change)"]));
+      lines.push(...(phases.length ? formatPhases(phases, after, true, "    ") : ["    (nothing else to change)"]), ...formatNotes(plan.notes, "    "));
     }
   }
   return lines.join("\n");
@@ -245,19 +284,20 @@ async function converge(
   session: Session,
   inventoryFile: string,
   out: Output,
-  opts: { skip: Set<string>; markStandby?: string; force?: Set<string>; streamTimeoutMs: number },
+  opts: { skip: Set<string>; markStandby?: string; rejoinLater?: boolean; force?: Set<string>; streamTimeoutMs: number },
 ): Promise<ClusterSpec> {
   const spec = await loadCluster(inventoryFile);
   let snap = await observeWith(session, spec);
   const m = opts.markStandby ? snap.hosts.get(opts.markStandby) : undefined;
   // Marking writes the standby files whatever the host holds: only ever on a stopped server.
   if (m?.reachable && !m.running) {
-    const steps = planMarkStandby(spec, snap, m.name);
+    const steps = planMarkStandby(spec, snap, m.name, { rejoin: !!opts.rejoinLater });
     const phases = [{ title: "former primary", lanes: [{ host: m.name, steps }] }];
     await executePlan({ command: "mark", cluster: spec.name, phases }, execContext(session, spec, snap, out, opts.streamTimeoutMs));
     snap = await observeWith(session, spec);
   }
   const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), skip: opts.skip, tls: session.tls });
+  if (plan.notes?.length) out.progress(formatNotes(plan.notes, "").join("\n"));
   if (stepCount(plan)) await executePlan(plan, execContext(session, spec, snap, out, opts.streamTimeoutMs));
   return spec;
 }

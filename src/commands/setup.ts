@@ -3,14 +3,16 @@ import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
 import { executePlan } from "../plan/execute.js";
 import { planSetup } from "../plan/setup.js";
-import { formatPlan } from "../plan/format.js";
+import { formatNotes, formatPlan } from "../plan/format.js";
 import { stepCount } from "../plan/steps.js";
 import { lineReporter, type Output } from "../output.js";
 import { assessCluster } from "../cluster/assess.js";
-import { healthy, openSession, requireAllReachable } from "./session.js";
+import { healthy, openSession } from "./session.js";
 
 export interface SetupCommandOptions {
   inventory: string;
+  /** Seconds to wait for another command's cluster lock. */
+  waitLock: number;
   /** Print the plan with a diff of every file, then stop: nothing is executed. */
   dryRun: boolean;
   force: string[];
@@ -20,7 +22,7 @@ export interface SetupCommandOptions {
 
 export async function setupCommand(opts: SetupCommandOptions, out: Output): Promise<ExitCode> {
   // A dry run does not even create the password file beside the inventory.
-  const session = await openSession({ ...opts, password: opts.dryRun ? "optional" : "create" }, (spec) => {
+  const session = await openSession({ ...opts, password: opts.dryRun ? "optional" : "create", lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
     for (const name of opts.force) {
       const h = spec.hosts.find((x) => x.name === name);
       if (!h) throw new InputError(`--force: no host named '${name}' in ${opts.inventory}${suggest(name, spec.hosts.map((x) => x.name))}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
@@ -30,7 +32,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
   try {
     const { spec } = session;
     const snap = await session.observe();
-    requireAllReachable(snap);
+    // Standbys that are down (or wait for rejoin) are left out; the others converge. The primary must answer.
     const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls });
     if (opts.dryRun) {
       out.result(formatPlan(plan, snap, true));
@@ -38,7 +40,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
       return EXIT.ok;
     }
     if (stepCount(plan) === 0) {
-      out.progress(`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}.`);
+      out.progress([`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}${plan.notes?.length ? " (except the hosts below)" : ""}.`, ...formatNotes(plan.notes, "")].join("\n"));
     } else {
       out.progress(formatPlan(plan, snap, false));
       await executePlan(plan, { spec, snap, password: session.password!, tls: session.tls, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });

@@ -1,14 +1,15 @@
 import { assessCluster } from "../cluster/assess.js";
-import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
 import { effectiveMethod } from "../postgres/promote.js";
-import { executeRoleSteps, hostNamed, observeWith, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
-import { healthy, openSession, requireAllReachable } from "./session.js";
+import { executeRoleSteps, finishRoleChange, hostNamed, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
+import { openSession, requireAllReachable } from "./session.js";
 
 export interface SwitchoverCommandOptions {
   inventory: string;
+  /** Seconds to wait for another command's cluster lock. */
+  waitLock: number;
   target: string;
   maxLagBytes: number;
   dryRun: boolean;
@@ -22,7 +23,7 @@ export interface SwitchoverCommandOptions {
  * fails, the old primary is started again, so there is always exactly one writable primary.
  */
 export async function switchoverCommand(opts: SwitchoverCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession(opts, (spec) => hostNamed(spec, opts.target));
+  const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => hostNamed(spec, opts.target));
   try {
     const { spec } = session;
     const th = hostNamed(spec, opts.target);
@@ -59,9 +60,7 @@ export async function switchoverCommand(opts: SwitchoverCommandOptions, out: Out
       },
       steps,
     );
-    const reports = assessCluster(spec2, await observeWith(session, spec2));
-    out.result(formatStatusTable(reports));
-    return healthy(reports) ? EXIT.ok : EXIT.degraded;
+    return await finishRoleChange(session, spec2, out, th.name);
   } finally {
     await session.close();
   }

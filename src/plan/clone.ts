@@ -56,7 +56,8 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
     // On every path the configuration ends up pointing at the real data directory (copied or empty).
     if (config) await config.then(() => pointConfigAtDataDir(s));
   }
-  await s.transport.run(["rm", "-f", "--", marker], { user: L.admin });
+  // A fresh copy: neither half-made nor a former primary waiting for rejoin.
+  await s.transport.run(["rm", "-f", "--", marker, `${L.dataDir}.pgrep-rejoin`], { user: L.admin });
 
   if (!createdNow) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: L.dataDir });
   if (s.caps.standbyMechanism === "standby.signal") await dropCopiedConninfo(h, s);
@@ -191,7 +192,7 @@ async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Ho
     what: "making a key for the copy",
   });
   const [dir, pub] = made.stdout.trim().split("\n");
-  const tag = `pgrep-clone-${ctx.spec.name}-${h.name}-${Date.now()}`;
+  const tag = `${staleTag(ctx.spec.name, h.name)}${Date.now()}`;
   const removeKeyDir = () => s.transport.run(["rm", "-rf", "--", dir!], { user: h.pg.osUser, allowFailure: true });
   try {
     const hostKeys = await us.transport.run(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"], { what: "reading its SSH host keys" });
@@ -200,8 +201,11 @@ async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Ho
     const knownHosts = hostKeys.stdout.split("\n").filter((l) => l.trim()).map((l) => `${pattern} ${l.split(" ").slice(0, 2).join(" ")}`).join("\n") + "\n";
     await writeFileAtomic(s.transport, `${dir}/known_hosts`, knownHosts, { mode: 0o600, asUser: h.pg.osUser });
     const from = isIP(h.address) ? [h.address] : (ctx.snap.hosts.get(ctx.spec.primary.name) as ReachableHost).resolved[h.address] ?? [];
-    const line = `restrict${from.length ? `,from="${from.join(",")}"` : ""} ${pub!.split(" ").slice(0, 2).join(" ")} ${tag}`;
-    await us.transport.run(["sh", "-c", AUTHORIZE_SCRIPT, "sh", uh.pg.osUser, line], { user: us.layout.admin, what: "allowing the copy" });
+    const options = `restrict${from.length ? `,from="${from.join(",")}"` : ""}`;
+    await us.transport.run(["sh", "-c", AUTHORIZE_SCRIPT, "sh", uh.pg.osUser, options, `${pub!.split(" ").slice(0, 2).join(" ")} ${tag}`, staleTag(ctx.spec.name, h.name)], {
+      user: us.layout.admin,
+      what: "allowing the copy",
+    });
   } catch (e) {
     await removeKeyDir();
     throw e;
@@ -214,10 +218,18 @@ async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Ho
   return { source: `${uh.pg.osUser}@${uh.address}:${us.layout.dataDir}`, rsyncArgs: ["-e", ssh], revoke };
 }
 
+/** Lines of earlier copies to the same standby (a pgrep killed mid-copy could not revoke them). */
+function staleTag(cluster: string, standby: string): string {
+  return `pgrep-clone-${cluster}-${standby}-`;
+}
+
+// The key is accepted for 10 minutes (by the upstream's own clock): rsync logs in once, at the start, so a
+// key left behind by a killed pgrep soon lets nobody in. Lines of earlier copies to this standby go.
 const AUTHORIZE_SCRIPT = [
   'set -e; h=$(getent passwd "$1" | cut -d: -f6); f="$h/.ssh/authorized_keys"',
   'mkdir -p "$h/.ssh"; touch "$f"; chown "$1:" "$h/.ssh" "$f"; chmod 700 "$h/.ssh"; chmod 600 "$f"',
-  'printf "%s\\n" "$2" >> "$f"',
+  't=$(mktemp); grep -v -F -- "$4" "$f" > "$t" || true; cat "$t" > "$f"; rm -f "$t"',
+  String.raw`printf '%s,expiry-time="%s" %s\n' "$2" "$(date -d "+10 min" +%Y%m%d%H%M%S)" "$3" >> "$f"`,
 ].join("\n");
 
 // Rewrites the file in place (same inode, owner and mode) without the lines tagged for this copy.

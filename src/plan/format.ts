@@ -37,8 +37,14 @@ function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string
 }
 
 export function formatPlan(plan: Plan, snap: ClusterSnapshot, withDiffs: boolean): string {
-  if (stepCount(plan) === 0) return `Nothing to change: cluster ${plan.cluster} already matches the inventory.`;
-  return [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`, ...formatPhases(plan.phases, snap, withDiffs, "  ")].join("\n");
+  const notes = formatNotes(plan.notes, "");
+  if (stepCount(plan) === 0) return [`Nothing to change: cluster ${plan.cluster} already matches the inventory${notes.length ? " (except the hosts below)" : ""}.`, ...notes].join("\n");
+  return [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`, ...formatPhases(plan.phases, snap, withDiffs, "  "), ...notes].join("\n");
+}
+
+/** The hosts a plan leaves as they are, and why. */
+export function formatNotes(notes: string[] | undefined, indent: string): string[] {
+  return notes?.length ? [`${indent}Left as they are:`, ...notes.map((n) => `${indent}  ${n}`)] : [];
 }
 
 export function formatPhases(phases: Phase[], snap: ClusterSnapshot, withDiffs: boolean, indent: string): string[] {

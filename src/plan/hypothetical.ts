@@ -38,6 +38,7 @@ export function edited(steps: Step[]): Patch {
       if (step.kind !== "edit-file") continue;
       const p = step.file.path;
       if (p === `${L.dataDir}/standby.signal`) next.hasStandbySignal = true;
+      else if (p === `${L.dataDir}.pgrep-rejoin`) next.needsRejoin = true;
       else if (p === `${L.dataDir}/recovery.conf`) {
         next.files.recoveryConf = applyEdit(next.files.recoveryConf, step.edit);
         next.hasRecoveryConf = true;

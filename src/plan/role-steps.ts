@@ -12,10 +12,17 @@ export type RoleStep =
   /** `restartOnFailure`: the host to start again when the promotion fails (switchover). */
   | { kind: "promote"; host: string; method: Method; restartOnFailure?: string; why: string }
   | { kind: "checkpoint"; host: string; why: string }
+  /** The setup plan's primary phase alone (pg_hba, role), so that the primary accepts `host` before it is rewound. */
+  | { kind: "admit"; host: string; primary: string; why: string }
   | { kind: "rewind"; host: string; from: string; allowReclone: boolean; why: string }
+  /** The whole data directory copied again (the converge after it clones this host). */
+  | { kind: "reclone"; host: string; from: string; why: string }
   | { kind: "record"; file: string; changes: RoleChange[]; why: string }
-  /** The ordinary setup plan for the (new) topology; `markStandby` is first made a standby whatever it holds. */
-  | { kind: "converge"; skip: string[]; markStandby?: string; why: string };
+  /**
+   * The ordinary setup plan for the (new) topology; `markStandby` is first made a standby whatever it
+   * holds, and with `rejoinLater` also marked as waiting for `pgrep rejoin` (it is then in `skip`).
+   */
+  | { kind: "converge"; skip: string[]; markStandby?: string; rejoinLater?: boolean; why: string };
 
 const METHOD_LABEL: Record<Method, string> = { pg_promote: "pg_promote()", pg_ctl: "pg_ctl promote", trigger_file: "the trigger file" };
 
@@ -35,8 +42,12 @@ export function describeRoleStep(s: RoleStep): string {
       return `promote with ${methodLabel(s.method)}`;
     case "checkpoint":
       return "CHECKPOINT";
+    case "admit":
+      return `bring ${s.primary}'s pg_hba.conf and replication role in line first`;
     case "rewind":
       return `pg_rewind against ${s.from}${s.allowReclone ? " (a full copy if that fails: --allow-reclone)" : ""}`;
+    case "reclone":
+      return `copy the whole data directory from ${s.from} again (--allow-reclone)`;
     case "record":
       return `record the new roles in ${s.file}`;
     case "converge":

@@ -1,8 +1,8 @@
 import { isIP } from "node:net";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
-import { RefusedError } from "../errors.js";
-import { applyBlock, blockMarkers, ensureLine } from "../postgres/files.js";
+import { RefusedError, UnreachableError } from "../errors.js";
+import { applyBlock, blockAddresses, blockMarkers, ensureLine } from "../postgres/files.js";
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
@@ -17,21 +17,46 @@ export interface SetupOptions {
   tls?: TlsMaterial | undefined;
 }
 
+/**
+ * Standbys setup leaves as they are, with the reason: unreachable, a former primary waiting for rejoin,
+ * named in `skip`, or downstream of one of those (a cascade needs its upstream). The others are planned
+ * without them: nothing the survivors need depends on a host that is down.
+ */
+export function hostsLeftAlone(spec: ClusterSpec, snap: ClusterSnapshot, opts: Pick<SetupOptions, "skip" | "force">): Map<string, string> {
+  const alone = new Map<string, string>();
+  const byHops = [...spec.standbys].sort((a, b) => hopsFromPrimary(spec, a) - hopsFromPrimary(spec, b));
+  for (const h of byHops) {
+    const s = snap.hosts.get(h.name);
+    if (opts.skip?.has(h.name)) alone.set(h.name, "left for later in this command");
+    else if (!s?.reachable) {
+      // A host that answers wrongly (a changed host key, a failed login) stops the run: it is not down.
+      if (!s || !(s.error instanceof UnreachableError) || !s.error.down) throw s?.error ?? new Error(`${h.name} was not observed`);
+      alone.set(h.name, `unreachable: ${s.error.message.replace(`${h.name}: `, "")}`);
+    }
+    else if (s.needsRejoin && !opts.force.has(h.name)) alone.set(h.name, `a former primary, waiting for: pgrep rejoin ${h.name}`);
+    else if (h.upstream && alone.has(h.upstream)) alone.set(h.name, `its upstream ${h.upstream} is left as it is`);
+  }
+  return alone;
+}
+
 /** Pure: from the wanted cluster and what the hosts are now, the steps that make them match. */
 export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupOptions): Plan {
   const refusals: string[] = [];
-  const unreachable = [...snap.hosts.values()].filter((h) => !h.reachable && !opts.skip?.has(h.name));
-  if (unreachable.length) throw unreachable[0]!.reachable === false ? unreachable[0]!.error : new Error("unreachable");
+  const notes: string[] = [];
+  const primaryState = snap.hosts.get(spec.primary.name);
+  if (!primaryState?.reachable) throw primaryState?.error ?? new Error(`${spec.primary.name} was not observed`);
+  const alone = hostsLeftAlone(spec, snap, opts);
+  for (const [name, why] of alone) if (!opts.skip?.has(name)) notes.push(`${name}: left as it is: ${why}`);
   const state = (h: HostSpec) => snap.hosts.get(h.name) as ReachableHost;
-  const P = state(spec.primary);
-  const hba = hbaBlock(spec, P, refusals);
+  const P = primaryState;
+  const hba = hbaBlock(spec, P, refusals, new Set(alone.keys()), notes);
 
-  const primarySteps = planPrimary(spec, spec.primary, P, hba, opts, refusals);
+  const primarySteps = planPrimary(spec, spec.primary, P, hba, opts, refusals, alone);
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
-  const standbyLanes = spec.standbys.filter((h) => !opts.skip?.has(h.name)).map((h) => ({
+  const standbyLanes = spec.standbys.filter((h) => !alone.has(h.name)).map((h) => ({
     host: h.name,
     hops: hopsFromPrimary(spec, h),
-    steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals),
+    steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals, alone),
   }));
   if (refusals.length) {
     throw new RefusedError(refusals.join("\n"), "nothing was changed; fix the inventory or the host, or pass --force HOST for a standby whose data may be replaced");
@@ -44,7 +69,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
     const busy = standbyLanes.filter((l) => l.hops === hops && l.steps.length).map(({ host, steps }) => ({ host, steps }));
     if (busy.length) phases.push({ title: hops === 1 ? "standbys" : `cascading standbys (${hops} hops from the primary)`, lanes: busy });
   }
-  return { command: "setup", cluster: spec.name, phases };
+  return { command: "setup", cluster: spec.name, phases, notes };
 }
 
 function fileTarget(h: HostSpec, s: ReachableHost, path: string, mode: number): FileTarget {
@@ -132,7 +157,7 @@ function layoutProblems(h: HostSpec, s: ReachableHost): string[] {
   return [];
 }
 
-function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, opts: SetupOptions, refusals: string[]): Step[] {
+function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, opts: SetupOptions, refusals: string[], alone: ReadonlyMap<string, string>): Step[] {
   const steps: Step[] = [];
   refusals.push(...layoutProblems(h, P));
   const exists = P.pgVersion !== undefined;
@@ -172,7 +197,7 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
       host: h.name,
       why: !role ? `role ${spec.replicationUser} is missing` : `role ${spec.replicationUser} lacks LOGIN, REPLICATION, the current password or what pg_rewind needs`,
     });
-  steps.push(...slotSteps(spec, h, P, "each standby's WAL is kept until it has it"));
+  steps.push(...slotSteps(spec, h, P, "each standby's WAL is kept until it has it", alone));
   return steps;
 }
 
@@ -181,11 +206,16 @@ function portTaken(h: HostSpec): string {
   return `${h.name}: port ${h.pg.port} is in use by another program, so PostgreSQL could not start there; free it or set hosts[].postgres.port`;
 }
 
-/** Creates the slots the host's standbys stream through, and drops pgrep's slots nobody uses any more. */
-function slotSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, why: string): Step[] {
+/**
+ * Creates the slots the host's standbys stream through, and drops pgrep's slots nobody uses any more. A
+ * standby left alone keeps the slot it has, but gets none made: a host that is gone must not pin WAL.
+ */
+function slotSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, why: string, alone: ReadonlyMap<string, string>): Step[] {
   const wanted = wantedSlots(spec, h);
-  const have = s.sql?.slots ?? [];
-  const create = wanted.filter((n) => !have.some((x) => x.name === n));
+  // A stopped server's slots are read from disk; all of them are inactive.
+  const have = s.sql ? s.sql.slots : s.slotsOnDisk.map((name) => ({ name, active: false }));
+  const absent = new Set(spec.standbys.filter((x) => alone.has(x.name)).map((x) => slotName(x.name)));
+  const create = wanted.filter((n) => !have.some((x) => x.name === n) && !absent.has(n));
   // Only pgrep's own, only inactive ones: a slot in use belongs to a standby that still streams.
   const drop = have.filter((x) => x.name.startsWith(SLOT_PREFIX) && !wanted.includes(x.name) && !x.active).map((x) => x.name);
   if (!create.length && !drop.length) return [];
@@ -201,6 +231,7 @@ function planStandby(
   hba: FileEdit,
   opts: SetupOptions,
   refusals: string[],
+  alone: ReadonlyMap<string, string>,
 ): Step[] {
   const upstream = spec.hosts.find((x) => x.name === h.upstream)!;
   const forced = opts.force.has(h.name);
@@ -249,8 +280,10 @@ function planStandby(
     steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${S.sql.pendingRestart.join(", ")}` });
   }
   // Slots for the standbys that stream from this one (cascading), made once it runs as a standby; a former
-  // primary's slots for its old standbys only hold WAL back here and go. A fresh copy has no slots.
-  if (clone || (S.running && S.sql?.inRecovery)) steps.push(...slotSteps(spec, h, clone ? { ...S, sql: undefined } : S, "its cascading standbys' WAL is kept until they have it"));
+  // primary's slots for its old standbys only hold WAL back here and go (read from disk while it is
+  // stopped, dropped once it runs). A fresh copy has no slots.
+  if (clone) steps.push(...slotSteps(spec, h, { ...S, sql: undefined, slotsOnDisk: [] }, "its cascading standbys' WAL is kept until they have it", alone));
+  else if (!S.running || S.sql?.inRecovery) steps.push(...slotSteps(spec, h, S.running ? S : { ...S, sql: undefined }, "its cascading standbys' WAL is kept until they have it", alone));
   // A standby that runs but does not stream now (e.g. it retries after the role's password was put back)
   // is waited for too, rather than reported unhealthy while it reconnects.
   const streamsNow = !!U.sql?.replication.some((r) => r.application_name === h.name && r.state === "streaming");
@@ -282,13 +315,22 @@ function standbyMarkerSteps(spec: ClusterSpec, h: HostSpec, S: ReachableHost, up
  * Files that make a stopped host a standby of its inventory upstream, written whatever they hold now: used
  * on a former primary so that it can never start as a second primary.
  */
-export function planMarkStandby(spec: ClusterSpec, snap: ClusterSnapshot, name: string): Step[] {
+export function planMarkStandby(spec: ClusterSpec, snap: ClusterSnapshot, name: string, opts: { rejoin: boolean } = { rejoin: false }): Step[] {
   const h = spec.hosts.find((x) => x.name === name)!;
   const S = snap.hosts.get(name) as ReachableHost;
   const upstream = spec.hosts.find((x) => x.name === h.upstream)!;
   const refusals: string[] = [];
   const hba = hbaBlock(spec, snap.hosts.get(spec.primary.name) as ReachableHost, refusals);
-  return [...standbyMarkerSteps(spec, h, S, upstream, true), ...configSteps(spec, h, S, hba, { host: upstream }, true)];
+  // A former primary that may hold WAL the new one never had: setup leaves it alone until `pgrep rejoin`.
+  const rejoin: Step[] = opts.rejoin
+    ? [{ kind: "edit-file", host: name, file: fileTarget(h, S, rejoinMarker(S), 0o644), edit: { type: "replace", content: `a former primary of cluster ${spec.name}; ${spec.primary.name} was promoted. Bring it back with: pgrep rejoin ${name}\n` }, why: "it may hold writes the new primary never had: only pgrep rejoin (pg_rewind) brings it back" }]
+    : [];
+  return [...rejoin, ...standbyMarkerSteps(spec, h, S, upstream, true), ...configSteps(spec, h, S, hba, { host: upstream }, true)];
+}
+
+/** Beside the data directory, like the copy marker: a former primary waiting for `pgrep rejoin`. */
+export function rejoinMarker(s: ReachableHost): string {
+  return `${s.layout.dataDir}.pgrep-rejoin`;
 }
 
 /** What would make a clone fail, found before anything is stopped or emptied. */
@@ -309,18 +351,27 @@ function cloneProblems(h: HostSpec, S: ReachableHost, upstream: HostSpec, U: Rea
   return problems;
 }
 
-/** pg_hba lines for every host's address, as the primary resolves it. */
-function hbaBlock(spec: ClusterSpec, P: ReachableHost, refusals: string[]): FileEdit {
+/**
+ * pg_hba lines for every host's address, as the primary resolves it. A host that is down is not looked up
+ * (its name may have gone with it, and a resolver can take many seconds to say so): it keeps the addresses
+ * the primary's block already admits for it, or is left out, and named either way.
+ */
+function hbaBlock(spec: ClusterSpec, P: ReachableHost, refusals: string[], down: ReadonlySet<string> = new Set(), notes: string[] = []): FileEdit {
   const byCidr = new Map<string, string[]>();
-  for (const h of spec.hosts) {
-    const ips = isIP(h.address) ? [h.address] : (P.resolved[h.address] ?? []);
-    if (!ips.length) refusals.push(`${h.name}: the primary cannot resolve its address '${h.address}'`);
-    for (const ip of ips) {
-      const cidr = `${ip}/${isIP(ip) === 6 ? 128 : 32}`;
-      byCidr.set(cidr, [...(byCidr.get(cidr) ?? []), h.name]);
-    }
-  }
   const { begin, end } = blockMarkers(spec.name);
+  const known = blockAddresses(P.files.hba, begin, end);
+  for (const h of spec.hosts) {
+    let cidrs = (isIP(h.address) ? [h.address] : (P.resolved[h.address] ?? [])).map((ip) => `${ip}/${isIP(ip) === 6 ? 128 : 32}`);
+    if (!cidrs.length && down.has(h.name)) {
+      cidrs = known.get(h.name) ?? [];
+      notes.push(
+        cidrs.length
+          ? `${h.name}: pg_hba.conf keeps its last known address ${cidrs.join(", ")} (its name is not looked up while it is down)`
+          : `${h.name}: not in pg_hba.conf for now: no address is known for '${h.address}' while it is down`,
+      );
+    } else if (!cidrs.length) refusals.push(`${h.name}: the primary cannot resolve its address '${h.address}'`);
+    for (const cidr of cidrs) byCidr.set(cidr, [...(byCidr.get(cidr) ?? []), h.name]);
+  }
   const entries = [...byCidr].map(([cidr, names]) => ({ cidr, names: names.join(", ") }));
   const type = spec.tls ? "hostssl" : "host   ";
   return { type: "block", begin, end, block: renderTemplate("pg_hba.block", { begin, end, user: spec.replicationUser, entries, type, method: spec.passwordEncryption }) };

@@ -42,6 +42,8 @@ export interface Plan {
   command: string;
   cluster: string;
   phases: Phase[];
+  /** What the plan leaves out and why (hosts left as they are), printed with it. */
+  notes?: string[];
 }
 
 export function stepCount(plan: Plan): number {

@@ -15,6 +15,12 @@ export function formatLsn(v: bigint): string {
   return `${(v >> 32n).toString(16).toUpperCase()}/${(v & 0xffffffffn).toString(16).toUpperCase()}`;
 }
 
+/** "16/B374D848" → a number that orders like the LSN. */
+export function lsnValue(lsn: string): bigint {
+  const [hi, lo] = lsn.split("/");
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`);
+}
+
 export async function readControl(t: Transport, dataDir: string, asUser: string): Promise<ControlData | undefined> {
   const r = await t.run(
     ["sh", "-c", 'f="$1/global/pg_control"; [ -r "$f" ] || exit 3; od -An -t u8 -N8 "$f"; od -An -t d4 -j16 -N4 "$f"; od -An -t u8 -j32 -N8 "$f"', "sh", dataDir],

@@ -20,6 +20,24 @@ export function applyBlock(existing: string, block: string, begin: string, end: 
   return `${out.join("\n")}\n`;
 }
 
+/**
+ * The addresses pgrep's block already admits for each host name (from its `# name, name` comments): what
+ * a host that is down keeps, without a lookup of its name now.
+ */
+export function blockAddresses(existing: string | null, begin: string, end: string): Map<string, string[]> {
+  const lines = (existing ?? "").split("\n");
+  const b = lines.indexOf(begin);
+  const e = lines.indexOf(end);
+  const found = new Map<string, string[]>();
+  if (b === -1 || e < b) return found;
+  for (const l of lines.slice(b + 1, e)) {
+    const m = /^\S+\s+replication\s+\S+\s+(\S+)\s+\S+\s+#\s*(.+)$/.exec(l.trim());
+    if (!m) continue;
+    for (const name of m[2]!.split(",").map((n) => n.trim())) found.set(name, [...(found.get(name) ?? []), m[1]!]);
+  }
+  return found;
+}
+
 /** Adds the line at the end unless it is there already. */
 export function ensureLine(existing: string, line: string): string {
   if (existing.split("\n").some((l) => l.trim() === line.trim())) return existing;

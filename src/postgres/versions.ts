@@ -18,12 +18,8 @@ export interface Capabilities {
   triggerFileSetting: "trigger_file" | "promote_trigger_file" | null;
   hasPgPromote: boolean;
   backupApi: { start: "pg_start_backup" | "pg_backup_start"; stop: "pg_stop_backup" | "pg_backup_stop"; takesExclusiveArg: boolean };
-  /** pg_rewind -R (write standby config) and automatic crash recovery of the target. */
-  rewindWritesConfig: boolean;
   /** pg_rewind's source may be a role with EXECUTE on four file functions instead of a superuser. */
   rewindWithoutSuperuser: boolean;
-  /** pg_rewind --config-file, for a postgresql.conf outside PGDATA (Debian). */
-  rewindHasConfigFile: boolean;
   defaultPasswordEncryption: "md5" | "scram-sha-256";
   /** pg_stat_wal_receiver column for the last flushed position. */
   receiverFlushColumn: "received_lsn" | "flushed_lsn";
@@ -50,9 +46,7 @@ export function capabilities(major: number): Capabilities {
       major <= 14
         ? { start: "pg_start_backup", stop: "pg_stop_backup", takesExclusiveArg: true }
         : { start: "pg_backup_start", stop: "pg_backup_stop", takesExclusiveArg: false },
-    rewindWritesConfig: major >= 13,
     rewindWithoutSuperuser: major >= 11,
-    rewindHasConfigFile: major >= 15,
     defaultPasswordEncryption: major >= 14 ? "scram-sha-256" : "md5",
     receiverFlushColumn: major <= 12 ? "received_lsn" : "flushed_lsn",
     walSendersMustMatch: major >= 12,
