@@ -22,10 +22,16 @@ export class InventoryError extends InputError {
   }
 }
 
+/** Far above any real inventory; a larger file is refused before it is parsed. */
+const MAX_INVENTORY_BYTES = 1024 * 1024;
+
 export async function loadInventoryText(file: string): Promise<string> {
   try {
-    return await readFile(file, "utf8");
+    const text = await readFile(file, "utf8");
+    if (text.length > MAX_INVENTORY_BYTES) throw new InputError(`${file}: the inventory is ${Math.round(text.length / 1024)} KiB; pgrep reads at most ${MAX_INVENTORY_BYTES / 1024} KiB`);
+    return text;
   } catch (e) {
+    if (e instanceof InputError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw new InputError(`${file}: cannot read the inventory (${code ?? (e as Error).message})`, "pass an inventory with --inventory FILE");
   }
@@ -39,10 +45,18 @@ export function parseInventory(file: string, text: string): { inventory: Invento
   if (doc.errors.length) {
     // The first syntax error: the ones after it are most often its echoes.
     const e = doc.errors[0]!;
-    throw new InventoryError(file, [{ ...at(e.pos[0]), keyPath: "", message: `YAML: ${e.message.split("\n")[0]}` }]);
+    const message = /call stack/i.test(e.message) ? "nested too deeply" : e.message.split("\n")[0];
+    throw new InventoryError(file, [{ ...at(e.pos[0]), keyPath: "", message: `YAML: ${message}` }]);
   }
   if (doc.contents === null) throw new InventoryError(file, [{ line: 1, col: 1, keyPath: "", message: "the inventory is empty (it needs cluster, postgres and hosts; see inventories/example.yml)" }]);
-  const result = inventorySchema.safeParse(doc.toJS() ?? {});
+  let data: unknown;
+  try {
+    // Aliases are fine; a billion-laughs tree of them is not: more than 100 expanded is an error.
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new InventoryError(file, [{ line: 1, col: 1, keyPath: "", message: `YAML: ${(e as Error).message.split("\n")[0]} (an inventory needs only a few aliases)` }]);
+  }
+  const result = inventorySchema.safeParse(data ?? {});
   if (!result.success) {
     const issues = result.error.issues;
     // A misspelt required key is one mistake: "unknown key 'adress' (did you mean 'address'?)" says it all.

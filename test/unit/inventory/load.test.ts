@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseInventory, InventoryError } from "../../../src/inventory/load.js";
+import { parseInventory, InventoryError, loadInventoryText } from "../../../src/inventory/load.js";
 import { resolveCluster } from "../../../src/inventory/resolve.js";
 import { loadCluster } from "../../../src/inventory/index.js";
 
@@ -84,5 +84,13 @@ describe("inventory", () => {
   it("ssh.connect_timeout: seconds, for every host", () => {
     const c = load(ok.replace("ssh: { user:", "ssh: { connect_timeout: 2.5, user:"));
     expect(c.hosts.map((h) => (h.connection.kind === "ssh" ? h.connection.connectTimeoutMs : 0))).toEqual([2500, 2500]);
+  });
+
+  it("an inventory over 1 MiB is refused before it is parsed", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const file = `${mkdtempSync(`${tmpdir()}/pgrep-inv-`)}/huge.yml`;
+    writeFileSync(file, `# ${"x".repeat(1024 * 1024)}\n`);
+    await expect(loadInventoryText(file)).rejects.toThrow(/the inventory is 1024 KiB; pgrep reads at most 1024 KiB/);
   });
 });
