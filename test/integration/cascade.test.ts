@@ -51,22 +51,24 @@ describe("cascading standbys", () => {
     ]);
   });
 
-  it("promoting the cascading standby: pg2 follows it, the inventory records it, and the old primary rejoins", async () => {
+  it("promoting the cascading standby: pg2 and the fenced old primary follow it, the inventory records it", async () => {
     const p = await pgrep(["promote", "pg3", "-i", inv, "--fence"]);
     expect(p.exitCode, p.all).toBe(0);
     expect(p.stderr).toMatch(/Recorded in .*: pg3 is the primary; pg1 is a standby of the primary; pg2 is a standby of the primary/);
     expect(readFileSync(inv, "utf8")).not.toMatch(/upstream:/);
-    expect(await senders("pg3")).toBe("pg2:streaming");
-    // pg1's slot is made now, so the WAL it will need to rejoin is kept.
-    expect(await slots("pg3")).toBe("pgrep_pg1:false,pgrep_pg2:true");
-    await rig.psql("pg3", "INSERT INTO c VALUES (501)");
-    await rig.waitReplayed("pg3", "pg2");
-    expect(await rig.psql("pg2", "SELECT count(*) FROM c")).toBe("501");
-    const j = await pgrep(["rejoin", "pg1", "-i", inv]);
-    expect(j.exitCode, j.all).toBe(0);
+    // Fenced cleanly, pg1 holds nothing pg3 lacks: it follows in the same command, through its own slot.
     expect(await senders("pg3")).toBe("pg1:streaming,pg2:streaming");
     expect(await slots("pg3")).toBe("pgrep_pg1:true,pgrep_pg2:true");
-    // pg2 no longer feeds anyone: the slot pg3 had there is gone.
+    await rig.psql("pg3", "INSERT INTO c VALUES (501)");
+    await rig.waitReplayed("pg3", "pg2");
+    await rig.waitReplayed("pg3", "pg1");
+    expect(await rig.psql("pg2", "SELECT count(*) FROM c")).toBe("501");
+    expect(await rig.psql("pg1", "SELECT count(*) FROM c")).toBe("501");
+    // pg2 no longer feeds anyone, and pg1 feeds nobody either: no slot is left on them.
     expect(await slots("pg2")).toBe("");
+    expect(await slots("pg1")).toBe("");
+    const j = await pgrep(["rejoin", "pg1", "-i", inv]);
+    expect(j.exitCode, j.all).toBe(0);
+    expect(j.stderr).toMatch(/\[pg1\] already streams from pg3; nothing to do/);
   });
 });

@@ -270,14 +270,20 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(back.stderr).toMatch(/pg2 stopped\n(.*\n)*pg2 streaming/); // progress lines as the state changes
   });
 
-  it("says which host is unreachable, in one line, with exit code 3", async () => {
+  it("a standby that cannot be reached: setup converges the others and names it (exit 5); status exits 3", async () => {
     // Wait until nothing listens on port 22 any more, so the test does not race sshd's exit.
     await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done; exit 1");
     try {
       const r = await pgrep(["setup", "-i", inv]);
-      expect(r.exitCode, JSON.stringify(r)).toBe(3);
-      expect(r.stderr).toMatch(/^pgrep: pg2: SSH connection (refused|to .* failed|to .* timed out)/m);
+      expect(r.exitCode, r.all).toBe(5);
+      expect(r.stderr).toMatch(/^  pg2: left as it is: unreachable: SSH connection (refused|to .* failed|to .* timed out)/m);
+      expect(r.stdout).toMatch(/\?\s+pg2\s+standby\s+unreachable/);
+      expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg1/);
+      expect(r.stderr).toMatch(/^pgrep: cluster rig is not healthy after setup/m);
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+      const st = await pgrep(["status", "-i", inv]);
+      expect(st.exitCode, st.all).toBe(3);
+      expect(st.stdout).toMatch(/^  pg2: SSH connection/m);
     } finally {
       await rig.host("pg2").container.exec(["sh", "-c", "/usr/sbin/sshd"]);
     }
