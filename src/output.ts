@@ -1,5 +1,5 @@
 import { stamp } from "./debug.js";
-import type { Reporter } from "./plan/execute.js";
+import type { Reporter } from "./apply/execute.js";
 
 // Progress goes to stderr, results (tables, JSON) to stdout, so that `pgrep status --json | jq` works.
 // On a terminal, copies show one live line that is redrawn in place, and ✓ is green; otherwise (a pipe,

@@ -2,10 +2,12 @@ import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
-import type { RoleStep } from "../plan/role-steps.js";
 import { effectiveMethod } from "../postgres/promote.js";
 import { cleanlyShutDown, lsnValue, readControl } from "../postgres/control.js";
-import { executeRoleSteps, finishRoleChange, hostNamed, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
+import { hostNamed, reachable } from "./hosts.js";
+import { finishRoleChange, printRoleDryRun } from "./role-change.js";
+import { executeRoleSteps, replayLag } from "../apply/role-steps.js";
+import { recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
 import { openSession } from "./session.js";
 
 export interface PromoteCommandOptions {

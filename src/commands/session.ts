@@ -85,3 +85,7 @@ export function healthy(reports: HostReport[]): boolean {
   return reports.every((r) => r.ok);
 }
 
+/** Observes with another spec (after the inventory changed) over the session's open connections. */
+export async function observeWith(session: Session, spec: ClusterSpec): Promise<ClusterSnapshot> {
+  return observeCluster(spec, session.conns, session.password);
+}

@@ -1,7 +1,7 @@
 import { suggest } from "../inventory/suggest.js";
 import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
-import { executePlan } from "../plan/execute.js";
+import { executePlan } from "../apply/execute.js";
 import { planSetup } from "../plan/setup.js";
 import { formatNotes, formatPlan } from "../plan/format.js";
 import { stepCount } from "../plan/steps.js";

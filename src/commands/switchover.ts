@@ -1,9 +1,11 @@
 import { assessCluster } from "../cluster/assess.js";
 import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
-import type { RoleStep } from "../plan/role-steps.js";
 import { effectiveMethod } from "../postgres/promote.js";
-import { executeRoleSteps, finishRoleChange, hostNamed, printRoleDryRun, reachable, recordNewPrimary, replayLag } from "./role-change.js";
+import { hostNamed, reachable } from "./hosts.js";
+import { finishRoleChange, printRoleDryRun } from "./role-change.js";
+import { executeRoleSteps, replayLag } from "../apply/role-steps.js";
+import { recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
 import { openSession, requireAllReachable } from "./session.js";
 
 export interface SwitchoverCommandOptions {

@@ -1,3 +1,4 @@
+import type { ClusterSpec } from "../cluster/model.js";
 import type { RoleChange } from "../inventory/update.js";
 import type { Method } from "../postgres/promote.js";
 
@@ -57,4 +58,20 @@ export function describeRoleStep(s: RoleStep): string {
 
 export function stepHost(s: RoleStep): string | undefined {
   return s.kind === "record" || s.kind === "converge" ? undefined : s.host;
+}
+
+/** The record step of a promotion: `target` is the primary, every other host its standby. */
+export function recordNewPrimary(spec: ClusterSpec, target: string): RoleStep {
+  // The old primary, its standbys and the target's own cascading standbys stream from the new primary
+  // (upstream key removed); standbys of other standbys keep streaming from them.
+  const changes = [
+    { host: target, role: "primary" as const, upstream: null },
+    ...spec.hosts
+      .filter((h) => h.name !== target)
+      .map((h) => {
+        const keeps = h.role === "standby" && h.upstream !== spec.primary.name && h.upstream !== target;
+        return { host: h.name, role: "standby" as const, upstream: keeps ? h.upstream! : null };
+      }),
+  ];
+  return { kind: "record", file: spec.inventoryFile, changes, why: "the inventory is the record of who is primary" };
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseInventory } from "../../../src/inventory/load.js";
 import { resolveCluster } from "../../../src/inventory/resolve.js";
 import { withTopology } from "../../../src/inventory/update.js";
-import { recordNewPrimary } from "../../../src/commands/role-change.js";
+import { recordNewPrimary } from "../../../src/plan/role-steps.js";
 import { applyEdit, planSetup } from "../../../src/plan/setup.js";
 import type { Plan } from "../../../src/plan/steps.js";
 import { synchronousStandbyNames } from "../../../src/postgres/replication.js";

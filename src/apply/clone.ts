@@ -12,7 +12,7 @@ import { writeFileAtomic } from "../transport/files.js";
 import { hostPattern } from "../transport/known-hosts.js";
 import { hostOf, sqlTarget, type ExecContext } from "./context.js";
 import { control, dropCopiedConninfo, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
-import type { Step } from "./steps.js";
+import type { Step } from "../plan/steps.js";
 
 type CloneStep = Extract<Step, { kind: "clone" }>;
 

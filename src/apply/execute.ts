@@ -11,8 +11,8 @@ import { readFileText, writeFileAtomic } from "../transport/files.js";
 import { clone } from "./clone.js";
 import { hostOf, sqlTarget, type ExecContext } from "./context.js";
 import { control, createCluster, withServerLog } from "./host-ops.js";
-import { applyEdit } from "./setup.js";
-import { describeStep, type Plan, type Step } from "./steps.js";
+import { applyEdit } from "../plan/setup.js";
+import { describeStep, type Plan, type Step } from "../plan/steps.js";
 
 export type { ExecContext, Reporter } from "./context.js";
 

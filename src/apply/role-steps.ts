@@ -1,0 +1,218 @@
+import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import { EXIT, PgrepError, RefusedError } from "../errors.js";
+import { loadCluster } from "../inventory/index.js";
+import { recordTopology } from "../inventory/update.js";
+import { formatNotes } from "../plan/format.js";
+import { describeRoleStep, methodLabel, stepHost, type RoleStep } from "../plan/role-steps.js";
+import { planMarkStandby, planSetup, rejoinMarker } from "../plan/setup.js";
+import { stepCount } from "../plan/steps.js";
+import { readControl } from "../postgres/control.js";
+import { promoteServer, waitWritable } from "../postgres/promote.js";
+import { rewind } from "../postgres/rewind.js";
+import { runSql } from "../postgres/sql.js";
+import { lineReporter, type Output } from "../output.js";
+import { hostNamed, reachable } from "../commands/hosts.js";
+import { observeWith, type Session } from "../commands/session.js";
+import { sqlTarget, type ExecContext } from "./context.js";
+import { executePlan } from "./execute.js";
+import { control, dropCopiedConninfo } from "./host-ops.js";
+
+// The executor of role changes (promote, switchover, rejoin): it acts on the steps their planners made.
+
+export function execContext(session: Session, spec: ClusterSpec, snap: ClusterSnapshot, out: Output, streamTimeoutMs: number): ExecContext {
+  return { spec, snap, password: session.password!, tls: session.tls, report: lineReporter(out), streamTimeoutMs };
+}
+
+/** Bytes of WAL the standby has not replayed: against the primary's position when known, else what it received. */
+export async function replayLag(h: HostSpec, s: ReachableHost, primaryLsn: string | undefined): Promise<number> {
+  const q = primaryLsn
+    ? `SELECT pg_wal_lsn_diff('${primaryLsn}', pg_last_wal_replay_lsn())`
+    : "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())";
+  return Math.max(0, Number((await runSql(sqlTarget(h, s), q)).trim() || 0));
+}
+
+/**
+ * Waits until the standby has replayed past `lsn` (the start of the old primary's shutdown checkpoint
+ * record), or, with `orAt`, up to it (everything it has received).
+ */
+export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: string, timeoutMs: number, orAt = false): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = (await runSql(sqlTarget(h, s), `SELECT pg_last_wal_replay_lsn() ${orAt ? ">=" : ">"} '${lsn}'::pg_lsn`)).trim();
+    if (r === "t") return;
+    if (Date.now() > deadline) throw new PgrepError(`${h.name}: has not replayed past ${lsn} after ${Math.round(timeoutMs / 1000)} s`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/** The last checkpoint of a stopped server: after a clean shutdown, the last record its standbys need. */
+export async function shutdownCheckpoint(s: ReachableHost): Promise<string> {
+  const c = await readControl(s.transport, s.layout.dataDir, s.layout.admin);
+  if (!c) throw new PgrepError(`${s.name}: cannot read global/pg_control`);
+  return c.checkpointLsn;
+}
+
+export interface RoleRun {
+  session: Session;
+  snap: ClusterSnapshot;
+  out: Output;
+  streamTimeoutMs: number;
+  onPromoted?: () => void;
+}
+
+/**
+ * Runs a role change's steps in order. After a promotion, a failure further on says that the promotion
+ * happened and is recorded, and what is left to do.
+ */
+export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise<ClusterSpec> {
+  const { session, out } = run;
+  let spec = session.spec;
+  const state = async (name: string) => reachable(run.snap, name);
+  let promotedHost: string | undefined;
+  const force = new Set<string>();
+  for (const step of steps) {
+    const host = stepHost(step);
+    const log = (text: string) => out.progress(host ? `[${host}] ${text}` : text);
+    try {
+      switch (step.kind) {
+        case "stop": {
+          const S = await state(step.host);
+          log(`${describeRoleStep(step)} — ${step.why}`);
+          await control(S, "stop");
+          if (step.waitOn) {
+            // A clean stop sends the standbys everything up to the shutdown checkpoint: wait for it, lose nothing.
+            const ckpt = await shutdownCheckpoint(S);
+            await waitReplayedPast(hostNamed(spec, step.waitOn), await state(step.waitOn), ckpt, 60_000);
+            out.progress(`[${step.waitOn}] has replayed ${step.host}'s shutdown checkpoint ${ckpt}: nothing is lost`);
+          }
+          break;
+        }
+        case "fence-command":
+          log(`${describeRoleStep(step)} — ${step.why}`);
+          await runFenceCommand(spec.fenceCommand!, step.host, hostNamed(spec, step.host).address);
+          log("✓ fenced");
+          break;
+        case "replay-received": {
+          const h = hostNamed(spec, step.host);
+          const T = await state(step.host);
+          const lag = await replayLag(h, T, undefined);
+          if (lag > 0) log(`replaying the ${lag} bytes it received but has not applied yet`);
+          // Promotion replays the rest anyway; waiting here only lets the log say how much there was.
+          const received = (await runSql(sqlTarget(h, T), "SELECT pg_last_wal_receive_lsn()")).trim();
+          if (received) await waitReplayedPast(h, T, received, 10_000, true).catch((e: Error) => log(`${e.message}; promotion replays the rest`));
+          break;
+        }
+        case "promote": {
+          const h = hostNamed(spec, step.host);
+          const T = await state(step.host);
+          const started = Date.now();
+          try {
+            await promoteServer(h, T, sqlTarget(h, T), step.method);
+            const w = await waitWritable(h.name, sqlTarget(h, T), 120_000);
+            log(`✓ promoted with ${methodLabel(step.method)}: accepts writes on timeline ${w.timeline} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+          } catch (e) {
+            const isPrimary = (await runSql(sqlTarget(h, T), "SELECT NOT pg_is_in_recovery()").catch(() => "")).trim() === "t";
+            if (isPrimary || !step.restartOnFailure) throw e;
+            const back = step.restartOnFailure;
+            out.progress(`[${back}] promotion of ${h.name} failed: starting ${back} again as the primary`);
+            await control(await state(back), "start");
+            throw new PgrepError(`promoting ${h.name} failed: ${(e as Error).message}; ${back} is the primary again and ${h.name} a standby`, { cause: e });
+          }
+          promotedHost = step.host;
+          run.onPromoted?.();
+          break;
+        }
+        case "admit": {
+          const now = await observeWith(session, spec);
+          const plan = planSetup(spec, now, { force, skip: new Set([step.host]), tls: session.tls });
+          const first = plan.phases.filter((p) => p.lanes.length === 1 && p.lanes[0]!.host === spec.primary.name);
+          if (first.length) {
+            log(`${describeRoleStep(step)} — ${step.why}`);
+            await executePlan({ ...plan, phases: first }, execContext(session, spec, now, out, run.streamTimeoutMs));
+          }
+          break;
+        }
+        case "checkpoint": {
+          const h = hostNamed(spec, step.host);
+          await runSql(sqlTarget(h, await state(step.host)), "CHECKPOINT");
+          break;
+        }
+        case "rewind": {
+          const h = hostNamed(spec, step.host);
+          const S = await state(step.host);
+          try {
+            log(`${describeRoleStep(step)} — ${step.why}`);
+            await rewind(spec, h, S, hostNamed(spec, step.from));
+            await dropCopiedConninfo(h, S);
+            // It holds nothing the primary lacks any more: setup may start it as a standby.
+            await S.transport.run(["rm", "-f", "--", rejoinMarker(S)], { user: S.layout.admin });
+            log("✓ rewound: only the blocks that diverged were copied");
+          } catch (e) {
+            if (!step.allowReclone) throw new PgrepError(`${(e as Error).message}`, { hint: "pass --allow-reclone to copy the whole data directory from the primary instead", cause: e });
+            log(`pg_rewind failed (${(e as Error).message}); re-cloning (--allow-reclone)`);
+            force.add(h.name);
+          }
+          break;
+        }
+        case "reclone":
+          log(`${describeRoleStep(step)} — ${step.why}`);
+          force.add(step.host);
+          break;
+        case "record":
+          await recordTopology(step.file, step.changes);
+          out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
+          break;
+        case "converge": {
+          const mark = step.markStandby && !force.has(step.markStandby) ? step.markStandby : undefined;
+          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), force, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, ...(mark ? { markStandby: mark } : {}) });
+          if (mark && step.rejoinLater) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name} that waits for: pgrep rejoin ${mark}`);
+          break;
+        }
+      }
+    } catch (e) {
+      if (!promotedHost || step.kind === "promote") throw e;
+      // The promotion itself happened and is recorded: say so plainly, and what is left to do. Exit 5
+      // (degraded), whatever the cause: 3 and 4 would say that nothing changed.
+      throw new PgrepError(`${promotedHost} is the primary (recorded in ${spec.inventoryFile}), but bringing the other hosts in line failed: ${(e as Error).message}`, {
+        exitCode: EXIT.degraded,
+        hint: "fix that host, then run pgrep setup with the same inventory to finish",
+        cause: e,
+      });
+    }
+  }
+  return spec;
+}
+
+async function converge(
+  session: Session,
+  inventoryFile: string,
+  out: Output,
+  opts: { skip: Set<string>; markStandby?: string; rejoinLater?: boolean; force?: Set<string>; streamTimeoutMs: number },
+): Promise<ClusterSpec> {
+  const spec = await loadCluster(inventoryFile);
+  let snap = await observeWith(session, spec);
+  const m = opts.markStandby ? snap.hosts.get(opts.markStandby) : undefined;
+  // Marking writes the standby files whatever the host holds: only ever on a stopped server.
+  if (m?.reachable && !m.running) {
+    const steps = planMarkStandby(spec, snap, m.name, { rejoin: !!opts.rejoinLater });
+    const phases = [{ title: "former primary", lanes: [{ host: m.name, steps }] }];
+    await executePlan({ command: "mark", cluster: spec.name, phases }, execContext(session, spec, snap, out, opts.streamTimeoutMs));
+    snap = await observeWith(session, spec);
+  }
+  const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), skip: opts.skip, tls: session.tls });
+  if (plan.notes?.length) out.progress(formatNotes(plan.notes, "").join("\n"));
+  if (stepCount(plan)) await executePlan(plan, execContext(session, spec, snap, out, opts.streamTimeoutMs));
+  return spec;
+}
+
+/** The inventory's fence command, on this machine; it must succeed before anything is promoted. */
+async function runFenceCommand(command: string, name: string, address: string): Promise<void> {
+  const { execa } = await import("execa");
+  const r = await execa("sh", ["-c", command, "fence", name, address], { reject: false, timeout: 120_000, stdin: "ignore" });
+  if (r.exitCode !== 0) {
+    const why = String(r.stderr || r.stdout).trim().split("\n").slice(-2).join(" | ");
+    throw new RefusedError(`the fence command for ${name} failed (exit ${r.exitCode ?? r.signal})${why ? `: ${why}` : ""}; nothing was promoted`);
+  }
+}
+
