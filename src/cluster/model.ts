@@ -19,6 +19,8 @@ export interface PgSpec {
   osUser: string;
   passfile: string | undefined; // undefined: ~osUser/.pgpass on the host
   listenAddresses: string;
+  /** New clusters get page checksums (an existing cluster keeps what it has). */
+  dataChecksums: boolean;
   /** Extra settings from the inventory, already checked against the major. */
   settings: Record<string, string>;
 }

@@ -119,6 +119,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
         osUser,
         passfile: remotePath(hp.passfile, at("postgres", "passfile")),
         listenAddresses: pg.listen_addresses,
+        dataChecksums: pg.data_checksums,
         settings,
       },
       clone: { method: h.clone?.method ?? inv.clone.method, maxRate: h.clone?.max_rate ?? inv.clone.max_rate },

@@ -54,6 +54,8 @@ export const inventorySchema = z
         bin_dir: path.optional(),
         os_user: z.string().min(1).optional(),
         listen_addresses: z.string().min(1).default("*"),
+        /** New clusters are made with page checksums (initdb --data-checksums): corruption is found on read. */
+        data_checksums: z.boolean().default(true),
         /** More postgresql.conf settings for every host, written after pgrep's own. */
         settings: z.record(z.string().regex(/^[a-z_][a-z0-9_.]*$/i, "a setting name"), settingValue).default({}),
       })

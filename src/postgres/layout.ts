@@ -71,7 +71,8 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
       socketDir: null,
       admin,
       createCluster: {
-        argv: ["pg_createcluster", v, c, "--port", String(pg.port), "--user", pg.osUser, ...(pg.dataDir ? ["--datadir", pg.dataDir] : [])],
+        // initdb's own options come last, after "--".
+        argv: ["pg_createcluster", v, c, "--port", String(pg.port), "--user", pg.osUser, ...(pg.dataDir ? ["--datadir", pg.dataDir] : []), ...(pg.dataChecksums ? ["--", "--data-checksums"] : [])],
         user: admin,
       },
       control: { start: ctl("start"), stop: ctl("stop"), restart: ctl("restart"), reload: ctl("reload"), promote: ctl("promote") },
@@ -116,7 +117,7 @@ function pgCtlLayout(host: HostSpec, facts: HostFacts, admin: string, passfile: 
     socketDir,
     admin,
     createCluster: {
-      argv: [bin("initdb"), "-D", dataDir, "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8"],
+      argv: [bin("initdb"), "-D", dataDir, "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8", ...(pg.dataChecksums ? ["--data-checksums"] : [])],
       user: pg.osUser,
     },
     control: {
