@@ -46,6 +46,17 @@ export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: strin
   }
 }
 
+/**
+ * A standby whose replay someone paused would never reach the old primary's shutdown checkpoint, and on
+ * 10–13 could not even be promoted: its replay goes on, and the log says so.
+ */
+async function resumeReplay(h: HostSpec, s: ReachableHost, out: Output): Promise<void> {
+  const paused = (await runSql(sqlTarget(h, s), "SELECT pg_is_wal_replay_paused()")).trim() === "t";
+  if (!paused) return;
+  await runSql(sqlTarget(h, s), "SELECT pg_wal_replay_resume()");
+  out.progress(`[${h.name}] its replay was paused: resumed, so that it catches up before it is promoted`);
+}
+
 /** The last checkpoint of a stopped server: after a clean shutdown, the last record its standbys need. */
 export async function shutdownCheckpoint(s: ReachableHost): Promise<string> {
   const c = await readControl(s.transport, s.layout.dataDir, s.layout.admin);
@@ -79,11 +90,19 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
         case "stop": {
           const S = await state(step.host);
           log(`${describeRoleStep(step)} — ${step.why}`);
+          if (step.waitOn) await resumeReplay(hostNamed(spec, step.waitOn), await state(step.waitOn), out);
           await control(S, "stop");
           if (step.waitOn) {
             // A clean stop sends the standbys everything up to the shutdown checkpoint: wait for it, lose nothing.
             const ckpt = await shutdownCheckpoint(S);
-            await waitReplayedPast(hostNamed(spec, step.waitOn), await state(step.waitOn), ckpt, 60_000);
+            try {
+              await waitReplayedPast(hostNamed(spec, step.waitOn), await state(step.waitOn), ckpt, run.streamTimeoutMs);
+            } catch (e) {
+              // Promoting now could lose what it acknowledged: it runs as the primary again instead.
+              out.progress(`[${step.host}] ${step.waitOn} did not get everything it wrote: starting it again as the primary`);
+              await control(S, "start");
+              throw new PgrepError(`${(e as Error).message}; ${step.host} is the primary again and nothing was promoted`, { cause: e });
+            }
             out.progress(`[${step.waitOn}] has replayed ${step.host}'s shutdown checkpoint ${ckpt}: nothing is lost`);
           }
           break;
@@ -96,6 +115,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
         case "replay-received": {
           const h = hostNamed(spec, step.host);
           const T = await state(step.host);
+          await resumeReplay(h, T, out);
           const lag = await replayLag(h, T, undefined);
           if (lag > 0) log(`replaying the ${lag} bytes it received but has not applied yet`);
           // Promotion replays the rest anyway; waiting here only lets the log say how much there was.
@@ -125,7 +145,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
         }
         case "admit": {
           const now = await observeWith(session, spec);
-          const plan = planSetup(spec, now, { force, skip: new Set([step.host]), tls: session.tls });
+          const plan = planSetup(spec, now, { force: new Set(), skip: new Set([step.host]), tls: session.tls });
           const first = plan.phases.filter((p) => p.lanes.length === 1 && p.lanes[0]!.host === spec.primary.name);
           if (first.length) {
             log(`${describeRoleStep(step)} — ${step.why}`);
@@ -200,7 +220,8 @@ async function converge(
     await executePlan({ command: "mark", cluster: spec.name, phases }, execContext(session, spec, snap, out, opts.streamTimeoutMs));
     snap = await observeWith(session, spec);
   }
-  const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), skip: opts.skip, tls: session.tls });
+  // A host to copy again may hold anything (a failed rewind): it is forced as well as recloned.
+  const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), reclone: opts.force ?? new Set(), skip: opts.skip, tls: session.tls });
   if (plan.notes?.length) out.progress(formatNotes(plan.notes, "").join("\n"));
   if (stepCount(plan)) await executePlan(plan, execContext(session, spec, snap, out, opts.streamTimeoutMs));
   return spec;

@@ -41,10 +41,10 @@ export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Pr
     // It must never run as a second primary, and pg_rewind needs it stopped.
     if (S.running) steps.push({ kind: "stop", host: h.name, why: S.sql && !S.sql.inRecovery ? "it runs as a second primary" : "pg_rewind needs it stopped" });
     // Found before anything is stopped: where pg_rewind cannot work, say so and offer the copy that does.
-    const noRewind = !S.hasPgRewind
-      ? `there is no pg_rewind of PostgreSQL ${S.caps.major} on ${h.name} (in ${S.layout.binDir})`
-      : !S.caps.rewindWithoutSuperuser
-        ? `pg_rewind on PostgreSQL ${S.caps.major} needs a superuser on the source, and the replication role ${spec.replicationUser} is not one`
+    const noRewind = !S.caps.rewindWithoutSuperuser
+      ? `pg_rewind on PostgreSQL ${S.caps.major} needs a superuser on the source, and the replication role ${spec.replicationUser} is not one`
+      : !S.hasPgRewind
+        ? `there is no pg_rewind of PostgreSQL ${S.caps.major} on ${h.name} (in ${S.layout.binDir})`
         : undefined;
     if (noRewind && !opts.allowReclone)
       throw new RefusedError(`${h.name} cannot be rewound: ${noRewind}; nothing was changed`, `pass --allow-reclone to copy the whole data directory from ${spec.primary.name} instead`);

@@ -70,7 +70,7 @@ async function formatRoleDryRun(title: string, session: Session, snap: ClusterSn
         lines.push(...formatPhases([{ title: `make ${step.markStandby} a standby whatever it holds`, lanes: [{ host: step.markStandby, steps: markSteps }] }], after, true, "    "));
         after = withHost(after, step.markStandby, edited(markSteps));
       }
-      const plan = planSetup(spec2, after, { force, skip: new Set(step.skip), tls: session.tls });
+      const plan = planSetup(spec2, after, { force, reclone: force, skip: new Set(step.skip), tls: session.tls });
       phases.push(...plan.phases);
       lines.push(...(phases.length ? formatPhases(phases, after, true, "    ") : ["    (nothing else to change)"]), ...formatNotes(plan.notes, "    "));
     }

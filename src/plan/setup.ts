@@ -13,6 +13,8 @@ export interface SetupOptions {
   force: ReadonlySet<string>;
   /** Hosts to leave alone (a former primary waiting for rejoin). */
   skip?: ReadonlySet<string>;
+  /** Standbys whose data is copied again whatever it holds now (rejoin --allow-reclone). */
+  reclone?: ReadonlySet<string>;
   /** replication.tls: the files each host should have (undefined in a dry run before the first setup). */
   tls?: TlsMaterial | undefined;
 }
@@ -22,7 +24,7 @@ export interface SetupOptions {
  * named in `skip`, or downstream of one of those (a cascade needs its upstream). The others are planned
  * without them: nothing the survivors need depends on a host that is down.
  */
-export function hostsLeftAlone(spec: ClusterSpec, snap: ClusterSnapshot, opts: Pick<SetupOptions, "skip" | "force">): Map<string, string> {
+export function hostsLeftAlone(spec: ClusterSpec, snap: ClusterSnapshot, opts: Pick<SetupOptions, "skip" | "force" | "reclone">): Map<string, string> {
   const alone = new Map<string, string>();
   const byHops = [...spec.standbys].sort((a, b) => hopsFromPrimary(spec, a) - hopsFromPrimary(spec, b));
   for (const h of byHops) {
@@ -33,7 +35,7 @@ export function hostsLeftAlone(spec: ClusterSpec, snap: ClusterSnapshot, opts: P
       if (!s || !(s.error instanceof UnreachableError) || !s.error.down) throw s?.error ?? new Error(`${h.name} was not observed`);
       alone.set(h.name, `unreachable: ${s.error.message.replace(`${h.name}: `, "")}`);
     }
-    else if (s.needsRejoin && !opts.force.has(h.name)) alone.set(h.name, `a former primary, waiting for: pgrep rejoin ${h.name}`);
+    else if (s.needsRejoin && !opts.force.has(h.name) && !opts.reclone?.has(h.name)) alone.set(h.name, `a former primary, waiting for: pgrep rejoin ${h.name}`);
     else if (h.upstream && alone.has(h.upstream)) alone.set(h.name, `its upstream ${h.upstream} is left as it is`);
   }
   return alone;
@@ -253,7 +255,7 @@ function planStandby(
   if (problem) {
     if (!forced) refusals.push(`${h.name}: refusing to replace its data: ${problem}`);
     else cloneWhy = `--force: ${problem}`;
-  }
+  } else if (!cloneWhy && opts.reclone?.has(h.name)) cloneWhy = "a former primary that pg_rewind could not bring back: its data is copied again (--allow-reclone)";
   const steps: Step[] = [];
   const clone = cloneWhy !== undefined;
   if (clone) refusals.push(...cloneProblems(h, S, upstream, U).map((p) => `${h.name}: ${p}`));
