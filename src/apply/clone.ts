@@ -152,6 +152,10 @@ async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Hos
         // progress2: one running total for the whole copy; no-inc-recursive: the total is known up front.
         "rsync", "--archive", "--delete", "--delete-excluded", "--info=progress2", "--no-inc-recursive",
         ...(h.clone.maxRate ? [`--bwlimit=${h.clone.maxRate}`] : []),
+        // Over an existing copy, a file is compared by its content, never skipped for having the same size
+        // and modification second: two servers replaying the same WAL write a relation in the same second,
+        // and a skipped file that differs is a silently corrupt standby.
+        ...(sameCluster ? ["--checksum"] : []),
         ...RSYNC_EXCLUDES.map((x) => `--exclude=${x}`),
         ...trust.rsyncArgs, `${trust.source}/`, `${s.layout.dataDir}/`,
       ],
