@@ -10,10 +10,40 @@ export interface CliResult {
   stderr: string;
   all: string;
   ms: number;
+  /** Killed after opts.timeoutMs (it hung). */
+  timedOut: boolean;
 }
 
-export async function pgrep(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** `colours`: the environment says nothing about colours (no NO_COLOR), as a user's usually does. */
+export async function pgrep(args: string[], env: Record<string, string> = {}, opts: { timeoutMs?: number; colours?: boolean } = {}): Promise<CliResult> {
   const started = Date.now();
-  const r = await execa("node", [CLI, ...args], { reject: false, env: { NO_COLOR: "1", ...env }, stdin: "ignore" });
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), all: `${r.stdout}\n${r.stderr}`, ms: Date.now() - started };
+  const { NO_COLOR: _inherited, ...base } = process.env;
+  const r = await execa("node", [CLI, ...args], {
+    reject: false,
+    extendEnv: false,
+    env: { ...base, ...(opts.colours ? {} : { NO_COLOR: "1" }), ...env },
+    stdin: "ignore",
+    ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
+  });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), all: `${r.stdout}\n${r.stderr}`, ms: Date.now() - started, timedOut: !!r.timedOut };
+}
+
+/** The CLI started in the background: wait on what it has printed so far, then on its end. */
+export function pgrepStarted(args: string[]): { waitForOutput(re: RegExp, timeoutMs?: number): Promise<void>; done: Promise<CliResult> } {
+  const started = Date.now();
+  const child = execa("node", [CLI, ...args], { reject: false, env: { NO_COLOR: "1" }, stdin: "ignore" });
+  let seen = "";
+  child.stdout?.on("data", (d: Buffer) => (seen += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (seen += d.toString()));
+  const done = child.then((r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), all: `${r.stdout}\n${r.stderr}`, ms: Date.now() - started, timedOut: !!r.timedOut }));
+  return {
+    waitForOutput: async (re, timeoutMs = 30_000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!re.test(seen)) {
+        if (Date.now() > deadline) throw new Error(`pgrep ${args.join(" ")} did not print ${re} within ${timeoutMs} ms:\n${seen}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    done,
+  };
 }

@@ -4,6 +4,7 @@ import { pgrep } from "../cli.js";
 import { Rig } from "../rig/rig.js";
 
 // A cascading standby on real hosts: pg3 is copied from and streams from pg2, which streams from pg1.
+// The tests run in order: the first builds the cascade the others read and change.
 
 let rig: Rig;
 let inv: string;

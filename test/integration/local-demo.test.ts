@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 describe("the local demo", () => {
-  it("sets up a primary and two standbys, is idempotent, and destroy removes only what it made", async () => {
+  it("sets up a primary and two standbys, is idempotent, and destroy asks first and removes only what it made", async () => {
     const r = await pgrep(["setup", "-i", inv]);
     console.log(`local demo setup took ${r.ms} ms`);
     expect(r.exitCode, r.all).toBe(0);
@@ -55,16 +55,18 @@ describe("the local demo", () => {
     for (const h of ["pg1", "pg2", "pg3"]) expect(existsSync(join(dir, h, "data", "PG_VERSION"))).toBe(true);
     expect(psql(6435, "SELECT pg_is_in_recovery()")).toBe("t");
 
+    // Without --yes and without a terminal to ask on, destroy refuses and removes nothing.
+    const unasked = await pgrep(["destroy", "-i", inv]);
+    expect(unasked.exitCode, unasked.all).toBe(2);
+    expect(unasked.stderr).toMatch(/destroy needs confirmation/);
+    expect(unasked.stderr).toMatch(/hint: pass --yes/);
+    for (const h of ["pg1", "pg2", "pg3"]) expect(existsSync(join(dir, h, "data", "PG_VERSION"))).toBe(true);
+    expect(psql(6433, "SELECT 1")).toBe("1");
+
     const d = await pgrep(["destroy", "-i", inv, "--yes"]);
     expect(d.exitCode, d.all).toBe(0);
     for (const h of ["pg1", "pg2", "pg3"]) expect(existsSync(join(dir, h, "data"))).toBe(false);
     expect(existsSync(join(dir, "keep-me"))).toBe(true);
     expect(() => psql(6433, "SELECT 1")).toThrow();
-  });
-
-  it("destroy asks for confirmation and refuses without a terminal", async () => {
-    const r = await pgrep(["destroy", "-i", inv]);
-    expect([0, 2]).toContain(r.exitCode); // 0 when there is nothing left to remove
-    if (r.exitCode === 2) expect(r.stderr).toMatch(/needs confirmation/);
   });
 });

@@ -4,6 +4,8 @@ import { pgrep } from "../cli.js";
 import { Rig } from "../rig/rig.js";
 
 // promote, rejoin and switchover on three real hosts (PostgreSQL 15, Debian layout), through the CLI.
+// The tests run in order and build on each other: each role change starts where the one before left the
+// cluster (the inventory records who is primary).
 
 let rig: Rig;
 let inv: string;
@@ -28,19 +30,13 @@ describe("role changes", () => {
     await rig?.stop();
   });
 
-  /** Everything a role change could touch on a host: pgrep's files, the markers, the server's start time and role.
-   * (Process titles lose their WAL positions: a standby replays on while the dry runs look.) */
-  const fingerprint = (h: string) =>
-    rig.sh(
-      h,
-      "md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass /var/lib/postgresql/15/main/postgresql.auto.conf 2>&1; " +
-        "ls /var/lib/postgresql/15/main; pgrep -a postgres | sed -E 's| [0-9A-F]+/[0-9A-F]+$||; s| [0-9A-F]{24}$||'; " +
-        "psql -Atc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery(), pg_current_wal_insert_lsn() IS NULL' 2>&1 | sed 's/(1 row)//' || true",
-    );
+  const fingerprint = (h: string) => rig.fingerprint(h, "/var/lib/postgresql/15/main/postgresql.auto.conf");
   const everything = async () => [readFileSync(inv, "utf8"), ...(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint)))];
 
   it("dry runs of promote and switchover show the steps and every file change, and change nothing", async () => {
     const before = await everything();
+    // The fingerprint holds each server's start time and role, read as the postgres user.
+    for (const [i, role] of [[1, "f"], [2, "t"], [3, "t"]] as const) expect(before[i]).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\d [\\d:.]+\\+00\\|${role}$`, "m"));
     const p = await pgrep(["promote", "pg2", "-i", inv, "--fence", "--dry-run"]);
     expect(p.exitCode, p.all).toBe(0);
     expect(p.stdout).toMatch(/^Promote pg2 in cluster \w+ \(dry run\):/);
@@ -135,9 +131,14 @@ describe("role changes", () => {
         }
       }
     })();
-    await new Promise((r) => setTimeout(r, 1500));
+    await rig.waitFor("the writer's first commits", async () => acked.length >= 10);
+    // Every host is watched for the password while the roles change (stop, promote, re-point, .pgpass).
+    const password = readFileSync(inv.replace(/\.yml$/, ".state/replication-password"), "utf8").trim();
+    const watch = await rig.watchForSecrets(["pg1", "pg2", "pg3"], [password]);
     const r = await pgrep(["switchover", "pg1", "-i", inv]);
-    await new Promise((res) => setTimeout(res, 1500));
+    expect(await watch.stop()).toEqual([]);
+    const atSwitch = acked.length;
+    await rig.waitFor("commits on the new primary", async () => acked.length >= atSwitch + 10);
     stop = true;
     await writer;
     expect(r.exitCode, r.all).toBe(0);
@@ -159,7 +160,8 @@ describe("role changes", () => {
     await rig.sh("pg2", "pg_ctlcluster 15 main stop");
     await rig.sh("pg3", "pg_ctlcluster 15 main stop");
     await rig.psql("pg1", "INSERT INTO t SELECT g, 'lost' FROM generate_series(5001, 5010) g");
-    await rig.sh("pg1", "pg_ctlcluster 15 main stop -m immediate; pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done");
+    await rig.sh("pg1", "pg_ctlcluster 15 main stop -m immediate");
+    await rig.stopSshd("pg1");
     await rig.sh("pg2", "pg_ctlcluster 15 main start");
     await rig.sh("pg3", "pg_ctlcluster 15 main start");
 
@@ -178,7 +180,8 @@ describe("role changes", () => {
     expect(await rig.psql("pg3", "SELECT count(*) FROM t WHERE id > 6000")).toBe("5");
 
     // The old primary comes back by itself, as a primary with its divergent rows.
-    await rig.sh("pg1", "/usr/sbin/sshd && pg_ctlcluster 15 main start");
+    await rig.startSshd("pg1");
+    await rig.sh("pg1", "pg_ctlcluster 15 main start");
     expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("10");
     const status = await pgrep(["status", "-i", inv]);
     expect(status.exitCode, status.all).toBe(5);
@@ -210,7 +213,7 @@ describe("role changes", () => {
 
   it("an unreachable primary can be fenced by the inventory's fence command instead of the acknowledgement", async () => {
     // pg2 is the primary now. Cut its SSH off; the fence command (run on this machine) stops its server.
-    await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done");
+    await rig.stopSshd("pg2");
     fenced = `${inv.replace(/\.yml$/, "")}-fenced.yml`;
     const marker = `${rig.dir}/fence-ran`;
     const id = rig.host("pg2").container.getId();
@@ -231,14 +234,14 @@ describe("role changes", () => {
       await primaryIs("pg3");
       await expect(rig.psql("pg2", "SELECT 1")).rejects.toThrow(); // fenced: its server is down
     } finally {
-      await rig.sh("pg2", "/usr/sbin/sshd");
+      await rig.startSshd("pg2");
     }
   });
 
   it("a standby that cannot be reached does not stop the others following, nor hide that the promotion happened; the cluster converges after", async () => {
     // pg3 is the primary now; pg1 streams from it; pg2 was cut off by the fence command. Promote pg1 while
     // pg2 cannot be reached: the promotion happens, and the error says so.
-    await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done");
+    await rig.stopSshd("pg2");
     try {
       const r = await pgrep(["promote", "pg1", "-i", fenced, "--fence"]);
       // Exit 5: the promotion happened (3 would say nothing changed); pg3 follows, pg2 is named.
@@ -249,7 +252,7 @@ describe("role changes", () => {
       await primaryIs("pg1");
       expect(/- name: pg1\n(?:    .*\n)*?    role: (\w+)/.exec(readFileSync(fenced, "utf8"))?.[1]).toBe("primary");
     } finally {
-      await rig.sh("pg2", "/usr/sbin/sshd");
+      await rig.startSshd("pg2");
     }
     // pg2 was stopped hard while it was a primary: rejoin rewinds it; pg3 (fenced cleanly) simply follows.
     const j = await pgrep(["rejoin", "pg2", "-i", fenced]);

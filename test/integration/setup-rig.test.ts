@@ -1,12 +1,15 @@
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pgrep } from "../cli.js";
+import { pgrep, pgrepStarted } from "../cli.js";
 import { Rig } from "../rig/rig.js";
 
 // Three real hosts (containers with sshd and PostgreSQL 15), driven through the built CLI over SSH.
 // pg3 is reached as the unprivileged user 'deploy', who becomes root and postgres through sudo.
+// The tests run in order and build on each other: the cluster the first ones make is the one the later
+// ones change, break and repair.
 
 let rig: Rig;
 let inv: string;
@@ -24,9 +27,7 @@ describe("pgrep setup on three hosts over SSH", () => {
     await rig?.stop();
   });
 
-  /** Everything a run could change on a host: pgrep's files, PostgreSQL's files and processes (walsender titles carry an LSN and the startup process a WAL segment, which background WAL moves, so both are cut). */
-  const fingerprint = (h: string) =>
-    rig.sh(h, "ls -la --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass 2>&1; pgrep -a postgres | sed -E 's| [0-9A-F]+/[0-9A-F]+$||; s| [0-9A-F]{24}$||'; true");
+  const fingerprint = (h: string) => rig.fingerprint(h);
 
   it("--dry-run on fresh hosts prints the plan with diffs and changes nothing", async () => {
     const before = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
@@ -42,8 +43,17 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(existsSync(join(rig.dir, "rig.state"))).toBe(false); // not even the password file
   });
 
-  it("builds a primary and two streaming standbys", async () => {
-    const r = await pgrep(["setup", "-i", inv]);
+  it("builds a primary and two streaming standbys: one SSH login per host, no secret in any process or log, no colours in a pipe", async () => {
+    // The password the inventory would have generated, made beforehand so that every host can be watched for it.
+    const password = randomBytes(24).toString("base64url");
+    mkdirSync(join(rig.dir, "rig.state"), { mode: 0o700 });
+    writeFileSync(join(rig.dir, "rig.state", "replication-password"), `${password}\n`, { mode: 0o600 });
+    const logins = Object.fromEntries(["pg1", "pg2", "pg3"].map((h) => [h, rig.sshLogins(h)]));
+    const watch = await rig.watchForSecrets(["pg1", "pg2", "pg3"], [password]);
+    // Without NO_COLOR: a pipe alone must keep colours and live lines out.
+    const r = await pgrep(["setup", "-i", inv], {}, { colours: true });
+    expect(await watch.stop()).toEqual([]);
+    expect(Object.fromEntries(["pg1", "pg2", "pg3"].map((h) => [h, rig.sshLogins(h) - logins[h]!]))).toEqual({ pg1: 1, pg2: 1, pg3: 1 });
     console.log(`setup of 3 hosts took ${r.ms} ms`);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.exitCode, r.all).toBe(0);
@@ -52,9 +62,7 @@ describe("pgrep setup on three hosts over SSH", () => {
     // Progress of the copies, as plain lines (not a terminal), without colours.
     expect(r.stderr).toMatch(/\[pg2\] pg_basebackup from pg1: \d+% of [\d.]+ MB/);
     expect(r.all).not.toMatch(/\x1b\[/);
-    // The generated password stays in the state directory and out of the output.
-    const password = readFileSync(join(rig.dir, "rig.state", "replication-password"), "utf8").trim();
-    expect(password.length).toBeGreaterThan(20);
+    // The password stays in the state directory and out of the output.
     expect(r.all).not.toContain(password);
     // Debian's postgresql.conf is left alone; pgrep's settings live in conf.d.
     expect(await rig.sh("pg1", "grep -c pgrep /etc/postgresql/15/main/postgresql.conf || true")).toMatch(/^0/);
@@ -262,17 +270,17 @@ describe("pgrep setup on three hosts over SSH", () => {
     const late = await pgrep(["wait", "pg2", "-i", inv, "--timeout", "2"]);
     expect(late.exitCode, late.all).toBe(5);
     expect(late.stderr).toMatch(/not ready after 2 s: pg2: PostgreSQL is not running/);
-    const waiting = pgrep(["wait", "pg2", "-i", inv, "--timeout", "60"]);
-    await new Promise((r) => setTimeout(r, 1000));
+    const waiting = pgrepStarted(["wait", "pg2", "-i", inv, "--timeout", "60"]);
+    await waiting.waitForOutput(/pg2 stopped/); // it is waiting, and has seen pg2 down
     await rig.sh("pg2", "pg_ctlcluster 15 main start");
-    const back = await waiting;
+    const back = await waiting.done;
     expect(back.exitCode, back.all).toBe(0);
     expect(back.stderr).toMatch(/pg2 stopped\n(.*\n)*pg2 streaming/); // progress lines as the state changes
   });
 
   it("a standby that cannot be reached: setup converges the others and names it (exit 5); status exits 3", async () => {
     // Wait until nothing listens on port 22 any more, so the test does not race sshd's exit.
-    await rig.sh("pg2", "pkill -x sshd; for i in $(seq 1 50); do ss -ltn | grep -q ':22 ' || exit 0; sleep 0.1; done; exit 1");
+    await rig.stopSshd("pg2");
     try {
       const r = await pgrep(["setup", "-i", inv]);
       expect(r.exitCode, r.all).toBe(5);
@@ -285,7 +293,7 @@ describe("pgrep setup on three hosts over SSH", () => {
       expect(st.exitCode, st.all).toBe(3);
       expect(st.stdout).toMatch(/^  pg2: SSH connection/m);
     } finally {
-      await rig.host("pg2").container.exec(["sh", "-c", "/usr/sbin/sshd"]);
+      await rig.startSshd("pg2");
     }
   });
 

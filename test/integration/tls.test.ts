@@ -1,4 +1,4 @@
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
@@ -6,6 +6,7 @@ import { Rig } from "../rig/rig.js";
 
 // Replication over TLS on real hosts, pgrep's own CA: pg2 streams from pg1 and pg3 from pg2 (cascading),
 // each verifying its upstream's certificate. Then the same cluster with md5 passwords, asked for.
+// The tests run in order on the cluster the first one builds.
 
 let rig: Rig;
 let inv: string;
@@ -40,6 +41,18 @@ describe("replication over TLS", () => {
     expect(statSync(join(rig.dir, "rig.state", "tls", "ca.key")).mode & 0o777).toBe(0o600);
     const again = await pgrep(["setup", "-i", inv]);
     expect(again.stderr).toMatch(/Nothing to change/);
+  });
+
+  it("a private key travels on stdin only: sent again while every process and log is watched for it and the password", async () => {
+    const keyLines = readFileSync(join(rig.dir, "rig.state", "tls", "pg2.key"), "utf8").split("\n").filter((l) => l && !l.startsWith("-----"));
+    const password = readFileSync(join(rig.dir, "rig.state", "replication-password"), "utf8").trim();
+    await rig.sh("pg2", "rm /var/lib/postgresql/.pgrep-tls/pg2/server.key");
+    const watch = await rig.watchForSecrets(["pg1", "pg2", "pg3"], [password, ...keyLines]);
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(await watch.stop()).toEqual([]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/\[pg2\] write the CA, this host's certificate and its key \(0600\)/);
+    expect(await rig.sh("pg2", "stat -c '%a %U' /var/lib/postgresql/.pgrep-tls/pg2/server.key")).toBe("600 postgres\n");
   });
 
   it("the primary refuses an unencrypted replication connection, and the standby's check is a real one", async () => {

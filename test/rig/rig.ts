@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -100,11 +100,88 @@ export class Rig {
     return r.output;
   }
 
+  /** The host stops answering SSH (its sshd killed), returning once nothing listens on port 22. */
+  async stopSshd(name: string): Promise<void> {
+    await this.sh(name, "pkill -x sshd; for i in $(seq 1 50); do ss -Hltn 'sport = :22' | grep -q . || exit 0; sleep 0.1; done; exit 1");
+  }
+
+  /** sshd started again, returning once it listens (a test must not race its start). */
+  async startSshd(name: string): Promise<void> {
+    await this.sh(name, "/usr/sbin/sshd; for i in $(seq 1 50); do ss -Hltn 'sport = :22' | grep -q . && exit 0; sleep 0.1; done; exit 1");
+  }
+
+  /**
+   * Everything a pgrep run could change on a (Debian-layout) host: pgrep's and PostgreSQL's files, the
+   * server processes, its start time and role. What moves by itself is left out: autovacuum workers come
+   * and go, and walsender titles and the startup process carry WAL positions.
+   */
+  fingerprint(name: string, ...files: string[]): Promise<string> {
+    return this.sh(
+      name,
+      [
+        "ls -la --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; ls /var/lib/postgresql/15/main 2>&1",
+        `md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass ${files.join(" ")} 2>&1`,
+        "pgrep -a postgres | grep -v 'autovacuum worker' | sed -E 's| [0-9A-F]+/[0-9A-F]+$||; s| [0-9A-F]{24}$||'",
+        "runuser -u postgres -- psql -XAtc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery()' 2>&1",
+        "true",
+      ].join("; "),
+    );
+  }
+
+  /** SSH logins a host's sshd has accepted so far (its log is the container's). */
+  sshLogins(name: string): number {
+    const r = spawnSync("docker", ["logs", this.host(name).container.getId()], { encoding: "utf8" });
+    return (`${r.stdout}${r.stderr}`.match(/Accepted publickey/g) ?? []).length;
+  }
+
+  /**
+   * Watches every process's arguments and environment on the hosts, about every 20 ms, for any of the
+   * secrets, until stopped; then also searches the server logs. Returns where each was seen (none: []).
+   * The secrets reach the hosts in a 0600 file, so the watcher's own arguments never hold them.
+   */
+  async watchForSecrets(names: string[], secrets: string[]): Promise<{ stop(): Promise<string[]> }> {
+    const needles = secrets.map((x) => x.trim()).filter(Boolean).join("\n");
+    await Promise.all(
+      names.map(async (n) => {
+        await this.host(n).container.copyContentToContainer([{ content: `${needles}\n`, target: "/root/.pgrep-needles", mode: 0o600 }]);
+        await this.sh(
+          n,
+          "rm -f /tmp/.watch.*; (while [ ! -e /tmp/.watch.stop ]; do grep -l -a -F -f /root/.pgrep-needles /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null | " +
+            "while read -r f; do p=${f#/proc/}; echo \"$f $(cat /proc/${p%%/*}/comm 2>/dev/null)\"; done >> /tmp/.watch.hits; sleep 0.02; done; touch /tmp/.watch.done) >/dev/null 2>&1 &",
+        );
+      }),
+    );
+    return {
+      stop: async () => {
+        const hits = await Promise.all(
+          names.map(async (n) => {
+            const out = await this.sh(
+              n,
+              "touch /tmp/.watch.stop; for i in $(seq 1 100); do [ -e /tmp/.watch.done ] && break; sleep 0.05; done; cat /tmp/.watch.hits 2>/dev/null; " +
+                "grep -r -l -a -F -f /root/.pgrep-needles /var/log/postgresql /var/lib/postgresql/15/main/log 2>/dev/null; rm -f /root/.pgrep-needles; true",
+            );
+            return out.split("\n").filter(Boolean).map((l) => `${n}: ${l}`);
+          }),
+        );
+        return hits.flat();
+      },
+    };
+  }
+
   /** SQL on a host's cluster, as its postgres user over the local socket. */
   async psql(name: string, sql: string, port = 5432, socketDir = "/var/run/postgresql"): Promise<string> {
     const r = await this.host(name).container.exec(["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h", socketDir, "-p", String(port), "-d", "postgres", "-c", sql]);
     if (r.exitCode !== 0) throw new Error(`${name}: psql exited ${r.exitCode}: ${r.output}`);
     return r.output.trim();
+  }
+
+  /** Polls `check` until it holds; a test waits on the condition itself, never on a sleep. */
+  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Bounded wait until `standby` has replayed up to `from`'s current WAL position. */
