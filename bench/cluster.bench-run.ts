@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { cpus, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, expect, it } from "vitest";
@@ -106,26 +106,61 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     noopLogins = Object.fromEntries(hosts.map((h) => [h, sshLogins(h) - before[h]!]));
   }
 
-  const promoteWritable = add("pgrep promote --fence: command start → new primary accepts a write");
-  const promoteAll = add("pgrep promote --fence: whole command (incl. re-pointing 2 standbys)");
-  const switchover = add("pgrep switchover: whole command (old primary back as a standby)");
-  for (let i = 0; i < RUNS; i++) {
-    const started = process.hrtime.bigint();
-    const cmd = pgrep(["promote", "b2", "-i", inv4, "--fence"]);
-    let writableMs = NaN;
+  /** How long from `started` until `host` takes a write (polled from the test process). */
+  const writableAfter = async (host: string, started: bigint): Promise<number> => {
     for (;;) {
-      const r = await rig.host("b2").container.exec(["runuser", "-u", "postgres", "--", "psql", "-XAtc", "SELECT txid_current()"]);
-      if (r.exitCode === 0) {
-        writableMs = Number(process.hrtime.bigint() - started) / 1e6;
-        break;
-      }
+      const r = await rig.host(host).container.exec(["runuser", "-u", "postgres", "--", "psql", "-XAtc", "SELECT txid_current()"]);
+      if (r.exitCode === 0) return Number(process.hrtime.bigint() - started) / 1e6;
     }
+  };
+
+  const promoteWritable = add("pgrep promote --fence: command start → new primary accepts a write");
+  const promoteAll = add("pgrep promote --fence: whole command (incl. re-pointing 2 standbys and the old primary)");
+  const frozenWritable = add("pgrep promote --old-primary-is-down, old primary frozen (docker pause): command start → new primary accepts a write");
+  const frozenAll = add("pgrep promote --old-primary-is-down, old primary frozen: whole command (incl. re-pointing 2 standbys)");
+  const switchover = add("pgrep switchover: whole command (old primary back as a standby)");
+  const switchoverPause = add("pgrep switchover: longest pause between acknowledged commits of a steady writer");
+  for (let i = 0; i < RUNS; i++) {
+    // Healthy: b1 is fenced by pgrep (a clean stop) and follows b2 in the same command.
+    let started = process.hrtime.bigint();
+    const cmd = pgrep(["promote", "b2", "-i", inv4, "--fence"]);
+    promoteWritable.runsMs.push(await writableAfter("b2", started));
     const r = await cmd;
     expect(r.exitCode, r.all).toBe(0);
-    promoteWritable.runsMs.push(writableMs);
     promoteAll.runsMs.push(r.ms);
-    await ok(["rejoin", "b1", "-i", inv4]);
+
+    // Frozen: b2's machine stops answering; b3 takes over and b1, b4 follow it.
+    const b2 = rig.host("b2").container.getId();
+    spawnSync("docker", ["pause", b2]);
+    started = process.hrtime.bigint();
+    const frozen = pgrep(["promote", "b3", "-i", inv4, "--old-primary-is-down"]);
+    frozenWritable.runsMs.push(await writableAfter("b3", started));
+    const f = await frozen;
+    spawnSync("docker", ["unpause", b2]);
+    expect(f.exitCode, f.all).toBe(0);
+    frozenAll.runsMs.push(f.ms);
+    // b2 thaws as a second primary: rejoin rewinds it; then b1 takes over again, under a writer.
+    await ok(["rejoin", "b2", "-i", inv4]);
+    await rig.psql("b3", "CREATE TABLE IF NOT EXISTS bench_writes (at timestamptz)");
+    const acks: number[] = [];
+    let writing = true;
+    const writer = (async () => {
+      while (writing) {
+        for (const h of ["b3", "b1"]) {
+          const w = await rig.host(h).container.exec(["runuser", "-u", "postgres", "--", "psql", "-XAtc", "INSERT INTO bench_writes VALUES (now())"]);
+          if (w.exitCode === 0) {
+            acks.push(Date.now());
+            break;
+          }
+        }
+      }
+    })();
+    await new Promise((res) => setTimeout(res, 1000));
     switchover.runsMs.push(await timed(() => ok(["switchover", "b1", "-i", inv4])));
+    await new Promise((res) => setTimeout(res, 1000));
+    writing = false;
+    await writer;
+    switchoverPause.runsMs.push(Math.max(...acks.slice(1).map((t, k) => t - acks[k]!)));
   }
 
   const help = add("pgrep --help, cold start");
@@ -137,11 +172,13 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
 
   const m = (s: Series) => median(s.runsMs);
   const perHost = (x: Record<string, number>) => Object.entries(x).map(([h, n]) => `${h}: ${n}`).join(", ");
+  const oneEach = (x: Record<string, number>) => Object.values(x).every((n) => n === 1);
   const targets: [Series, string, boolean][] = [
     [setup1, `≤ 1.15× baseline (is ${(m(setup1) / m(baseline)).toFixed(2)}×)`, m(setup1) <= 1.15 * m(baseline)],
     [setup3, `≤ 1.4× setup with 1 standby (is ${(m(setup3) / m(setup1)).toFixed(2)}×)`, m(setup3) <= 1.4 * m(setup1)],
     [noop, "≤ 1.5 s", m(noop) <= 1500],
     [promoteWritable, "≤ 1.0 s", m(promoteWritable) <= 1000],
+    [frozenAll, "well under 10 s: ≤ 7 s", m(frozenAll) <= 7000],
     [help, "≤ 150 ms", m(help) <= 150],
   ];
   const target = (s: Series) => targets.find((t) => t[0] === s);
@@ -149,36 +186,42 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     const t = target(s);
     return `| ${s.name} | ${seconds(m(s))} | ${s.runsMs.map(seconds).join(", ")} | ${(m(s) / m(baseline)).toFixed(2)} | ${(m(s) / m(floor)).toFixed(2)} | ${t ? `${t[1]} ${t[2] ? "✓" : "✗ missed"}` : ""} |`;
   });
+  const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).stdout.trim();
+  const commit = sh("git", ["rev-parse", "HEAD"]);
+  const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "";
+  const machine = `${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; Linux ${release()}; Docker ${sh("docker", ["version", "--format", "{{.Server.Version}}"])}; Node ${process.version}`;
   const md = `# Benchmarks
 
-Produced by \`${COMMAND}\` (pgbench scale ${SCALE}, ${RUNS} runs each, medians) on a machine with ${cpus().length} cores and
-${Math.round(totalmem() / 2 ** 30)} GiB of memory; hosts are containers of the test rig (PostgreSQL 15, Debian layout) on one
-Docker network. Data: ${(dbBytes / 2 ** 30).toFixed(2)} GiB in all databases (pgbench -i took ${seconds(pgbenchMs)}).
-Baseline and floor were measured in the same run.
+Produced by \`${COMMAND}\` at commit \`${commit.slice(0, 12)}\`${dirty ? " (with uncommitted changes)" : ""} on ${new Date().toISOString().slice(0, 10)}.
+Machine: ${machine}. Hosts are containers of the test rig (PostgreSQL 15, Debian layout) on one Docker
+network. Data: ${(dbBytes / 2 ** 30).toFixed(2)} GiB in all databases (pgbench scale ${SCALE}; pgbench -i took ${seconds(pgbenchMs)}).
+${RUNS} runs of each, medians; baseline and floor were measured in the same run.
 
 | measurement | median | runs | × baseline | × floor | target |
 |---|---|---|---|---|---|
 ${rows.join("\n")}
 
-SSH connections opened per host (counted in each host's sshd log): setup of 4 hosts: ${perHost(setupLogins)};
-no-op run: ${perHost(noopLogins)}. Target: exactly 1 per host per run.
+SSH connections opened per host (counted in each host's sshd log), target exactly 1 per host per run:
+setup of 4 hosts: ${perHost(setupLogins)} ${oneEach(setupLogins) ? "✓" : "✗ missed"}; no-op run: ${perHost(noopLogins)} ${oneEach(noopLogins) ? "✓" : "✗ missed"}.
 
 ## Reading these numbers
 
 - All four hosts share this machine's disk and cores, so clones in parallel compete for the same I/O;
   on separate hosts only the primary's disk and uplink are shared. The floor (a local \`cp -a\`) shows how
   much of the baseline is the copy itself.
-- pgrep's setup of one standby pays fixed costs the by-hand baseline does not: on Debian, creating the
-  cluster's \`/etc\` configuration with \`pg_createcluster\` (an initdb, about 1 s here), reading every host
-  before planning, writing the configuration files one by one, and proving the standby streams. They do not
-  grow with the data, so the ratio falls as the database grows.
+- pgrep's setup of one standby pays costs the by-hand baseline does not: on Debian the cluster's \`/etc\`
+  configuration is made by \`pg_createcluster\`, every host is read before planning, the configuration
+  is written file by file, and the standby must be seen streaming. They do not grow with the data.
 - Promotion with \`--fence\` includes stopping the old primary cleanly and waiting until the target has
-  replayed its shutdown checkpoint, which is what makes it lossless.
+  replayed its shutdown checkpoint, which is what makes it lossless; the old primary then follows.
+- With the old primary frozen (\`docker pause\`: its TCP port still accepts, sshd never answers), the
+  command first waits out \`ssh.connect_timeout\` (3 s) once; the dials run in parallel and the frozen
+  host is not dialled again.
 `;
   writeFileSync(join("docs", "benchmarks.md"), md);
   writeFileSync(
     join("docs", "benchmarks.json"),
-    JSON.stringify({ command: COMMAND, scale: SCALE, runs: RUNS, cores: cpus().length, memoryBytes: totalmem(), dataBytes: dbBytes, series: series.map((s) => ({ ...s, medianMs: m(s) })), sshConnectionsPerHost: { setup: setupLogins, noop: noopLogins } }, null, 2) + "\n",
+    JSON.stringify({ command: COMMAND, commit, dirty, machine, scale: SCALE, runs: RUNS, dataBytes: dbBytes, series: series.map((s) => ({ ...s, medianMs: m(s), target: target(s)?.[1], met: target(s)?.[2] })), sshConnectionsPerHost: { setup: setupLogins, noop: noopLogins, met: oneEach(setupLogins) && oneEach(noopLogins) } }, null, 2) + "\n",
   );
   console.log(md);
 });
