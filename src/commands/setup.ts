@@ -45,7 +45,8 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
       out.progress(formatPlan(plan, snap, false));
       await executePlan(plan, { spec, snap, password: session.password!, tls: session.tls, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
     }
-    const reports = assessCluster(spec, await session.observe());
+    // With nothing done, what was observed is still what is there: no second look.
+    const reports = assessCluster(spec, stepCount(plan) ? await session.observe() : snap);
     out.result(formatStatusTable(reports));
     if (!healthy(reports)) {
       throw new PgrepError(`cluster ${spec.name} is not healthy after setup (see the problems above)`, { exitCode: EXIT.degraded });
