@@ -32,14 +32,11 @@ export async function replayLag(h: HostSpec, s: ReachableHost, primaryLsn: strin
   return Math.max(0, Number((await runSql(sqlTarget(h, s), q)).trim() || 0));
 }
 
-/**
- * Waits until the standby has replayed past `lsn` (the start of the old primary's shutdown checkpoint
- * record), or, with `orAt`, up to it (everything it has received).
- */
-export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: string, timeoutMs: number, orAt = false): Promise<void> {
+/** Waits until the standby has replayed past `lsn` (the start of the old primary's shutdown checkpoint record). */
+export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const r = (await runSql(sqlTarget(h, s), `SELECT pg_last_wal_replay_lsn() ${orAt ? ">=" : ">"} '${lsn}'::pg_lsn`)).trim();
+    const r = (await runSql(sqlTarget(h, s), `SELECT pg_last_wal_replay_lsn() > '${lsn}'::pg_lsn`)).trim();
     if (r === "t") return;
     if (Date.now() > deadline) throw new PgrepError(`${h.name}: has not replayed past ${lsn} after ${Math.round(timeoutMs / 1000)} s`);
     await new Promise((res) => setTimeout(res, 100));
@@ -81,7 +78,8 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
   let spec = session.spec;
   const state = async (name: string) => reachable(run.snap, name);
   let promotedHost: string | undefined;
-  const force = new Set<string>();
+  // Hosts whose data is copied again (rejoin --allow-reclone, or after a failed pg_rewind).
+  const reclone = new Set<string>();
   for (const step of steps) {
     const host = stepHost(step);
     const log = (text: string) => out.progress(host ? `[${host}] ${text}` : text);
@@ -116,11 +114,9 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           const h = hostNamed(spec, step.host);
           const T = await state(step.host);
           await resumeReplay(h, T, out);
+          // Promotion replays all it has received before it ends recovery: no wait here, only the figure.
           const lag = await replayLag(h, T, undefined);
-          if (lag > 0) log(`replaying the ${lag} bytes it received but has not applied yet`);
-          // Promotion replays the rest anyway; waiting here only lets the log say how much there was.
-          const received = (await runSql(sqlTarget(h, T), "SELECT pg_last_wal_receive_lsn()")).trim();
-          if (received) await waitReplayedPast(h, T, received, 10_000, true).catch((e: Error) => log(`${e.message}; promotion replays the rest`));
+          if (lag > 0) log(`${lag} bytes received but not yet replayed: the promotion replays them first`);
           break;
         }
         case "promote": {
@@ -171,21 +167,21 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           } catch (e) {
             if (!step.allowReclone) throw new PgrepError(`${(e as Error).message}`, { hint: "pass --allow-reclone to copy the whole data directory from the primary instead", cause: e });
             log(`pg_rewind failed (${(e as Error).message}); re-cloning (--allow-reclone)`);
-            force.add(h.name);
+            reclone.add(h.name);
           }
           break;
         }
         case "reclone":
           log(`${describeRoleStep(step)} — ${step.why}`);
-          force.add(step.host);
+          reclone.add(step.host);
           break;
         case "record":
           await recordTopology(step.file, step.changes);
           out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
           break;
         case "converge": {
-          const mark = step.markStandby && !force.has(step.markStandby) ? step.markStandby : undefined;
-          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), force, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, ...(mark ? { markStandby: mark } : {}) });
+          const mark = step.markStandby && !reclone.has(step.markStandby) ? step.markStandby : undefined;
+          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), reclone, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, ...(mark ? { markStandby: mark } : {}) });
           if (mark && step.rejoinLater) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name} that waits for: pgrep rejoin ${mark}`);
           break;
         }
@@ -208,7 +204,7 @@ async function converge(
   session: Session,
   inventoryFile: string,
   out: Output,
-  opts: { skip: Set<string>; markStandby?: string; rejoinLater?: boolean; force?: Set<string>; streamTimeoutMs: number },
+  opts: { skip: Set<string>; markStandby?: string; rejoinLater?: boolean; reclone: Set<string>; streamTimeoutMs: number },
 ): Promise<ClusterSpec> {
   const spec = await loadCluster(inventoryFile);
   let snap = await observeWith(session, spec);
@@ -221,7 +217,7 @@ async function converge(
     snap = await observeWith(session, spec);
   }
   // A host to copy again may hold anything (a failed rewind): it is forced as well as recloned.
-  const plan = planSetup(spec, snap, { force: opts.force ?? new Set(), reclone: opts.force ?? new Set(), skip: opts.skip, tls: session.tls });
+  const plan = planSetup(spec, snap, { force: opts.reclone, reclone: opts.reclone, skip: opts.skip, tls: session.tls });
   if (plan.notes?.length) out.progress(formatNotes(plan.notes, "").join("\n"));
   if (stepCount(plan)) await executePlan(plan, execContext(session, spec, snap, out, opts.streamTimeoutMs));
   return spec;

@@ -1,16 +1,16 @@
 import { hostname, userInfo } from "node:os";
 import { debug } from "../debug.js";
 import { EXIT, lastLines, PgrepError } from "../errors.js";
-import { resolveLayout } from "../postgres/layout.js";
+import { draftLayout } from "../postgres/layout.js";
 import type { Spawned, Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
 
 // The cluster lock lives on the hosts, not on the operator's machine: an flock on a file named after the
 // data directory (in /run/pgrep as root, else beside the data directory) held by a process that pgrep
-// keeps open on each host. That process reads its stdin until pgrep closes
-// it, and runs under the tether, so the lock goes when pgrep ends, is killed or loses the connection:
-// nobody ever unlocks by hand. Commands that change a cluster hold it; read-only ones do not.
+// keeps open on each host. That process reads its stdin until pgrep closes it, and runs under the
+// tether, so the lock goes when pgrep ends, is killed or loses the connection: nobody ever unlocks by
+// hand. Commands that change a cluster hold it; read-only ones do not.
 
 const LOCK_SCRIPT = [
   // /run/pgrep is root's alone: a file another user could plant there would be written through as root.
@@ -70,7 +70,7 @@ export async function acquireClusterLock(spec: ClusterSpec, conns: Connections, 
       } catch {
         return; // unreachable: observe reports it; the hosts that answer are locked
       }
-      const L = resolveLayout(h, { loginUser: t.loginUser, binDir: "", major: h.pg.major ?? 0, home: "~", systemd: false });
+      const L = draftLayout(h, t.loginUser);
       try {
         const r = await lockOne(t, lockPath(L.dataDir, L.admin), L.admin, holder);
         if (r.held) held.push({ host: h.name, p: r.held });

@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import { InputError, PgrepError } from "../errors.js";
 import { mergePgpass, type PgpassEntry } from "../postgres/files.js";
-import { resolveLayout } from "../postgres/layout.js";
+import { draftLayout, resolveLayout } from "../postgres/layout.js";
 import { queryJson, sqlLiteral } from "../postgres/sql.js";
 import { storedPasswordMatches, type PasswordEncryption } from "../postgres/scram.js";
 import { capabilities, isSupportedMajor, REWIND_FUNCTIONS } from "../postgres/versions.js";
@@ -48,7 +48,7 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
     return { name: host.name, reachable: false, error: e as Error };
   }
   // Paths do not depend on the bin dir, and "~/" is resolved by the probe to the OS user's home.
-  const draft = resolveLayout(host, { loginUser: t.loginUser, binDir: "", major: major ?? 0, home: "~", systemd: false });
+  const draft = draftLayout(host, t.loginUser);
   const args = [
     host.pg.osUser,
     host.pg.binDir ?? "",

@@ -16,7 +16,6 @@ import { observeWith, type Session } from "./session.js";
 
 // What promote, rejoin and switchover share around the executor: their dry run, and how they end.
 
-
 /**
  * The end of a role change: the status table, then exit 0, or 5 naming each host that is not in line
  * (`expected` hosts, e.g. an old primary declared down or left for rejoin, are not held against it).

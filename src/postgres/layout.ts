@@ -49,6 +49,14 @@ function tlsDir(host: HostSpec, facts: HostFacts): string {
   return posix.join(facts.home, ".pgrep-tls", host.name);
 }
 
+/**
+ * The layout before the host was read: its paths (the data directory, the admin user) are right; the bin
+ * directory is not known yet, and "~" stands for the OS user's home.
+ */
+export function draftLayout(host: HostSpec, loginUser: string): Layout {
+  return resolveLayout(host, { loginUser, binDir: "", major: host.pg.major ?? 0, home: "~", systemd: false });
+}
+
 export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
   const pg = host.pg;
   const admin = facts.loginUser === pg.osUser ? pg.osUser : "root";
