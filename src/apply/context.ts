@@ -16,6 +16,8 @@ export interface ExecContext {
   spec: ClusterSpec;
   snap: ClusterSnapshot;
   password: string;
+  /** Application roles' passwords, by role (setup). */
+  appPasswords?: ReadonlyMap<string, string> | undefined;
   /** Certificates and keys for replication.tls; like the password, never part of a plan. */
   tls?: TlsMaterial | undefined;
   report: Reporter;

@@ -1,7 +1,8 @@
 import { PgrepError } from "../errors.js";
 import { mergePgpass } from "../postgres/files.js";
 import { runSql, sqlIdent, sqlLiteral } from "../postgres/sql.js";
-import { passwordVerifier } from "../postgres/scram.js";
+import { passwordVerifier, scramVerifier } from "../postgres/scram.js";
+import { appRolesSql, connectSql, createDatabaseSql } from "../postgres/app-objects.js";
 import { REWIND_FUNCTIONS } from "../postgres/versions.js";
 import { pgpassEntries } from "../cluster/observe.js";
 import type { HostSpec } from "../cluster/model.js";
@@ -87,8 +88,7 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
       // A verifier (SCRAM, or md5 when asked), not the password, goes to the server; statement logging is off for this session.
       await runSql(
         sqlTarget(h, s),
-        // synchronous_commit local: pgrep's own change must not wait for standbys that do not stream yet.
-        `SET log_statement = 'none'; SET log_min_duration_statement = -1; SET synchronous_commit = local;
+        `${QUIET_SESSION}
 DO $pgrep$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(u)}) THEN CREATE ROLE ${sqlIdent(u)}; END IF;
 END $pgrep$;
@@ -97,6 +97,23 @@ ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON 
         "setting up the replication role",
       );
       return `role ${u} has LOGIN REPLICATION, the current password (${ctx.spec.passwordEncryption === "md5" ? "md5" : "SCRAM"}) and what pg_rewind needs`;
+    }
+    case "app-roles": {
+      const verifiers = new Map<string, string>();
+      for (const n of step.roles) {
+        const pw = ctx.appPasswords?.get(n);
+        if (pw === undefined) throw new PgrepError(`${h.name}: no password for the application role ${n} (internal: setup loads them)`);
+        verifiers.set(n, scramVerifier(pw));
+      }
+      // Like the replication role: only verifiers reach the server, and this session logs no statements.
+      await runSql(sqlTarget(h, s), `${QUIET_SESSION}\n${appRolesSql(step.roles, verifiers)}`, "creating the application roles");
+      return `role${step.roles.length > 1 ? "s" : ""} ${step.roles.join(", ")}: LOGIN and the inventory's password (SCRAM)`;
+    }
+    case "app-databases": {
+      const wanted = (n: string) => ctx.spec.apps.databases.find((d) => d.name === n)!;
+      const sql = [...step.create.map((n) => createDatabaseSql(wanted(n))), ...step.connect.map((n) => connectSql(wanted(n)))];
+      await runSql(sqlTarget(h, s), `SET synchronous_commit = local;\n${sql.join("\n")}`, "creating the application databases");
+      return describeStep(step);
     }
     case "slots": {
       const sql = [
@@ -113,6 +130,9 @@ ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON 
       return waitStreaming(ctx, h, s, step.upstream);
   }
 }
+
+// synchronous_commit local: pgrep's own change must not wait for standbys that do not stream yet.
+const QUIET_SESSION = "SET log_statement = 'none'; SET log_min_duration_statement = -1; SET synchronous_commit = local;";
 
 async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, upstreamName: string): Promise<string> {
   const { spec: uh, state: us } = hostOf(ctx, upstreamName);

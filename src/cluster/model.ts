@@ -52,6 +52,39 @@ export type PasswordSource =
   | { kind: "file"; path: string }
   | { kind: "generated"; path: string };
 
+/** A pg_hba line for applications, checked and written in pg_hba's own words. */
+export interface AccessRule {
+  database: string;
+  user: string;
+  source: string;
+  method: string;
+  /** Ask for a client certificate too (method cert always does). */
+  clientCert: "verify-ca" | "verify-full" | undefined;
+  /** Where the inventory says it: "applications.access[0]". */
+  origin: string;
+}
+
+export interface AppRole {
+  name: string;
+  password: PasswordSource;
+}
+
+export interface AppDatabase {
+  name: string;
+  owner: string;
+  encoding: string;
+  locale: string | undefined;
+  /** undefined: PUBLIC keeps CONNECT. */
+  connect: string[] | undefined;
+}
+
+export interface AppsSpec {
+  maxLagSeconds: number;
+  roles: AppRole[];
+  databases: AppDatabase[];
+  access: AccessRule[];
+}
+
 export type PromoteMethod = "auto" | "trigger_file" | "pg_promote" | "pg_ctl";
 
 export interface ClusterSpec {
@@ -71,6 +104,7 @@ export interface ClusterSpec {
   passwordEncryption: "scram-sha-256" | "md5";
   /** Standbys commits wait for: FIRST n (a priority list) or ANY n (a quorum). */
   synchronous: { method: "FIRST" | "ANY"; num: number; names: string[] } | undefined;
+  apps: AppsSpec;
   hosts: HostSpec[];
   primary: HostSpec;
   standbys: HostSpec[];

@@ -10,6 +10,7 @@ import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
 import { parseKv, PROBE_SCRIPT } from "./probe.sh.js";
 import type { ClusterSnapshot, HostState, ReachableHost, SqlState } from "./state.js";
+import { appObjectsExpression, parseAppObjects } from "../postgres/app-objects.js";
 
 /** The .pgpass entries every host gets: one per cluster host, so any host can become the upstream. */
 export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[] {
@@ -20,7 +21,7 @@ export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[
 }
 
 /** Reads every host (read-only), in parallel; when the major is detected, the primary's decides it first. */
-export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined): Promise<ClusterSnapshot> {
+export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined, appPasswords?: ReadonlyMap<string, string>): Promise<ClusterSnapshot> {
   const hosts = new Map<string, HostState>();
   const dials = spec.hosts.map((h) => conns.get(h).then(() => undefined, () => h.name)); // every connection starts now
   // With the major in the inventory every host is read at once; otherwise the primary decides it first.
@@ -29,7 +30,7 @@ export async function observeCluster(spec: ClusterSpec, conns: Connections, pass
   // The primary resolves the others' names for pg_hba, but not those of hosts that are down: a name that
   // went with its host (a deleted VM) can take the resolver many seconds to give up on.
   const down = new Set((await Promise.all(dials)).filter((n): n is string => n !== undefined));
-  const primaryState = await observeHost(spec, spec.primary, conns, password, known, down);
+  const primaryState = await observeHost(spec, spec.primary, conns, password, known, down, appPasswords);
   hosts.set(spec.primary.name, primaryState);
   const major = known ?? (primaryState.reachable ? primaryState.caps.major : undefined);
   const rest = known === undefined ? await Promise.all(spec.standbys.map((h) => observeHost(spec, h, conns, password, major))) : await Promise.all(early);
@@ -40,7 +41,15 @@ export async function observeCluster(spec: ClusterSpec, conns: Connections, pass
   return { major, hosts };
 }
 
-async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections, password: string | undefined, major: number | undefined, down: ReadonlySet<string> = new Set()): Promise<HostState> {
+async function observeHost(
+  spec: ClusterSpec,
+  host: HostSpec,
+  conns: Connections,
+  password: string | undefined,
+  major: number | undefined,
+  down: ReadonlySet<string> = new Set(),
+  appPasswords?: ReadonlyMap<string, string>,
+): Promise<HostState> {
   let t: Transport;
   try {
     t = await conns.get(host);
@@ -126,7 +135,9 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
   };
   if (state.running && state.psql) {
     try {
-      state.sql = await observeSql(state, host, spec.replicationUser, password, spec.passwordEncryption);
+      // Application roles and databases are read on the primary, and only by setup (which makes them).
+      const apps = appPasswords && (spec.apps.roles.length || spec.apps.databases.length) ? { expression: appObjectsExpression(spec.apps), passwords: appPasswords } : undefined;
+      state.sql = await observeSql(state, host, spec.replicationUser, password, spec.passwordEncryption, apps);
     } catch (e) {
       state.sqlError = (e as Error).message;
     }
@@ -134,7 +145,14 @@ async function observeHost(spec: ClusterSpec, host: HostSpec, conns: Connections
   return state;
 }
 
-export async function observeSql(s: ReachableHost, host: HostSpec, replUser: string, password: string | undefined, encryption: PasswordEncryption = "scram-sha-256"): Promise<SqlState> {
+export async function observeSql(
+  s: ReachableHost,
+  host: HostSpec,
+  replUser: string,
+  password: string | undefined,
+  encryption: PasswordEncryption = "scram-sha-256",
+  apps?: { expression: string; passwords: ReadonlyMap<string, string> },
+): Promise<SqlState> {
   const recv = s.caps.receiverFlushColumn;
   const raw = await queryJson<Record<string, unknown>>(
     { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql!, osUser: host.pg.osUser },
@@ -163,7 +181,8 @@ SELECT json_build_object(
   'receiver', (SELECT json_build_object('status', status, 'conninfo', conninfo, 'flushed', ${recv}::text) FROM pg_stat_wal_receiver),
   'role', (SELECT json_build_object('can_login', rolcanlogin, 'replication', rolreplication, 'verifier', rolpassword,
       'rewind', ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `has_function_privilege(rolname, ${sqlLiteral(f)}, 'EXECUTE')`).join(" AND ") : "true"})
-    FROM pg_authid WHERE rolname = ${sqlLiteral(replUser)})
+    FROM pg_authid WHERE rolname = ${sqlLiteral(replUser)})${apps ? `,
+  'apps', ${apps.expression}` : ""}
 )`,
     "reading server state",
   );
@@ -183,6 +202,7 @@ SELECT json_build_object(
     receiver: raw.receiver as SqlState["receiver"],
     slots: raw.slots as SqlState["slots"],
     // The verifier is compared here and dropped: snapshots hold no secrets.
+    apps: apps ? parseAppObjects(raw.apps, apps.passwords) : undefined,
     role: role && { canLogin: role.can_login, replication: role.replication, rewind: role.rewind, passwordOk: !!password && storedPasswordMatches(encryption, role.verifier, password, replUser) },
   };
 }

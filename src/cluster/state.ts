@@ -1,3 +1,4 @@
+import type { AppObjects } from "../postgres/app-objects.js";
 import type { Layout } from "../postgres/layout.js";
 import type { Capabilities } from "../postgres/versions.js";
 import type { Transport } from "../transport/types.js";
@@ -32,6 +33,8 @@ export interface SqlState {
   /** Physical replication slots; wal_status exists on 13+. retained: WAL held back from this server's position. */
   slots: { name: string; active: boolean; retained_bytes: number | null; wal_status: string | null }[];
   role: { canLogin: boolean; replication: boolean; passwordOk: boolean; rewind: boolean } | null;
+  /** Application roles and databases (read on the primary by setup only). */
+  apps?: AppObjects | undefined;
 }
 
 export interface ManagedFiles {

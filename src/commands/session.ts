@@ -7,7 +7,7 @@ import { observeCluster } from "../cluster/observe.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 import { InputError, UnreachableError } from "../errors.js";
 import { checkLocalFiles, loadCluster } from "../inventory/index.js";
-import { loadReplicationPassword } from "../secrets.js";
+import { loadAppPasswords, loadReplicationPassword } from "../secrets.js";
 import { loadTls, type TlsMaterial } from "../tls/material.js";
 
 // What every command does first: load the inventory, then open one connection per host and observe.
@@ -19,6 +19,8 @@ export interface SessionOptions {
   password?: "create" | "require" | "optional";
   /** Commands that change the cluster hold its lock (on the hosts) for the whole session. */
   lock?: { waitSeconds: number } | undefined;
+  /** setup: read the application roles' passwords (create the generated ones) and observe roles and databases. */
+  apps?: "create" | "read";
 }
 
 export interface Session {
@@ -27,6 +29,8 @@ export interface Session {
   password: string | undefined;
   /** Replication TLS certificates and keys (inventories with replication.tls). */
   tls: TlsMaterial | undefined;
+  /** Application roles' passwords (setup only). */
+  appPasswords: Map<string, string> | undefined;
   observe(): Promise<ClusterSnapshot>;
   close(): Promise<void>;
 }
@@ -43,6 +47,7 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
   }
   // Made with the password (setup); a dry run or status uses what exists, and does without when nothing does.
   const tls = mode === "optional" ? await loadTls(spec, false).catch(() => undefined) : await loadTls(spec, mode === "create");
+  const appPasswords = opts.apps ? await loadAppPasswords(spec, opts.apps === "create") : undefined;
   const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
   let lock: HeldLock | undefined;
   if (opts.lock) {
@@ -59,8 +64,9 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
     conns,
     password,
     tls,
+    appPasswords,
     observe: async () => {
-      const snap = await observeCluster(spec, conns, password);
+      const snap = await observeCluster(spec, conns, password, appPasswords);
       debug("observed every host");
       return snap;
     },
@@ -87,5 +93,5 @@ export function healthy(reports: HostReport[]): boolean {
 
 /** Observes with another spec (after the inventory changed) over the session's open connections. */
 export async function observeWith(session: Session, spec: ClusterSpec): Promise<ClusterSnapshot> {
-  return observeCluster(spec, session.conns, session.password);
+  return observeCluster(spec, session.conns, session.password, session.appPasswords);
 }

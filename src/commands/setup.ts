@@ -22,7 +22,7 @@ export interface SetupCommandOptions {
 
 export async function setupCommand(opts: SetupCommandOptions, out: Output): Promise<ExitCode> {
   // A dry run does not even create the password file beside the inventory.
-  const session = await openSession({ ...opts, password: opts.dryRun ? "optional" : "create", lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
+  const session = await openSession({ ...opts, password: opts.dryRun ? "optional" : "create", apps: opts.dryRun ? "read" : "create", lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
     for (const name of opts.force) {
       const h = spec.hosts.find((x) => x.name === name);
       if (!h) throw new InputError(`--force: no host named '${name}' in ${opts.inventory}${suggest(name, spec.hosts.map((x) => x.name))}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
@@ -33,17 +33,17 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
     const { spec } = session;
     const snap = await session.observe();
     // Standbys that are down (or wait for rejoin) are left out; the others converge. The primary must answer.
-    const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls });
+    const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls, apps: true });
     if (opts.dryRun) {
       out.result(formatPlan(plan, snap, true));
       out.progress("Dry run: nothing was changed.");
       return EXIT.ok;
     }
     if (stepCount(plan) === 0) {
-      out.progress([`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}${plan.notes?.length ? " (except the hosts below)" : ""}.`, ...formatNotes(plan.notes, "")].join("\n"));
+      out.progress([`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}${plan.notes?.length ? " (except what is listed below)" : ""}.`, ...formatNotes(plan.notes, "")].join("\n"));
     } else {
       out.progress(formatPlan(plan, snap, false));
-      await executePlan(plan, { spec, snap, password: session.password!, tls: session.tls, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+      await executePlan(plan, { spec, snap, password: session.password!, appPasswords: session.appPasswords, tls: session.tls, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
     }
     // With nothing done, what was observed is still what is there: no second look.
     const reports = assessCluster(spec, stepCount(plan) ? await session.observe() : snap);

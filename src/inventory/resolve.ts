@@ -2,7 +2,8 @@ import { suggest } from "./suggest.js";
 import { userInfo, homedir } from "node:os";
 import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import type { Document, LineCounter } from "yaml";
-import type { ClusterSpec, Connection, HostSpec, PasswordSource } from "../cluster/model.js";
+import type { AppsSpec, ClusterSpec, Connection, HostSpec, PasswordSource } from "../cluster/model.js";
+import { checkAccessRule } from "./access.js";
 import { capabilities, isSupportedMajor, settingProblem, SUPPORTED_MAJORS } from "../postgres/versions.js";
 import { InventoryError, keyPathText, positionOf, type InventoryProblem } from "./load.js";
 import type { Inventory } from "./schema.js";
@@ -206,6 +207,8 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
   else if ("env" in src) password = { kind: "env", name: src.env };
   else password = { kind: "file", path: expand(src.file) };
 
+  const apps = resolveApps(inv, stateDir, expand, fail, pg.major !== undefined && isSupportedMajor(pg.major) ? pg.major : undefined);
+
   if (problems.length) throw new InventoryError(file, problems);
   const primary = primaries[0]!;
   return {
@@ -223,8 +226,39 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
     localFiles,
     passwordEncryption: inv.replication.password_encryption,
     synchronous,
+    apps,
     hosts,
     primary,
     standbys: hosts.filter((h) => h.role === "standby"),
   };
+}
+
+/** applications: roles and databases checked against each other, access rules against pg_hba's grammar. */
+function resolveApps(inv: Inventory, stateDir: string, expand: (p: string) => string, fail: (path: (string | number)[], message: string) => void, major: number | undefined): AppsSpec {
+  const a = inv.applications;
+  const at = (...k: (string | number)[]) => ["applications", ...k];
+  const roleNames = new Map<string, number>();
+  const roles = a.roles.map((r, i) => {
+    if (roleNames.has(r.name)) fail(at("roles", i, "name"), `role '${r.name}' is declared twice (also roles[${roleNames.get(r.name)}])`);
+    if (r.name === inv.replication.user) fail(at("roles", i, "name"), `'${r.name}' is the replication role; applications need a role of their own`);
+    if (r.name.startsWith("pg_")) fail(at("roles", i, "name"), "role names starting with pg_ are reserved by PostgreSQL");
+    roleNames.set(r.name, i);
+    const src = r.password;
+    const password: PasswordSource = !src ? { kind: "generated", path: join(stateDir, `role-${r.name}-password`) } : "env" in src ? { kind: "env", name: src.env } : { kind: "file", path: expand(src.file) };
+    return { name: r.name, password };
+  });
+  const dbNames = new Map<string, number>();
+  const databases = a.databases.map((d, i) => {
+    if (dbNames.has(d.name)) fail(at("databases", i, "name"), `database '${d.name}' is declared twice (also databases[${dbNames.get(d.name)}])`);
+    if (["postgres", "template0", "template1"].includes(d.name)) fail(at("databases", i, "name"), `'${d.name}' is one of PostgreSQL's own databases; applications need one of their own`);
+    dbNames.set(d.name, i);
+    return { name: d.name, owner: d.owner, encoding: d.encoding.toUpperCase(), locale: d.locale, connect: d.connect };
+  });
+  const caps = major === undefined ? undefined : capabilities(major);
+  const access = a.access.flatMap((r, i) => {
+    const { rule, problems } = checkAccessRule(r, i, inv.replication.tls !== false, caps);
+    for (const p of problems) fail(at("access", i, p.key), p.message);
+    return rule ? [rule] : [];
+  });
+  return { maxLagSeconds: a.max_lag_seconds, roles, databases, access };
 }

@@ -37,6 +37,62 @@ const postgresHost = z
   })
   .strict();
 
+const roleName = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "a lower-case role name");
+const databaseName = z.string().regex(/^[a-z_][a-z0-9_-]{0,62}$/i, "a database name: letters, digits, '_' and '-'");
+
+/** What applications need: pg_hba rules on every host, their roles and databases on the primary, a lag limit. */
+const applications = z
+  .object({
+    /** A standby further behind than this serves no application reads (app-config's resolver, status). */
+    max_lag_seconds: z.number().positive().max(86400).default(10),
+    roles: z
+      .array(
+        z
+          .object({
+            name: roleName,
+            /** Stored as a SCRAM verifier pgrep computes; generated beside the inventory when not given. */
+            password: secretSource.optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    databases: z
+      .array(
+        z
+          .object({
+            name: databaseName,
+            owner: roleName,
+            encoding: z.string().regex(/^[A-Za-z0-9_]+$/, "an encoding name like UTF8").default("UTF8"),
+            /** LC_COLLATE and LC_CTYPE of a new database (e.g. C.UTF-8); the server's default when not given. */
+            locale: z.string().regex(/^[A-Za-z0-9_.@-]+$/, "a locale name like C.UTF-8").optional(),
+            /** Only these roles may connect (CONNECT is taken from PUBLIC); every role when not given. */
+            connect: z.array(roleName).min(1).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    /** pg_hba rules for applications, on every host (standbys serve reads). */
+    access: z
+      .array(
+        z
+          .object({
+            database: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+            user: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+            /** A CIDR or address, a host name (.suffix matches a domain), samenet, samehost or all. */
+            source: z.string().min(1),
+            method: z.enum(["scram-sha-256", "md5", "password", "cert", "trust", "reject"]).default("scram-sha-256"),
+            /** Also ask for a client certificate signed by the server's CA (TLS only). */
+            client_cert: z.enum(["verify-ca", "verify-full"]).optional(),
+            /** trust from everywhere admits anyone: refused unless this says it is meant. */
+            allow_open: z.boolean().optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict()
+  .default({});
+
 export const layouts = ["debian", "rhel", "generic"] as const;
 
 const settingValue = z.union([z.string(), z.number(), z.boolean()]);
@@ -103,6 +159,7 @@ export const inventorySchema = z
       })
       .strict()
       .default({}),
+    applications,
     hosts: z
       .array(
         z

@@ -38,7 +38,7 @@ function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string
 
 export function formatPlan(plan: Plan, snap: ClusterSnapshot, withDiffs: boolean): string {
   const notes = formatNotes(plan.notes, "");
-  if (stepCount(plan) === 0) return [`Nothing to change: cluster ${plan.cluster} already matches the inventory${notes.length ? " (except the hosts below)" : ""}.`, ...notes].join("\n");
+  if (stepCount(plan) === 0) return [`Nothing to change: cluster ${plan.cluster} already matches the inventory${notes.length ? " (except what is listed below)" : ""}.`, ...notes].join("\n");
   return [`Plan for cluster ${plan.cluster} (${stepCount(plan)} steps):`, ...formatPhases(plan.phases, snap, withDiffs, "  "), ...notes].join("\n");
 }
 

@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError, UnreachableError } from "../errors.js";
+import { connectMatches, sameLocale } from "../postgres/app-objects.js";
 import { applyBlock, blockAddresses, blockMarkers, ensureLine } from "../postgres/files.js";
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
@@ -15,6 +16,8 @@ export interface SetupOptions {
   skip?: ReadonlySet<string>;
   /** Standbys whose data is copied again whatever it holds now (rejoin --allow-reclone). */
   reclone?: ReadonlySet<string>;
+  /** Create and check the application roles and databases (setup itself; role changes leave them alone). */
+  apps?: boolean;
   /** replication.tls: the files each host should have (undefined in a dry run before the first setup). */
   tls?: TlsMaterial | undefined;
 }
@@ -54,6 +57,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   const hba = hbaBlock(spec, P, refusals, new Set(alone.keys()), notes);
 
   const primarySteps = planPrimary(spec, spec.primary, P, hba, opts, refusals, alone);
+  if (opts.apps) primarySteps.push(...appSteps(spec, P, refusals, notes));
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
   const standbyLanes = spec.standbys.filter((h) => !alone.has(h.name)).map((h) => ({
     host: h.name,
@@ -132,7 +136,7 @@ function configSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, hba: File
   const settingsMode = L.includeLine ? 0o600 : 0o644;
   steps.push(...editStep(h, s, s.files.settings, L.settingsFile, settingsMode, { type: "replace", content: settingsContent(spec, h, s, upstream) }, "replication settings, managed by pgrep", fresh));
   if (L.includeLine) steps.push(...editStep(h, s, s.files.mainConf, L.mainConf, 0o600, { type: "line", line: L.includeLine }, "postgresql.conf must include pgrep's settings file", fresh));
-  steps.push(...editStep(h, s, s.files.hba, L.hbaFile, 0o640, hba, `let the cluster's hosts open replication connections (${spec.tls ? "TLS, " : ""}${spec.passwordEncryption === "md5" ? "md5" : "SCRAM"})`, fresh));
+  steps.push(...editStep(h, s, s.files.hba, L.hbaFile, 0o640, hba, `let the cluster's hosts open replication connections (${spec.tls ? "TLS, " : ""}${spec.passwordEncryption === "md5" ? "md5" : "SCRAM"})${spec.apps.access.length ? ", and applications connect" : ""}`, fresh));
   return steps;
 }
 
@@ -200,6 +204,59 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
       why: !role ? `role ${spec.replicationUser} is missing` : `role ${spec.replicationUser} lacks LOGIN, REPLICATION, the current password or what pg_rewind needs`,
     });
   steps.push(...slotSteps(spec, h, P, "each standby's WAL is kept until it has it", alone));
+  return steps;
+}
+
+/**
+ * The application roles and databases the primary lacks. What exists but differs in what pgrep does not
+ * change behind an owner's back (ownership, encoding, locale, superuser) is reported, not altered.
+ */
+function appSteps(spec: ClusterSpec, P: ReachableHost, refusals: string[], notes: string[]): Step[] {
+  const { roles, databases } = spec.apps;
+  if (!roles.length && !databases.length) return [];
+  const seen = P.sql?.apps ?? { roles: [], databases: [] };
+  const role = (n: string) => seen.roles.find((r) => r.name === n);
+  const declared = new Set(roles.map((r) => r.name));
+  const roleWork = roles.filter((r) => {
+    const o = role(r.name);
+    return !o || !o.login || o.passwordOk !== true;
+  });
+  for (const r of roles) if (role(r.name)?.superuser) notes.push(`role ${r.name}: a superuser on ${P.name}; an application role should not be (ALTER ROLE ${r.name} NOSUPERUSER)`);
+  const dbCreate: string[] = [];
+  const dbConnect: string[] = [];
+  databases.forEach((d, i) => {
+    for (const n of [d.owner, ...(d.connect ?? [])])
+      if (!declared.has(n) && !role(n)) refusals.push(`applications.databases[${i}] (${d.name}): role '${n}' is neither in applications.roles nor on ${P.name}`);
+    const o = seen.databases.find((x) => x.name === d.name);
+    if (!o) {
+      dbCreate.push(d.name);
+      if (d.connect) dbConnect.push(d.name);
+      return;
+    }
+    const differs = [
+      o.owner !== d.owner ? `owner ${o.owner} (the inventory says ${d.owner}; ALTER DATABASE ${d.name} OWNER TO ${d.owner})` : "",
+      o.encoding.toUpperCase() !== d.encoding ? `encoding ${o.encoding} (the inventory says ${d.encoding})` : "",
+      d.locale && !(sameLocale(o.collate, d.locale) && sameLocale(o.ctype, d.locale)) ? `locale ${o.collate} (the inventory says ${d.locale})` : "",
+    ].filter(Boolean);
+    if (differs.length) notes.push(`database ${d.name}: exists on ${P.name} with ${differs.join(", ")}; pgrep does not change it`);
+    if (!connectMatches(d, o)) dbConnect.push(d.name);
+  });
+  const steps: Step[] = [];
+  if (roleWork.length)
+    steps.push({
+      kind: "app-roles",
+      host: P.name,
+      roles: roleWork.map((r) => r.name),
+      why: roleWork.map((r) => `${r.name}: ${!role(r.name) ? "missing" : !role(r.name)!.login ? "cannot log in" : "its password is not the inventory's"}`).join("; "),
+    });
+  if (dbCreate.length || dbConnect.length)
+    steps.push({
+      kind: "app-databases",
+      host: P.name,
+      create: dbCreate,
+      connect: dbConnect,
+      why: [dbCreate.length ? `missing: ${dbCreate.join(", ")}` : "", dbConnect.filter((n) => !dbCreate.includes(n)).map((n) => `${n}: others than the named roles may connect`).join("; ")].filter(Boolean).join("; "),
+    });
   return steps;
 }
 
@@ -376,6 +433,11 @@ function hbaBlock(spec: ClusterSpec, P: ReachableHost, refusals: string[], down:
   }
   const entries = [...byCidr].map(([cidr, names]) => ({ cidr, names: names.join(", ") }));
   const type = spec.tls ? "hostssl" : "host   ";
-  return { type: "block", begin, end, block: renderTemplate("pg_hba.block", { begin, end, user: spec.replicationUser, entries, type, method: spec.passwordEncryption }) };
+  const access = spec.apps.access.map((r) => {
+    const option = r.clientCert ? P.caps.clientCertOption[r.clientCert] : "";
+    if (option === null) refusals.push(`${r.origin}: PostgreSQL ${P.caps.major} cannot ask for client_cert: verify-full (12+); use verify-ca`);
+    return { ...r, options: option ?? "" };
+  });
+  return { type: "block", begin, end, block: renderTemplate("pg_hba.block", { begin, end, user: spec.replicationUser, entries, type, method: spec.passwordEncryption, access }) };
 }
 

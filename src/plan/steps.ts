@@ -22,6 +22,10 @@ export type Step =
   | { kind: "control"; host: string; action: "start" | "stop" | "reload" | "restart"; why: string }
   | { kind: "restart-if-pending"; host: string; why: string }
   | { kind: "ensure-role"; host: string; why: string }
+  /** Application roles: created when missing, given LOGIN and their password's verifier. */
+  | { kind: "app-roles"; host: string; roles: string[]; why: string }
+  /** Application databases to create, and those whose CONNECT privilege is limited to the named roles. */
+  | { kind: "app-databases"; host: string; create: string[]; connect: string[]; why: string }
   | { kind: "slots"; host: string; create: string[]; drop: string[]; why: string }
   | { kind: "clone"; host: string; from: string; method: "basebackup" | "rsync"; expectSysid: string | undefined; why: string }
   | { kind: "wait-streaming"; host: string; upstream: string; why: string };
@@ -68,6 +72,10 @@ export function describeStep(s: Step): string {
       return "restart PostgreSQL if a changed setting needs it";
     case "ensure-role":
       return "create or update the replication role";
+    case "app-roles":
+      return `create or update the application role${s.roles.length > 1 ? "s" : ""} ${s.roles.join(", ")}`;
+    case "app-databases":
+      return [s.create.length ? `create database${s.create.length > 1 ? "s" : ""} ${s.create.join(", ")}` : "", s.connect.length ? `let only the named roles connect to ${s.connect.join(", ")}` : ""].filter(Boolean).join("; ");
     case "slots":
       return [s.create.length ? `create replication slot${s.create.length > 1 ? "s" : ""} ${s.create.join(", ")}` : "", s.drop.length ? `drop unused slot${s.drop.length > 1 ? "s" : ""} ${s.drop.join(", ")}` : ""].filter(Boolean).join("; ");
     case "clone":

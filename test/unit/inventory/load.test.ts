@@ -1,22 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { parseInventory, InventoryError, loadInventoryText } from "../../../src/inventory/load.js";
-import { resolveCluster } from "../../../src/inventory/resolve.js";
+import { loadInventoryText } from "../../../src/inventory/load.js";
+import { load, problems } from "./inventory-text.js";
 import { loadCluster } from "../../../src/inventory/index.js";
-
-function load(text: string) {
-  const { inventory, doc, lines } = parseInventory("/srv/inv.yml", text);
-  return resolveCluster("/srv/inv.yml", inventory, doc, lines);
-}
-
-function problems(text: string): string[] {
-  try {
-    load(text);
-  } catch (e) {
-    if (e instanceof InventoryError) return e.message.split("\n");
-    throw e;
-  }
-  throw new Error("expected an InventoryError");
-}
 
 const ok = `cluster: prod
 postgres: { major: 15 }
