@@ -173,14 +173,20 @@ program
   .command("app-config")
   .description("print how applications connect: writes to the primary, reads from the standbys (reads only the inventory)")
   .addOption(inventoryOption())
-  .addOption(new Option("--format <format>", "rails (database.yml), makara, octopus (shards.yml), env (URLs), uri (libpq multi-host)").choices(["rails", "makara", "octopus", "env", "uri"]).makeOptionMandatory())
-  .option("--user <name>", "the application's database role", "app")
-  .option("--database <name>", "the application's database", "app")
-  .option("--password-env <var>", "the environment variable that holds the application's password", "DATABASE_PASSWORD")
-  .option("--with-secrets", "write the password itself (read from --password-env now) instead of a reference to it", false)
+  .addOption(new Option("--format <format>", "rails (database.yml), rails-initializer (reads that respect lag), makara, octopus (shards.yml), env (URLs), uri (libpq multi-host)").choices(["rails", "rails-initializer", "makara", "octopus", "env", "uri"]).makeOptionMandatory())
+  .option("--user <name>", "the application's database role (default: the inventory's only application role, else app)")
+  .option("--database <name>", "the application's database (default: the inventory's database for that role, else app)")
+  .option("--password-env <var>", "the environment variable that holds the application's password (default: the role's in the inventory, else DATABASE_PASSWORD)")
+  .option("--with-secrets", "write the password itself (from the role's source in the inventory, or --password-env) instead of a reference to it", false)
   .option("--environment <name>", "the Rails environment the entries are for", "production")
   .option("--each-standby", "rails: also one replica entry per standby", false)
-  .addHelpText("after", "\nExamples:\n  pgrep app-config -i prod.yml --format rails > config/database.yml\n  pgrep app-config -i prod.yml --format uri --user shop --database shop\n  DATABASE_PASSWORD=… pgrep app-config -i prod.yml --format env --with-secrets > .env")
+  .addOption(new Option("--max-lag-seconds <n>", "a standby further behind serves no reads (default: applications.max_lag_seconds, 10)").argParser(numberArg("--max-lag-seconds", 0.1)))
+  .addOption(new Option("--sticky-seconds <n>", "after a write, the session reads from the primary this long").default(2).argParser(numberArg("--sticky-seconds", 0)))
+  .option("--out <dir>", "rails: write <dir>/config/database.yml and <dir>/config/initializers/pgrep_replica_reads.rb")
+  .addHelpText(
+    "after",
+    "\nExamples:\n  pgrep app-config -i prod.yml --format rails --out .          # in the Rails application's directory\n  pgrep app-config -i prod.yml --format rails > config/database.yml\n  pgrep app-config -i prod.yml --format uri --user shop --database shop\n  pgrep app-config -i prod.yml --format env --with-secrets > .env",
+  )
   .action(async (o) => {
     const { appConfigCommand } = await import("./commands/app-config.js");
     return finish(appConfigCommand({ ...o, inventory: inventoryPath(o.inventory) }, await output()));

@@ -1,9 +1,10 @@
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import { renderTemplate } from "../render/index.js";
 
 // How applications connect to the cluster: writes to the primary, reads from the standbys. Pure text from
 // the inventory (the record of who is primary); no host is contacted. Passwords appear only when given.
 
-export const APP_FORMATS = ["rails", "makara", "octopus", "env", "uri"] as const;
+export const APP_FORMATS = ["rails", "rails-initializer", "makara", "octopus", "env", "uri"] as const;
 export type AppFormat = (typeof APP_FORMATS)[number];
 
 export interface AppConfigOptions {
@@ -17,6 +18,10 @@ export interface AppConfigOptions {
   environment: string;
   /** rails: also one replica entry per standby. */
   eachStandby: boolean;
+  /** A standby further behind than this serves no reads (rails-initializer). */
+  maxLagSeconds: number;
+  /** After a write, the same session reads from the primary this long (rails-initializer, makara). */
+  stickySeconds: number;
 }
 
 interface Target {
@@ -67,6 +72,7 @@ function rails(spec: ClusterSpec, o: AppConfigOptions): string {
     ...header(spec, "#"),
     "# config/database.yml (Rails 6+ multiple databases). In app/models/application_record.rb:",
     "#   connects_to database: { writing: :primary, reading: :primary_replica }",
+    `# Reads that respect lag (${o.stickySeconds} s after a write, at most ${o.maxLagSeconds} s behind): pgrep app-config --format rails-initializer`,
     `${o.environment}:`,
     "  primary:",
     ...railsEntry(o, writing(spec), false),
@@ -89,7 +95,14 @@ function makara(spec: ClusterSpec, o: AppConfigOptions): string {
     `  username: ${q(o.user)}`,
     `  password: ${erbPassword(o)}`,
     "  makara:",
+    `    # After a write the same context reads from the master for ${o.stickySeconds} s (its own writes); a slave`,
+    "    # that fails is left out for 30 s. makara cannot see replication lag: before reads that must be",
+    "    # current, call ActiveRecord::Base.connection.stick_to_master! (or use the Rails 6+ config).",
     "    sticky: true",
+    `    master_ttl: ${o.stickySeconds}`,
+    "    blacklist_duration: 30",
+    "    master_strategy: failover",
+    "    slave_strategy: round_robin",
     "    connections:",
     ...conn("master", spec.primary),
     ...spec.standbys.flatMap((h) => conn("slave", h)),
@@ -100,6 +113,8 @@ function octopus(spec: ClusterSpec, o: AppConfigOptions): string {
   return [
     ...header(spec, "#"),
     "# config/shards.yml for the ar-octopus gem: database.yml names the primary; these are the replicas.",
+    "# Octopus neither sticks to the master after a write nor sees replication lag: read what you just",
+    "# wrote with Octopus.using(:master) { … }; with fully_replicated: false, mark models with replicated_model.",
     "octopus:",
     "  replicated: true",
     "  fully_replicated: true",
@@ -143,10 +158,24 @@ function uri(spec: ClusterSpec, o: AppConfigOptions): string {
   return libpqUri(all, o, o.password !== undefined ? encodeURIComponent(o.password) : undefined);
 }
 
+/** A Rails initializer: the DatabaseSelector middleware with a resolver that also checks the standby's lag. */
+export function railsInitializer(spec: ClusterSpec, o: AppConfigOptions): string {
+  return renderTemplate("rails-replica-reads.rb", {
+    cluster: spec.name,
+    inventory: spec.inventoryFile,
+    delay: o.stickySeconds,
+    maxLag: o.maxLagSeconds,
+    // Short against the limit, so that a standby that falls behind loses reads soon; never per request.
+    cacheSeconds: Math.min(1, o.maxLagSeconds / 4),
+  }).trimEnd();
+}
+
 export function appConfig(spec: ClusterSpec, format: AppFormat, o: AppConfigOptions): string {
   switch (format) {
     case "rails":
       return rails(spec, o);
+    case "rails-initializer":
+      return railsInitializer(spec, o);
     case "makara":
       return makara(spec, o);
     case "octopus":

@@ -27,6 +27,13 @@ export interface HostReport {
   slot: string | null;
   /** WAL the slot holds back on the upstream. */
   slotRetainedBytes: number | null;
+  /**
+   * Standbys: seconds behind as applications measure it on the standby (0 when it has replayed all it
+   * received over a live connection, else the time since it replayed a commit), and whether that is within
+   * applications.max_lag_seconds: the number app-config's Rails resolver routes reads by.
+   */
+  appLagSeconds: number | null;
+  withinLagLimit: boolean | null;
   /** pg_stat_replication.sync_state: async, potential, sync or quorum. */
   syncState: string | null;
   problem: string | null;
@@ -54,6 +61,8 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       slot: null,
       slotRetainedBytes: null,
       syncState: null,
+      appLagSeconds: null,
+      withinLagLimit: null,
       problem: null,
     };
     if (!s || !s.reachable) return { ...base, problem: s ? describeError(h.name, s.error) : "not observed" };
@@ -70,6 +79,11 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       startedAt: q.startedAt,
       ...(q.inRecovery ? { standbyReceivedLsn: q.receiveLsn, standbyReplayGapBytes: q.replayGapBytes, standbySinceLastReplaySeconds: q.replayLagSeconds } : {}),
     };
+    if (q.inRecovery && h.role === "standby") {
+      const lag = q.receiver !== null && q.replayGapBytes === 0 ? 0 : q.replayLagSeconds;
+      r.appLagSeconds = lag === null ? null : Math.max(0, lag);
+      r.withinLagLimit = lag !== null && lag <= spec.apps.maxLagSeconds;
+    }
     if (h.role === "primary") {
       if (q.inRecovery) return { ...r, state: "running as standby", problem: "the inventory says primary but the server is in recovery" };
       return { ...r, state: "running", ok: true };

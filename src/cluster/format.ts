@@ -21,9 +21,16 @@ function bytes(n: number | null): string {
   return `${v.toFixed(1)} ${units[u]}`;
 }
 
-export function formatStatusTable(reports: HostReport[]): string {
+function reads(r: HostReport): string {
+  if (r.wanted !== "standby" || r.withinLagLimit === null) return "";
+  const behind = r.appLagSeconds === null ? "lag unknown" : `${r.appLagSeconds.toFixed(1)} s behind`;
+  return `${r.withinLagLimit ? "yes" : "no"} (${behind})`;
+}
+
+/** maxLagSeconds: applications.max_lag_seconds, the limit the READS column applies. */
+export function formatStatusTable(reports: HostReport[], maxLagSeconds?: number): string {
   const rows = [
-    ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG (PRIMARY'S VIEW)", "NOT YET REPLAYED", "SYNC", "SLOT (WAL HELD)"],
+    ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG (PRIMARY'S VIEW)", "NOT YET REPLAYED", "SYNC", "SLOT (WAL HELD)", maxLagSeconds === undefined ? "" : `APP READS (≤ ${maxLagSeconds} s)`],
     ...reports.map((r) => [
       glyph(r),
       r.name,
@@ -36,6 +43,7 @@ export function formatStatusTable(reports: HostReport[]): string {
       r.standbyReplayGapBytes !== null ? bytes(r.standbyReplayGapBytes) : "",
       r.syncState ?? "",
       r.slot ? `${r.slot}${r.slotRetainedBytes !== null ? ` (${bytes(r.slotRetainedBytes)})` : ""}` : "",
+      maxLagSeconds === undefined ? "" : reads(r),
     ]),
   ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));

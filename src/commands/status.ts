@@ -15,7 +15,8 @@ export async function statusCommand(opts: StatusCommandOptions, out: Output): Pr
   const session = await openSession({ ...opts, password: "optional" });
   try {
     const reports = assessCluster(session.spec, await session.observe());
-    out.result(opts.json ? JSON.stringify({ cluster: session.spec.name, healthy: healthy(reports), hosts: reports }, null, 2) : formatStatusTable(reports));
+    const { maxLagSeconds } = session.spec.apps;
+    out.result(opts.json ? JSON.stringify({ cluster: session.spec.name, healthy: healthy(reports), maxLagSeconds, hosts: reports }, null, 2) : formatStatusTable(reports, maxLagSeconds));
     if (reports.some((r) => r.state === "unreachable")) return EXIT.unreachable;
     return healthy(reports) ? EXIT.ok : EXIT.degraded;
   } finally {

@@ -13,6 +13,18 @@ import { Rig } from "../rig/rig.js";
 
 let rig: Rig;
 let inv: string;
+// What the applications of this cluster need, declared in the inventory: nothing is done by hand on a host.
+// Clients (this machine) reach the hosts from the Docker network's own subnet: samenet.
+const APPS = `applications:
+  max_lag_seconds: 2
+  roles:
+    - { name: app, password: { env: APP_DB_PASSWORD } }
+    - { name: reporting }
+  databases:
+    - { name: app, owner: app, connect: [app, reporting] }
+  access:
+    - { database: app, user: [app, reporting], source: samenet }`;
+const appPassword = `app-${randomBytes(12).toString("base64url")}`;
 
 const startTimes = async () =>
   Object.fromEntries(await Promise.all(["pg1", "pg2", "pg3"].map(async (h) => [h, await rig.psql(h, "SELECT pg_postmaster_start_time()")])));
@@ -20,8 +32,9 @@ const startTimes = async () =>
 describe("pgrep setup on three hosts over SSH", () => {
   beforeAll(async () => {
     rig = await Rig.start(["pg1", "pg2", "pg3"]);
+    process.env.APP_DB_PASSWORD = appPassword; // every pgrep the tests start inherits it
     // pg3 is reached as a sudo user, the others as root: both ways of becoming root and postgres are used.
-    inv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" } });
+    inv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, extraTop: APPS });
   });
   afterAll(async () => {
     await rig?.stop();
@@ -38,6 +51,11 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(r.stdout).toMatch(/\+\+\+ \/etc\/postgresql\/15\/main\/conf\.d\/pgrep\.conf\tafter pgrep/);
     expect(r.stdout).toMatch(/\+host    replication    replicator    \d+\.\d+\.\d+\.\d+\/32    scram-sha-256    # pg2/);
     expect(r.stdout).toMatch(/content not shown, it holds the replication password/);
+    // The applications' rules on every host, their roles and database on the primary.
+    for (const h of ["pg1", "pg2", "pg3"]) expect(r.stdout).toMatch(new RegExp(`\\[${h}\\] write /etc/postgresql/15/main/pg_hba\\.conf — let the cluster's hosts open replication connections \\(SCRAM\\), and applications connect`));
+    expect(r.stdout).toMatch(/\+host    app    app,reporting    samenet    scram-sha-256    # applications\.access\[0\]/);
+    expect(r.stdout).toMatch(/\[pg1\] create or update the application roles app, reporting — app: missing; reporting: missing/);
+    expect(r.stdout).toMatch(/\[pg1\] create database app; let only the named roles connect to app/);
     expect(r.stderr).toMatch(/Dry run: nothing was changed/);
     expect(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint))).toEqual(before);
     expect(existsSync(join(rig.dir, "rig.state"))).toBe(false); // not even the password file
@@ -48,8 +66,11 @@ describe("pgrep setup on three hosts over SSH", () => {
     const password = randomBytes(24).toString("base64url");
     mkdirSync(join(rig.dir, "rig.state"), { mode: 0o700 });
     writeFileSync(join(rig.dir, "rig.state", "replication-password"), `${password}\n`, { mode: 0o600 });
+    // Likewise the application role's generated one; the other comes from the environment.
+    const reporting = randomBytes(18).toString("base64url");
+    writeFileSync(join(rig.dir, "rig.state", "role-reporting-password"), `${reporting}\n`, { mode: 0o600 });
     const logins = Object.fromEntries(["pg1", "pg2", "pg3"].map((h) => [h, rig.sshLogins(h)]));
-    const watch = await rig.watchForSecrets(["pg1", "pg2", "pg3"], [password]);
+    const watch = await rig.watchForSecrets(["pg1", "pg2", "pg3"], [password, appPassword, reporting]);
     // Without NO_COLOR: a pipe alone must keep colours and live lines out.
     const r = await pgrep(["setup", "-i", inv], {}, { colours: true });
     expect(await watch.stop()).toEqual([]);
@@ -62,8 +83,8 @@ describe("pgrep setup on three hosts over SSH", () => {
     // Progress of the copies, as plain lines (not a terminal), without colours.
     expect(r.stderr).toMatch(/\[pg2\] pg_basebackup from pg1: \d+% of [\d.]+ MB/);
     expect(r.all).not.toMatch(/\x1b\[/);
-    // The password stays in the state directory and out of the output.
-    expect(r.all).not.toContain(password);
+    // The passwords stay in the state directory (or the environment) and out of the output.
+    for (const secret of [password, appPassword, reporting]) expect(r.all).not.toContain(secret);
     // Debian's postgresql.conf is left alone; pgrep's settings live in conf.d.
     expect(await rig.sh("pg1", "grep -c pgrep /etc/postgresql/15/main/postgresql.conf || true")).toMatch(/^0/);
     expect(await rig.sh("pg2", "cat /etc/postgresql/15/main/conf.d/pgrep.conf")).toMatch(/primary_conninfo = 'host=pg1 port=5432 user=replicator passfile=\/var\/lib\/postgresql\/.pgpass application_name=pg2'/);
@@ -87,43 +108,95 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(senders).toBe("pg2=streaming,pg3=streaming");
   });
 
-  it("app-config's Rails database.yml works with ActiveRecord: writes to the primary, reads from a standby", async () => {
-    const password = `app-${Math.random().toString(36).slice(2)}`;
-    await rig.psql("pg1", `CREATE ROLE app LOGIN PASSWORD '${password}'`);
-    await rig.psql("pg1", "CREATE DATABASE app OWNER app");
-    // Applications connect from this machine: a rule of the user's, outside pgrep's block.
-    for (const h of ["pg1", "pg2", "pg3"]) await rig.sh(h, "echo 'host app app 0.0.0.0/0 scram-sha-256' >> /etc/postgresql/15/main/pg_hba.conf && pg_ctlcluster 15 main reload");
-    for (const s of ["pg2", "pg3"]) await rig.waitReplayed("pg1", s);
-    const appInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, appAddresses: true, file: "rig-app.yml" });
+  it("applications connect through the inventory's rules and roles alone: ActiveRecord, libpq URIs, CONNECT only for the named roles", async () => {
+    const appInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, appAddresses: true, file: "rig-app.yml", extraTop: APPS });
     const ip = (h: string) => rig.host(h).container.getIpAddress(rig.network.getName());
+    // Made by setup on the primary, replicated to the standbys: nobody created them by hand.
+    for (const h of ["pg1", "pg2", "pg3"]) {
+      expect(await rig.psql(h, "SELECT rolname || ':' || rolcanlogin || ':' || left(rolpassword, 13) FROM pg_authid WHERE rolname IN ('app', 'reporting') ORDER BY 1")).toBe("app:true:SCRAM-SHA-256\nreporting:true:SCRAM-SHA-256");
+      expect(await rig.psql(h, "SELECT pg_get_userbyid(datdba) || ':' || pg_encoding_to_char(encoding) || ':' || has_database_privilege('public', oid, 'CONNECT') FROM pg_database WHERE datname = 'app'")).toBe("app:UTF8:false");
+    }
 
     const yml = await pgrep(["app-config", "-i", appInv, "--format", "rails"]);
     expect(yml.exitCode, yml.all).toBe(0);
-    expect(yml.stdout).toContain('password: <%= ENV["DATABASE_PASSWORD"] %>');
+    // The role's password comes from APP_DB_PASSWORD (the inventory says so); the file names the variable.
+    expect(yml.stdout).toContain('password: <%= ENV["APP_DB_PASSWORD"] %>');
     expect(yml.stdout).toContain("connects_to database: { writing: :primary, reading: :primary_replica }");
     const file = join(rig.dir, "database.yml");
     writeFileSync(file, yml.stdout);
-    const ruby = spawnSync("ruby", ["test/integration/app/active_record_check.rb", file, "from-rails"], { encoding: "utf8", env: { ...process.env, DATABASE_PASSWORD: password } });
+    const ruby = spawnSync("ruby", ["test/integration/app/active_record_check.rb", file, "from-rails"], { encoding: "utf8", env: { ...process.env, APP_DB_PASSWORD: appPassword } });
     expect(ruby.status, `${ruby.stdout}${ruby.stderr}${ruby.error ?? ""}`).toBe(0);
     const seen = JSON.parse(ruby.stdout) as Record<string, unknown>;
     expect(seen).toMatchObject({ writing_in_recovery: false, writing_server: ip("pg1"), reading_in_recovery: true, replicated: true, write_while_reading: "ActiveRecord::ReadOnlyError" });
     expect([ip("pg2"), ip("pg3")]).toContain(seen.reading_server);
 
-    // --with-secrets writes the password itself (taken from the environment, not argv), and nothing else needs it.
-    const withSecrets = await pgrep(["app-config", "-i", appInv, "--format", "rails", "--with-secrets"], { DATABASE_PASSWORD: password });
-    expect(withSecrets.stdout).toContain(`password: "${password}"`);
+    // --with-secrets writes the password itself, taken from where setup took it, and nothing else needs it.
+    const { APP_DB_PASSWORD: _unset, ...noPassword } = process.env;
+    const withSecrets = await pgrep(["app-config", "-i", appInv, "--format", "rails", "--with-secrets"]);
+    expect(withSecrets.stdout).toContain(`password: "${appPassword}"`);
     writeFileSync(file, withSecrets.stdout);
-    const { DATABASE_PASSWORD: _unset, ...noPassword } = process.env;
     const again = spawnSync("ruby", ["test/integration/app/active_record_check.rb", file, "with-secrets"], { encoding: "utf8", env: noPassword });
     expect(again.status, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ writing_in_recovery: false, reading_in_recovery: true, replicated: true });
 
-    // The libpq multi-host URI finds the primary whichever host comes first.
-    const uri = (await pgrep(["app-config", "-i", appInv, "--format", "uri"])).stdout.trim();
-    expect(uri).toBe(`postgresql://app@${ip("pg1")}:5432,${ip("pg2")}:5432,${ip("pg3")}:5432/app?target_session_attrs=read-write`);
+    // The libpq multi-host URI finds the primary whichever host comes first; the second role (its password
+    // generated by setup) connects too, and a role the database does not name cannot.
+    const uri = (await pgrep(["app-config", "-i", appInv, "--format", "uri", "--user", "reporting"])).stdout.trim();
+    expect(uri).toBe(`postgresql://reporting@${ip("pg1")}:5432,${ip("pg2")}:5432,${ip("pg3")}:5432/app?target_session_attrs=read-write`);
     const reordered = uri.replace(`${ip("pg1")}:5432,${ip("pg2")}:5432`, `${ip("pg2")}:5432,${ip("pg1")}:5432`);
-    const q = spawnSync("psql", [reordered, "-XAtc", "SELECT pg_is_in_recovery()"], { encoding: "utf8", env: { ...process.env, PGPASSWORD: password } });
+    const reportingPassword = readFileSync(join(rig.dir, "rig.state", "role-reporting-password"), "utf8").trim();
+    const q = spawnSync("psql", [reordered, "-XAtc", "SELECT pg_is_in_recovery()"], { encoding: "utf8", env: { ...process.env, PGPASSWORD: reportingPassword } });
     expect(q.stdout.trim(), q.stderr).toBe("f");
+    await rig.psql("pg1", "CREATE ROLE outsider LOGIN PASSWORD 'outsider-pw'");
+    const outsider = spawnSync("psql", [`postgresql://outsider@${ip("pg1")}:5432/app`, "-XAtc", "SELECT 1"], { encoding: "utf8", env: { ...process.env, PGPASSWORD: "outsider-pw" } });
+    expect(outsider.stderr).toMatch(/no pg_hba\.conf entry for host .* user "outsider", database "app"/);
+    await rig.psql("pg1", "DROP ROLE outsider");
+  });
+
+  it("application roles and databases: a changed password is put back, a database's other owner is reported and left", async () => {
+    await rig.psql("pg1", "ALTER ROLE app PASSWORD 'changed-by-hand'; ALTER DATABASE app OWNER TO reporting");
+    const r = await pgrep(["setup", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).toMatch(/\[pg1\] create or update the application role app — app: its password is not the inventory's/);
+    expect(r.stderr).toMatch(/database app: exists on pg1 with owner reporting \(the inventory says app; ALTER DATABASE app OWNER TO app\); pgrep does not change it/);
+    expect(await rig.psql("pg1", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app'")).toBe("reporting");
+    const login = spawnSync("psql", [`postgresql://app@${rig.host("pg1").container.getIpAddress(rig.network.getName())}:5432/app`, "-XAtc", "SELECT current_user"], { encoding: "utf8", env: { ...process.env, PGPASSWORD: appPassword } });
+    expect(login.stdout.trim(), login.stderr).toBe("app");
+    await rig.psql("pg1", "ALTER DATABASE app OWNER TO app");
+  });
+
+  it("Rails reads respect lag: a session reads its own write, a standby past the limit loses reads to the primary, and status says so", async () => {
+    const appInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, appAddresses: true, file: "rig-app.yml", extraTop: APPS });
+    const dir = join(rig.dir, "rails-app");
+    const out = await pgrep(["app-config", "-i", appInv, "--format", "rails", "--out", dir, "--sticky-seconds", "1"]);
+    expect(out.exitCode, out.all).toBe(0);
+    expect(out.stderr).toContain(`wrote ${dir}/config/initializers/pgrep_replica_reads.rb`);
+    const rails = (mode: string, item: string) => {
+      const r = spawnSync("ruby", ["test/integration/app/replica_reads_check.rb", dir, mode, item], { encoding: "utf8", env: { ...process.env, STICKY_SECONDS: "1" } });
+      expect(r.status, `${r.stdout}${r.stderr}`).toBe(0);
+      return r.stdout.trim().split("\n").map((l) => JSON.parse(l) as { method: string; in_recovery: boolean; sees_item: boolean });
+    };
+    const served = (x: { in_recovery: boolean }) => (x.in_recovery ? "standby" : "primary");
+    const reads = async () => ((JSON.parse((await pgrep(["status", "-i", inv, "--json"])).stdout) as { hosts: { name: string; withinLagLimit: boolean | null }[] }).hosts).map((h) => `${h.name}:${h.withinLagLimit}`);
+
+    // Caught up: a write, the same session's read at once (from the primary, it sees its write), and after the delay (a standby).
+    const sticky = rails("sticky", "first");
+    expect(sticky.map((x) => `${x.method} ${served(x)} ${x.sees_item}`)).toEqual(["POST primary true", "GET primary true", "GET standby true"]);
+    expect(await reads()).toEqual(["pg1:null", "pg2:true", "pg3:true"]);
+
+    // Both standbys stop replaying and fall behind: reads from a new session go to the primary, which has the row.
+    for (const h of ["pg2", "pg3"]) await rig.psql(h, "SELECT pg_wal_replay_pause()");
+    await rig.sh("pg1", `runuser -u postgres -- psql -X -d app -c "INSERT INTO items (name) VALUES ('while-paused')"`);
+    await rig.waitFor("both standbys past the lag limit", async () => (await reads()).join() === "pg1:null,pg2:false,pg3:false");
+    const behind = await pgrep(["status", "-i", inv]);
+    expect(behind.stdout).toMatch(/APP READS \(≤ 2 s\)/);
+    expect(behind.stdout).toMatch(/pg2 .* no \(\d+\.\d s behind\)/);
+    expect(rails("read", "while-paused").map((x) => `${served(x)} ${x.sees_item}`)).toEqual(["primary true"]);
+
+    // Replay resumed: reads return to a standby, which now has the row.
+    for (const h of ["pg2", "pg3"]) await rig.psql(h, "SELECT pg_wal_replay_resume()");
+    await rig.waitFor("both standbys within the lag limit", async () => (await reads()).join() === "pg1:null,pg2:true,pg3:true");
+    expect(rails("read", "while-paused").map((x) => `${served(x)} ${x.sees_item}`)).toEqual(["standby true"]);
   });
 
   it("changes nothing on a second run", async () => {
@@ -137,7 +210,7 @@ describe("pgrep setup on three hosts over SSH", () => {
 
   it("restarts only for a setting that needs it, and reports which", async () => {
     const before = await startTimes();
-    const changed = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, listenAddresses: "0.0.0.0", file: "rig.yml" });
+    const changed = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, listenAddresses: "0.0.0.0", file: "rig.yml", extraTop: APPS });
     // First as a dry run: the diff shows the change, and nothing is written or restarted.
     const prints = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
     const dry = await pgrep(["setup", "-i", changed, "--dry-run"]);
@@ -155,7 +228,7 @@ describe("pgrep setup on three hosts over SSH", () => {
     const again = await pgrep(["setup", "-i", changed]);
     expect(again.stderr).toMatch(/Nothing to change/);
     // Back to the suite's inventory.
-    expect((await pgrep(["setup", "-i", rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" } })])).exitCode).toBe(0);
+    expect((await pgrep(["setup", "-i", rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, extraTop: APPS })])).exitCode).toBe(0);
   });
 
   it("re-clones only the standby whose data directory was wiped", async () => {
@@ -225,7 +298,7 @@ describe("pgrep setup on three hosts over SSH", () => {
   });
 
   it("synchronous standbys: a quorum of one makes commits wait until a standby has them", async () => {
-    const syncInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, file: "sync.yml", extraTop: "replication:\n  synchronous: { any: 1, of: [pg2, pg3] }" });
+    const syncInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, file: "sync.yml", extraTop: `replication:\n  synchronous: { any: 1, of: [pg2, pg3] }\n${APPS}` });
     cpSync(join(rig.dir, "rig.state"), join(rig.dir, "sync.state"), { recursive: true });
     const r = await pgrep(["setup", "-i", syncInv]);
     expect(r.exitCode, r.all).toBe(0);

@@ -17,8 +17,9 @@ for pair in docker:docker.io dockerd:docker.io debootstrap:debootstrap rsync:rsy
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
-# A real application client for app-config's Rails output (ActiveRecord and the pg gem), and ruby -c.
-for pkg in ruby ruby-activerecord ruby-pg; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
+# A real application client for app-config's Rails output (ActiveRecord, the pg gem, and actionpack for
+# the DatabaseSelector middleware the initializer inserts), and ruby -c.
+for pkg in ruby ruby-activerecord ruby-pg ruby-actionpack; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   $SUDO apt-get update -qq

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { APP_FORMATS, appConfig, type AppConfigOptions } from "../../../src/app-config/formats.js";
@@ -13,7 +14,7 @@ hosts:
   - { name: db3, address: "fd00::3", role: standby, postgres: { port: 5433 } }
 `,
 );
-const base: AppConfigOptions = { user: "shop", database: "shop db", passwordEnv: "SHOP_PW", password: undefined, environment: "production", eachStandby: true };
+const base: AppConfigOptions = { user: "shop", database: "shop db", passwordEnv: "SHOP_PW", password: undefined, environment: "production", eachStandby: true, maxLagSeconds: 10, stickySeconds: 2 };
 const secret = "p@ss:w/rd\"'";
 // What ERB would make of the references, so that the YAML can be read here.
 const erb = (text: string) => text.replace(/<%= ENV\["SHOP_PW"\] %>/g, "from-env");
@@ -50,5 +51,22 @@ describe("app-config", () => {
     const y = parse(appConfig(spec, "rails", withSecret)) as Record<string, Record<string, Record<string, unknown>>>;
     expect(y.production!.primary!.password).toBe(secret);
     expect(new URL(appConfig(spec, "uri", withSecret).replace(/,.*\//, "/")).password).toBe(encodeURIComponent(secret));
+  });
+
+  it("rails-initializer: the middleware with the lag-aware resolver, the limits from the options, valid Ruby", () => {
+    const rb = appConfig(spec, "rails-initializer", { ...base, maxLagSeconds: 8, stickySeconds: 3 });
+    expect(rb).toContain("MAX_LAG_SECONDS = 8");
+    expect(rb).toContain("CACHE_SECONDS = 1");
+    expect(rb).toMatch(/middleware\.use ActiveRecord::Middleware::DatabaseSelector, Pgrep::Resolver,\n\s+ActiveRecord::Middleware::DatabaseSelector::Resolver::Session, \{ delay: 3 \}/);
+    expect(rb).toContain("super || !ReplicaLag.within_limit?");
+    // A small limit is checked more often than once a second.
+    expect(appConfig(spec, "rails-initializer", { ...base, maxLagSeconds: 2, stickySeconds: 2 })).toContain("CACHE_SECONDS = 0.5");
+    const check = spawnSync("ruby", ["-c", "-e", rb], { encoding: "utf8" });
+    if (!check.error) expect(check.stdout.trim(), check.stderr).toBe("Syntax OK");
+  });
+
+  it("makara sticks to the master after a write for the sticky seconds", () => {
+    const y = parse(erb(appConfig(spec, "makara", { ...base, stickySeconds: 4 }))) as Record<string, Record<string, Record<string, unknown>>>;
+    expect(y.production!.makara).toMatchObject({ sticky: true, master_ttl: 4, blacklist_duration: 30 });
   });
 });
