@@ -231,9 +231,12 @@ function staleTag(cluster: string, standby: string): string {
 
 // The key is accepted for 10 minutes (by the upstream's own clock): rsync logs in once, at the start, so a
 // key left behind by a killed pgrep soon lets nobody in. Lines of earlier copies to this standby go.
+// Standbys copied at once from one upstream edit its file at once: each edit holds a lock on it, or one
+// copy's rewrite could put back a key another had just revoked.
 const AUTHORIZE_SCRIPT = [
   'set -e; h=$(getent passwd "$1" | cut -d: -f6); f="$h/.ssh/authorized_keys"',
   'mkdir -p "$h/.ssh"; touch "$f"; chown "$1:" "$h/.ssh" "$f"; chmod 700 "$h/.ssh"; chmod 600 "$f"',
+  'exec 9>>"$f"; flock 9',
   't=$(mktemp); grep -v -F -- "$4" "$f" > "$t" || true; cat "$t" > "$f"; rm -f "$t"',
   String.raw`printf '%s,expiry-time="%s" %s\n' "$2" "$(date -d "+10 min" +%Y%m%d%H%M%S)" "$3" >> "$f"`,
 ].join("\n");
@@ -241,6 +244,7 @@ const AUTHORIZE_SCRIPT = [
 // Rewrites the file in place (same inode, owner and mode) without the lines tagged for this copy.
 const REVOKE_SCRIPT = [
   'h=$(getent passwd "$1" | cut -d: -f6); f="$h/.ssh/authorized_keys"; [ -f "$f" ] || exit 0',
+  'exec 9>>"$f"; flock 9',
   't=$(mktemp); grep -v -F -- "$2" "$f" > "$t" || true; cat "$t" > "$f"; rm -f "$t"',
 ].join("\n");
 

@@ -205,6 +205,8 @@ describe("every major, on real servers", () => {
         await intact(h, o);
       }
       expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
+      // Both copies' keys are gone from pa, though the two copies edited its authorized_keys at once.
+      expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys 2>/dev/null; true")).not.toMatch(/pgrep-clone/);
 
       // A switchover: pa follows pb, and so does pc, onto timeline 2.
       const sw = await pgrep(["switchover", "pb", "-i", file]);

@@ -162,7 +162,11 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(await rig.psql("pg1", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app'")).toBe("reporting");
     const login = spawnSync("psql", [`postgresql://app@${rig.host("pg1").container.getIpAddress(rig.network.getName())}:5432/app`, "-XAtc", "SELECT current_user"], { encoding: "utf8", env: { ...process.env, PGPASSWORD: appPassword } });
     expect(login.stdout.trim(), login.stderr).toBe("app");
+    // Ownership passed back and forth takes the grants with it: setup gives reporting its CONNECT again.
     await rig.psql("pg1", "ALTER DATABASE app OWNER TO app");
+    const back = await pgrep(["setup", "-i", inv]);
+    expect(back.exitCode, back.all).toBe(0);
+    expect(await rig.psql("pg1", "SELECT has_database_privilege('reporting', 'app', 'CONNECT') || ':' || has_database_privilege('public', 'app', 'CONNECT')")).toBe("true:false");
   });
 
   it("Rails reads respect lag: a session reads its own write, a standby past the limit loses reads to the primary, and status says so", async () => {
