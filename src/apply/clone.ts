@@ -13,6 +13,7 @@ import { hostPattern } from "../transport/known-hosts.js";
 import { hostOf, sqlTarget, type ExecContext } from "./context.js";
 import { control, dropCopiedConninfo, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
 import type { Step } from "../plan/steps.js";
+import { copyMarker } from "../plan/setup.js";
 
 type CloneStep = Extract<Step, { kind: "clone" }>;
 
@@ -43,7 +44,7 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
 
   // A marker beside the data directory while the copy runs: if pgrep loses the host mid-copy (SSH cut),
   // the next setup knows the half-made copy is its own and copies again instead of refusing it.
-  const marker = `${L.dataDir}.pgrep-copy`;
+  const marker = copyMarker(s);
   await writeFileAtomic(s.transport, marker, `${primarySysid}\n`, { mode: 0o600, asUser: L.admin });
   try {
     if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh);
@@ -56,8 +57,9 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
     // On every path the configuration ends up pointing at the real data directory (copied or empty).
     if (config) await config.then(() => pointConfigAtDataDir(s));
   }
-  // A fresh copy: neither half-made nor a former primary waiting for rejoin.
-  await s.transport.run(["rm", "-f", "--", marker, `${L.dataDir}.pgrep-rejoin`], { user: L.admin });
+  // A fresh copy is no former primary waiting for rejoin. The copy marker stays until the server has
+  // started: neither copy method syncs its files to disk, the server's first start does (below).
+  await s.transport.run(["rm", "-f", "--", `${L.dataDir}.pgrep-rejoin`], { user: L.admin });
 
   if (!createdNow) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: L.dataDir });
   if (s.caps.standbyMechanism === "standby.signal") await dropCopiedConninfo(h, s);
@@ -91,6 +93,10 @@ async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh
     "--pgdata", s.layout.dataDir,
     "--wal-method=stream",
     "--checkpoint=fast",
+    // No fsync of every file here: a copy's first start (it begins like crash recovery) syncs the whole
+    // data directory anyway, and syncing twice cost more than the copy itself. Until that start the copy
+    // marker stays, so a copy lost to a power cut before it is on disk is copied again.
+    "--no-sync",
     "--no-password",
     "--progress",
     // The standby's own slot: the WAL of the copy is kept for it until it streams.

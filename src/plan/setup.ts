@@ -327,6 +327,11 @@ function planStandby(
   steps.push(...markerSteps);
   const changed = config.length + markerSteps.length + tls.length > 0;
   if (clone || !S.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the standby must run" });
+  // A copy is on disk once its server has started (its first start syncs the data directory before it
+  // answers): only then does the copy marker go. A server that answers with the marker still there
+  // (pgrep was stopped in between) is past that too.
+  if (clone || (S.copyUnfinished && S.sql))
+    steps.push({ kind: "remove-file", host: h.name, path: copyMarker(S), why: "the copy is on disk: the server synced it when it started" });
   else if (changed) {
     const recoveryChanged = markerSteps.length > 0 || S.caps.primaryConninfoApply === "restart";
     steps.push(
@@ -385,6 +390,11 @@ export function planMarkStandby(spec: ClusterSpec, snap: ClusterSnapshot, name: 
     ? [{ kind: "edit-file", host: name, file: fileTarget(h, S, rejoinMarker(S), 0o644), edit: { type: "replace", content: `a former primary of cluster ${spec.name}; ${spec.primary.name} was promoted. Bring it back with: pgrep rejoin ${name}\n` }, why: "it may hold writes the new primary never had: only pgrep rejoin (pg_rewind) brings it back" }]
     : [];
   return [...rejoin, ...standbyMarkerSteps(spec, h, S, upstream, true), ...configSteps(spec, h, S, hba, { host: upstream }, true)];
+}
+
+/** Beside the data directory while a copy pgrep made is not known to be on disk (until its server started). */
+export function copyMarker(s: ReachableHost): string {
+  return `${s.layout.dataDir}.pgrep-copy`;
 }
 
 /** Beside the data directory, like the copy marker: a former primary waiting for `pgrep rejoin`. */

@@ -127,6 +127,28 @@ describe("failover under real faults", () => {
     });
   }
 
+  it("pgrep killed after a copy, before the standby's first start: the copy is not trusted and is made again", async () => {
+    // The copy is not synced to disk until the server's first start does it; until then the marker stays.
+    await wipe("pg3");
+    let seen = "";
+    const run = execa("node", [CLI, "setup", "-i", inv], { reject: false, env: { NO_COLOR: "1" } });
+    run.stderr?.on("data", (d: Buffer) => {
+      seen += d.toString();
+      if (/\[pg3\] ✓ cloned pg1/.test(seen)) run.kill("SIGKILL");
+    });
+    await run;
+    expect(seen).toMatch(/\[pg3\] ✓ cloned pg1/);
+    expect(seen).not.toMatch(/\[pg3\] ✓ start PostgreSQL/);
+    expect(await rig.sh("pg3", `test -e ${DATA}.pgrep-copy && echo marked || echo unmarked`)).toBe("marked\n");
+    const again = await pgrep(["setup", "-i", inv]);
+    expect(again.exitCode, again.all).toBe(0);
+    expect(again.stderr).toMatch(/\[pg3\] clone from pg1 with pg_basebackup — a copy pgrep started here did not finish/);
+    expect(again.stderr).toMatch(/\[pg3\] remove \/var\/lib\/postgresql\/15\/main\.pgrep-copy — the copy is on disk: the server synced it when it started/);
+    expect(await rig.sh("pg3", `test -e ${DATA}.pgrep-copy && echo marked || echo unmarked`)).toBe("unmarked\n");
+    await rig.waitReplayed("pg1", "pg3");
+    expect(await rig.psql("pg3", "SELECT count(*) FROM filler")).toBe("40000");
+  });
+
   it("two promotes started together: exactly one promotes, the other exits 6; the role change is complete", async () => {
     const [a, b] = await Promise.all([pgrep(["promote", "pg2", "-i", inv, "--fence"]), pgrep(["promote", "pg3", "-i", inv, "--fence"])]);
     expect([a.exitCode, b.exitCode].sort(), `${a.all}\n${b.all}`).toEqual([0, 6]);
@@ -163,7 +185,7 @@ describe("failover under real faults", () => {
       expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg2/);
       const dry = await pgrep(["setup", "-i", inv, "--dry-run"]);
       expect(dry.exitCode, dry.all).toBe(0);
-      expect(dry.stdout).toMatch(/^Nothing to change: .*\(except the hosts below\)\.\nLeft as they are:\n  pg1: left as it is: unreachable: SSH connection to .* timed out/);
+      expect(dry.stdout).toMatch(/^Nothing to change: .*\(except what is listed below\)\.\nLeft as they are:\n  pg1: left as it is: unreachable: SSH connection to .* timed out/);
       const setup = await pgrep(["setup", "-i", inv]);
       expect(setup.exitCode, setup.all).toBe(5);
       expect(setup.stdout).toMatch(/\?\s+pg1\s+standby\s+unreachable/);
