@@ -38,9 +38,15 @@ export async function repmgrPrimary(rig: Rig, primary: string): Promise<void> {
   await rig.sh(primary, asPostgres(`${BIN}/repmgr -f /etc/repmgr.conf primary register --force`));
 }
 
+/** The quick-start's postgresql.conf and pg_hba.conf lines, which on Debian live in /etc (a clone does not bring them). */
+const NODE_CONFIG = [
+  `printf "listen_addresses = '*'\\n" > ${CONF}/conf.d/repmgr.conf`,
+  `printf 'host replication repmgr samenet trust\\nhost repmgr repmgr samenet trust\\n' >> ${CONF}/pg_hba.conf`,
+].join(" && ");
+
 /** Untimed: an empty Debian cluster (its /etc configuration in place) and the node's repmgr.conf. */
 export async function repmgrStandbyReady(rig: Rig, host: string, nodeId: number): Promise<void> {
-  await rig.sh(host, `pg_dropcluster --stop 15 main >/dev/null 2>&1; rm -rf ${DATA}; pg_createcluster 15 main >/dev/null && rm -rf ${DATA}/*`);
+  await rig.sh(host, `pg_dropcluster --stop 15 main >/dev/null 2>&1; rm -rf ${DATA}; pg_createcluster 15 main >/dev/null && rm -rf ${DATA}/* && ${NODE_CONFIG}`);
   await writeConf(rig, host, nodeId);
 }
 

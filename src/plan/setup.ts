@@ -6,7 +6,7 @@ import { connectMatches, sameLocale } from "../postgres/app-objects.js";
 import { applyBlock, blockAddresses, blockMarkers, ensureLine } from "../postgres/files.js";
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
-import { hopsFromPrimary, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
+import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
 export interface SetupOptions {
@@ -107,6 +107,8 @@ function settingsContent(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstr
     port: h.pg.layout === "generic" ? h.pg.port : undefined,
     socketDir: s.layout.socketDir ?? undefined,
     walKeep: s.caps.walKeep,
+    walSenders: replicationCapacity(spec).walSenders,
+    replicationSlots: replicationCapacity(spec).slots,
     settings: Object.entries(h.pg.settings).map(([name, value]) => ({ name, value })),
     standbySettings: standbyInSettings,
     upstream: upstream?.host.name ?? "",

@@ -45,3 +45,13 @@ export function replicationConninfo(spec: ClusterSpec, from: Layout, to: HostSpe
   const tls = spec.tls ? { sslmode: spec.tls.sslmode, sslrootcert: `${from.tlsDir}/ca.crt` } : {};
   return conninfo({ host: to.address, port: to.pg.port, user: spec.replicationUser, dbname: extra.dbname, passfile: from.passfile, application_name: extra.application_name, ...tls });
 }
+
+/**
+ * max_wal_senders and max_replication_slots, the same on every host (a standby needs at least its
+ * primary's): PostgreSQL's 10, or room for every other host to copy from this one at once (a
+ * pg_basebackup -X stream holds two senders) and then stream from it, with two to spare.
+ */
+export function replicationCapacity(spec: ClusterSpec): { walSenders: number; slots: number } {
+  const others = spec.hosts.length - 1;
+  return { walSenders: Math.max(10, 2 * others + 2), slots: Math.max(10, others + 2) };
+}
