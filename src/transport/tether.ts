@@ -2,7 +2,7 @@
 // started it. sshd does not signal a command without a terminal when the connection drops, and
 // pg_basebackup ignores SIGPIPE, so a copy would otherwise go on streaming after pgrep was killed.
 //
-// The wrapper prints its pid on stderr (how kill() reaches it), runs the command in its own session with
+// Over SSH the command starts in / (commands take absolute paths). The wrapper prints its pid on stderr (how kill() reaches it), runs the command in its own session with
 // the wrapper's stdin, and a watchdog ends the command's whole process group once the anchor is gone:
 // the sshd process of the connection (over SSH), or pgrep itself (local). A TERM to the wrapper is passed
 // to the group too. The exit status is the command's.
@@ -13,6 +13,8 @@ export const PID_MARK = "\x1epgrep-pid ";
 const SCRIPT = String.raw`mode=$1; shift
 a=$PPID
 if [ "$mode" = sshd ]; then
+  # From /, not the login user's home: a command run as postgres cannot enter /root, and says so.
+  cd /
   p=$PPID
   while [ -n "$p" ] && [ "$p" -gt 1 ]; do
     read -r comm < /proc/$p/comm 2>/dev/null
