@@ -117,7 +117,7 @@ function settingsContent(spec: ClusterSpec, h: HostSpec, s: ReachableHost, upstr
     maxSlotWalKeepSize: spec.slots && s.caps.hasMaxSlotWalKeepSize ? spec.maxSlotWalKeepSize : undefined,
     synchronousStandbyNames: synchronousStandbyNames(spec),
     passwordEncryption: spec.passwordEncryption,
-    tls: spec.tls ? { cert: `${s.layout.tlsDir}/server.crt`, key: `${s.layout.tlsDir}/server.key` } : undefined,
+    tls: spec.tls ? { cert: `${s.layout.tlsDir}/server.crt`, key: `${s.layout.tlsDir}/server.key`, ca: `${s.layout.tlsDir}/ca.crt` } : undefined,
     triggerFile: triggerFileFor(spec, s, "promote_trigger_file"),
   });
 }

@@ -1,4 +1,7 @@
-import { readFileSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { cpSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import forge from "node-forge";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
@@ -85,5 +88,50 @@ describe("replication over TLS", () => {
     const s = await pgrep(["wait", "-i", md5, "--timeout", "60"]);
     expect(s.exitCode, s.all).toBe(0);
     expect(await tlsOf("pg1")).toMatch(/^pg2:true:/);
+  });
+
+  it("applications over TLS: their rules are hostssl on every host, and a client certificate is required where the rule asks", async () => {
+    const apps = `replication: { tls: true }
+applications:
+  roles: [{ name: app, password: { env: APP_TLS_PASSWORD } }]
+  databases: [{ name: app, owner: app }]
+  access:
+    - { database: app, user: app, source: samenet, client_cert: verify-full }`;
+    const file = rig.inventory({ primary: "pg1", upstreams: { pg3: "pg2" }, extraTop: apps, file: "apps-tls.yml" });
+    cpSync(join(rig.dir, "rig.state"), join(rig.dir, "apps-tls.state"), { recursive: true });
+    const password = `app-${randomBytes(9).toString("base64url")}`;
+    const r = await pgrep(["setup", "-i", file], { APP_TLS_PASSWORD: password });
+    expect(r.exitCode, r.all).toBe(0);
+    for (const h of ["pg1", "pg3"]) expect(await rig.sh(h, "cat /etc/postgresql/15/main/pg_hba.conf")).toMatch(/^hostssl app    app    samenet    scram-sha-256 clientcert=verify-full    # applications\.access\[0\]$/m);
+
+    // A client certificate for the role (verify-full: its CN is the user name), signed by the cluster's CA.
+    const tls = join(rig.dir, "apps-tls.state", "tls");
+    const caCert = forge.pki.certificateFromPem(readFileSync(join(tls, "ca.crt"), "utf8"));
+    const caKey = forge.pki.privateKeyFromPem(readFileSync(join(tls, "ca.key"), "utf8"));
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048, privateKeyEncoding: { type: "pkcs8", format: "pem" }, publicKeyEncoding: { type: "spki", format: "pem" } });
+    const c = forge.pki.createCertificate();
+    c.serialNumber = "01";
+    c.validity.notBefore = new Date(Date.now() - 3600_000);
+    c.validity.notAfter = new Date(Date.now() + 3600_000);
+    c.setSubject([{ name: "commonName", value: "app" }]);
+    c.setIssuer(caCert.subject.attributes);
+    c.publicKey = forge.pki.publicKeyFromPem(publicKey);
+    c.sign(caKey as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+    writeFileSync(join(rig.dir, "app.crt"), forge.pki.certificateToPem(c));
+    writeFileSync(join(rig.dir, "app.key"), privateKey, { mode: 0o600 });
+
+    const ip = (h: string) => rig.host(h).container.getIpAddress(rig.network.getName());
+    const psql = (h: string, extra: string) =>
+      spawnSync("psql", [`host=${ip(h)} dbname=app user=app sslrootcert=${join(tls, "ca.crt")} ${extra}`, "-XAtc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"], {
+        encoding: "utf8",
+        env: { ...process.env, PGPASSWORD: password, HOME: rig.dir },
+      });
+    const withCert = `sslmode=verify-ca sslcert=${join(rig.dir, "app.crt")} sslkey=${join(rig.dir, "app.key")}`;
+    for (const h of ["pg1", "pg3"]) {
+      const ok = psql(h, withCert);
+      expect(ok.stdout.trim(), ok.stderr).toBe("t");
+    }
+    expect(psql("pg1", "sslmode=verify-ca").stderr).toMatch(/connection requires a valid client certificate/);
+    expect(psql("pg1", "sslmode=disable").stderr).toMatch(/no pg_hba\.conf entry for host .* user "app", database "app", no encryption/);
   });
 });
