@@ -1,6 +1,6 @@
 import { PgrepError } from "../errors.js";
 import { mergePgpass } from "../postgres/files.js";
-import { runSql, sqlIdent, sqlLiteral } from "../postgres/sql.js";
+import { createRoleIfMissing, runSql, sqlIdent, sqlLiteral } from "../postgres/sql.js";
 import { passwordVerifier, scramVerifier } from "../postgres/scram.js";
 import { appRolesSql, connectSql, createDatabaseSql } from "../postgres/app-objects.js";
 import { REWIND_FUNCTIONS } from "../postgres/versions.js";
@@ -89,9 +89,7 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
       await runSql(
         sqlTarget(h, s),
         `${QUIET_SESSION}
-DO $pgrep$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(u)}) THEN CREATE ROLE ${sqlIdent(u)}; END IF;
-END $pgrep$;
+${createRoleIfMissing(u)}
 ALTER ROLE ${sqlIdent(u)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(passwordVerifier(ctx.spec.passwordEncryption, ctx.password, u))};
 ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON FUNCTION ${f} TO ${sqlIdent(u)};`).join("\n") : ""}`,
         "setting up the replication role",

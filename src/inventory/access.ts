@@ -37,34 +37,33 @@ export function checkSource(source: string): { value: string } | { problem: stri
   return { value: `${addr}/${len}` };
 }
 
+/** The URL parser's canonical IPv6 text: lower case, an embedded IPv4 part in hex, "::" for the longest zeros. */
+const canonicalV6 = (addr: string) => new URL(`http://[${addr}]`).hostname.slice(1, -1);
+
 function addressBytes(addr: string, family: number): number[] {
   if (family === 4) return addr.split(".").map(Number);
-  // IPv6: eight 16-bit words, "::" filled with zeros, a trailing dotted IPv4 part as two words.
-  const words = (s: string) =>
-    (s ? s.split(":") : []).flatMap((w) => {
-      if (!w.includes(".")) return [parseInt(w, 16)];
-      const [a, b, c, d] = w.split(".").map(Number);
-      return [a! * 256 + b!, c! * 256 + d!];
-    });
-  const [head, tail] = addr.split("::");
-  const h = words(head!);
-  const t = tail === undefined ? [] : words(tail);
+  const [head, tail] = canonicalV6(addr).split("::");
+  const words = (part: string | undefined) => (part ? part.split(":").map((w) => parseInt(w, 16)) : []);
+  const h = words(head);
+  const t = words(tail);
   const all = tail === undefined ? h : [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
   return all.flatMap((n) => [n >> 8, n & 255]);
 }
 
+/** The bits beyond the prefix cleared. */
+function masked(bytes: number[], len: number): number[] {
+  return bytes.map((b, i) => b & (0xff << (8 - Math.max(0, Math.min(8, len - i * 8)))) & 0xff);
+}
+
 function hostBitsSet(addr: string, family: number, len: number): boolean {
-  return addressBytes(addr, family).some((b, i) => {
-    const keep = Math.max(0, Math.min(8, len - i * 8));
-    return (b & (0xff >> keep)) !== 0;
-  });
+  const bytes = addressBytes(addr, family);
+  return masked(bytes, len).some((b, i) => b !== bytes[i]);
 }
 
 function networkOf(addr: string, family: number, len: number): string {
-  const bytes = addressBytes(addr, family).map((b, i) => b & (0xff << (8 - Math.max(0, Math.min(8, len - i * 8)))) & 0xff);
+  const bytes = masked(addressBytes(addr, family), len);
   if (family === 4) return bytes.join(".");
-  const words = Array.from({ length: 8 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16));
-  return words.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
+  return canonicalV6(Array.from({ length: 8 }, (_, i) => ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16)).join(":"));
 }
 
 const everywhere = (source: string) => source === "all" || source === "0.0.0.0/0" || source === "::/0";

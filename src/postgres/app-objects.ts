@@ -1,6 +1,6 @@
 import type { AppDatabase, AppsSpec } from "../cluster/model.js";
 import { verifierMatches } from "./scram.js";
-import { sqlIdent, sqlLiteral } from "./sql.js";
+import { createRoleIfMissing, sqlIdent, sqlLiteral } from "./sql.js";
 
 // Application roles and databases on the primary: how they are read and how they are made. The standbys
 // get them by replication. Passwords reach the server only as SCRAM verifiers computed here.
@@ -69,9 +69,7 @@ export function sameLocale(a: string, b: string): boolean {
 export function appRolesSql(names: string[], verifiers: ReadonlyMap<string, string>): string {
   return names
     .map(
-      (n) => `DO $pgrep$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(n)}) THEN CREATE ROLE ${sqlIdent(n)}; END IF;
-END $pgrep$;
+      (n) => `${createRoleIfMissing(n)}
 ALTER ROLE ${sqlIdent(n)} WITH LOGIN PASSWORD ${sqlLiteral(verifiers.get(n)!)};`,
     )
     .join("\n");

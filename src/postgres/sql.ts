@@ -45,3 +45,10 @@ export function sqlLiteral(s: string): string {
 export function sqlIdent(s: string): string {
   return `"${s.replaceAll('"', '""')}"`;
 }
+
+/** A role created when it does not exist yet (CREATE ROLE has no IF NOT EXISTS); its attributes come after. */
+export function createRoleIfMissing(name: string): string {
+  return `DO $pgrep$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(name)}) THEN CREATE ROLE ${sqlIdent(name)}; END IF;
+END $pgrep$;`;
+}
