@@ -128,7 +128,7 @@ async function observeHost(
       tls: { ca: kv.get("sha_tlsCa") ?? null, cert: kv.get("sha_tlsCert") ?? null, key: kv.get("sha_tlsKey") ?? null },
     },
     resolved: Object.fromEntries(
-      [...kv].filter(([k]) => k.startsWith("resolve_")).map(([k, v]) => [k.slice(8), v.split(" ").filter(Boolean)]),
+      [...kv].filter(([k]) => k.startsWith("resolve_")).map(([k, v]) => [k.slice(8), [...new Set(v.split(" ").filter(Boolean))].sort()]),
     ),
     sql: undefined,
     sqlError: undefined,

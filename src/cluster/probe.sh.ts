@@ -2,13 +2,24 @@
 // round trip. Prints key=value lines; file contents are base64 so that any byte survives.
 // Arguments: os_user bin_dir major data_dir, then items "file:KEY=PATH" ("~/" = the OS user's home)
 // "sha:KEY=PATH" (only a file's sha256: keys stay on their host), "port:N" and "resolve:NAME".
+// Every fork costs a few milliseconds and observe runs this on every host for every command, so the
+// script leans on shell builtins: parameter expansion instead of cut/sed, read instead of cat.
+// "%{" stands for the shell's "${", which a template literal cannot hold.
 export const PROBE_SCRIPT = String.raw`
-osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""
-home=$(getent passwd "$osuser" | cut -d: -f6)
-echo "os_user_exists=$([ -n "$home" ] && echo 1 || echo 0)"
+osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""; ver=""
+# One word of a list, without a subshell (a function's arguments are its own).
+word() { w=$1; }
+pw=$(getent passwd "$osuser"); home=%{pw#*:*:*:*:*:}; home=%{home%%:*}
+if [ -n "$home" ]; then echo "os_user_exists=1"; else echo "os_user_exists=0"; fi
 echo "home=$home"
 [ -d /run/systemd/system ] && echo "systemd=1"
 command -v rsync >/dev/null && echo "rsync=1"
+if [ -z "$bindir" ] && [ -n "$major" ]; then
+  # The packaged layouts name the major in the path: no need to run postgres --version.
+  for d in /usr/lib/postgresql/$major/bin /usr/pgsql-$major/bin; do
+    if [ -x "$d/postgres" ]; then bindir=$d; ver=$major; break; fi
+  done
+fi
 if [ -z "$bindir" ]; then
   for d in $(ls -d /usr/lib/postgresql/*/bin /usr/pgsql-*/bin 2>/dev/null | sort -V -r); do
     [ -x "$d/postgres" ] || continue
@@ -17,51 +28,63 @@ if [ -z "$bindir" ]; then
 fi
 echo "bin_dir=$bindir"
 [ -n "$bindir" ] && [ -x "$bindir/pg_rewind" ] && echo "pg_rewind=1"
-if [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$bindir/postgres" --version | sed -E 's/^[^0-9]*([0-9]+(\.[0-9]+)?).*/\1/')"; fi
+if [ -n "$ver" ]; then echo "bin_version=$ver"
+elif [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$bindir/postgres" --version | sed -E 's/^[^0-9]*([0-9]+(\.[0-9]+)?).*/\1/')"; fi
 # psql of any major 10+ talks to every server; pg_basebackup must be the server's own major (it refuses newer
 # servers, and a newer one writes settings an older walreceiver rejects), so its version is reported too.
 for tool in psql pg_basebackup; do
-  if [ -n "$bindir" ] && [ -x "$bindir/$tool" ]; then p="$bindir/$tool"; else p=$(command -v $tool || true); fi
+  if [ -n "$bindir" ] && [ -x "$bindir/$tool" ]; then p="$bindir/$tool"; v=$ver; else p=$(command -v $tool || true); v=""; fi
   echo "$tool=$p"
-  [ -n "$p" ] && echo "$tool""_version=$("$p" --version 2>/dev/null | sed -E 's/^[^0-9]*([0-9]+).*/\1/')"
+  if [ -n "$p" ]; then
+    [ -n "$v" ] || v=$("$p" --version 2>/dev/null | sed -E 's/^[^0-9]*([0-9]+).*/\1/')
+    echo "$tool""_version=$v"
+  fi
 done
 if [ -d "$datadir" ]; then
   echo "data_dir_exists=1"
-  echo "data_dir_entries=$(ls -A "$datadir" | wc -l)"
-  [ -r "$datadir/PG_VERSION" ] && echo "pg_version=$(cat "$datadir/PG_VERSION")"
-  [ -r "$datadir/global/pg_control" ] && echo "sysid=$(od -An -t u8 -N8 "$datadir/global/pg_control" | tr -d ' ')"
+  n=0; for f in "$datadir"/* "$datadir"/.[!.]* "$datadir"/..?*; do if [ -e "$f" ] || [ -L "$f" ]; then n=$((n + 1)); fi; done
+  echo "data_dir_entries=$n"
+  [ -r "$datadir/PG_VERSION" ] && read -r v < "$datadir/PG_VERSION" && echo "pg_version=$v"
+  if [ -r "$datadir/global/pg_control" ]; then word $(od -An -t u8 -N8 "$datadir/global/pg_control"); echo "sysid=$w"; fi
   if [ -r "$datadir/postmaster.pid" ]; then
-    pid=$(sed -n 1p "$datadir/postmaster.pid")
+    pid=""; st=""; { read -r pid; read -r _d; read -r st; } < "$datadir/postmaster.pid"
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      running=1; echo "running=1"; echo "pid=$pid"; echo "started_at=$(sed -n 3p "$datadir/postmaster.pid")"
+      running=1; echo "running=1"; echo "pid=$pid"; echo "started_at=$st"
     fi
   fi
   for f in standby.signal recovery.conf recovery.signal; do [ -e "$datadir/$f" ] && echo "has_$f=1"; done
   [ -e "$datadir.pgrep-copy" ] && echo "copy_unfinished=1"
   [ -e "$datadir.pgrep-rejoin" ] && echo "needs_rejoin=1"
   # Slots on disk, known even while the server is stopped (a former primary's, for its old standbys).
-  [ -d "$datadir/pg_replslot" ] && echo "slots_on_disk=$(ls "$datadir/pg_replslot" 2>/dev/null | tr '\n' ' ')"
+  if [ -d "$datadir/pg_replslot" ]; then
+    slots=""; for f in "$datadir"/pg_replslot/*; do [ -e "$f" ] && slots="$slots%{f##*/} "; done
+    echo "slots_on_disk=$slots"
+  fi
 else
   echo "data_dir_exists=0"
 fi
 for item in "$@"; do
   case "$item" in
-    file:*) key=$(printf %s "$item" | cut -d: -f2- | cut -d= -f1); path=$(printf %s "$item" | cut -d= -f2-)
-      case "$path" in "~/"*) path="$home/$(printf %s "$path" | cut -c3-)";; esac
-      echo "path_$key=$path"
-      if [ -r "$path" ]; then printf 'file_%s=' "$key"; base64 -w0 < "$path"; echo; elif [ -e "$path" ]; then echo "unreadable_$key=1"; fi;;
-    sha:*) key=$(printf %s "$item" | cut -d: -f2- | cut -d= -f1); path=$(printf %s "$item" | cut -d= -f2-)
-      case "$path" in "~/"*) path="$home/$(printf %s "$path" | cut -c3-)";; esac
-      if [ -r "$path" ]; then echo "sha_$key=$(sha256sum < "$path" | cut -d' ' -f1)"; fi;;
-    port:*) p=$(printf %s "$item" | cut -d: -f2)
+    file:*|sha:*) kind=%{item%%:*}; rest=%{item#*:}; key=%{rest%%=*}; path=%{rest#*=}
+      case "$path" in "~/"*) path="$home/%{path#??}";; esac
+      if [ "$kind" = file ]; then
+        echo "path_$key=$path"
+        if [ -r "$path" ]; then printf 'file_%s=' "$key"; base64 -w0 < "$path"; echo; elif [ -e "$path" ]; then echo "unreadable_$key=1"; fi
+      elif [ -r "$path" ]; then word $(sha256sum < "$path"); echo "sha_$key=$w"; fi;;
+    port:*) p=%{item#port:}
       # Another program on the port while this server is down (ss from iproute2; unknown without it).
       if [ -z "$running" ] && command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then echo "port_busy=1"; fi;;
-    # Bounded: a resolver that cannot answer must not hold up the run (timeout is coreutils').
-    resolve:*) a=$(printf %s "$item" | cut -d: -f2-); t=""; command -v timeout >/dev/null && t="timeout 3"
-      echo "resolve_$a=$($t getent ahosts "$a" | awk '{print $1}' | sort -u | tr '\n' ' ')";;
+    # Bounded: a resolver that cannot answer must not hold up the run (timeout is coreutils'). Each line
+    # starts with an address (each address is on several lines); the reader sorts them.
+    resolve:*) a=%{item#resolve:}; t=""; command -v timeout >/dev/null && t="timeout 3"
+      ips=""; r=$($t getent ahosts "$a")
+      while read -r ip _rest; do case " $ips" in *" $ip "*) ;; *) ips="$ips$ip ";; esac; done <<PGREP_EOF
+$r
+PGREP_EOF
+      echo "resolve_$a=$ips";;
   esac
 done
-`;
+`.replaceAll("%{", "${");
 
 export function parseKv(text: string): Map<string, string> {
   const m = new Map<string, string>();

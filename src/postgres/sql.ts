@@ -7,7 +7,8 @@ import type { Transport } from "../transport/types.js";
 const PSQL_SCRIPT = [
   'f="$1/postmaster.pid"',
   '[ -r "$f" ] || { echo "PostgreSQL is not running (no $f)" >&2; exit 3; }',
-  'h=$(sed -n 5p "$f"); p=$(sed -n 4p "$f")',
+  // Line 4 is the port, line 5 the socket directory (read, not sed: no fork on every query).
+  '{ read -r _; read -r _; read -r _; read -r p; read -r h; } < "$f"',
   'shift',
   'exec "$@" -X -q -A -t -v ON_ERROR_STOP=1 -h "${h:-/tmp}" -p "$p" -d postgres',
 ].join("\n");
