@@ -1,7 +1,6 @@
 import { debug } from "../debug.js";
 import { UnreachableError } from "../errors.js";
 import { KnownHosts } from "../transport/known-hosts.js";
-import { LocalTransport } from "../transport/local.js";
 import { SshTransport } from "../transport/ssh.js";
 import type { Transport } from "../transport/types.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
@@ -35,7 +34,11 @@ export class Connections {
 
   private async connect(host: HostSpec): Promise<Transport> {
     const c = host.connection;
-    if (c.kind === "local") return new LocalTransport(host.name);
+    if (c.kind === "local") {
+      // Loaded only when a host is this machine: execa alone takes longer to load than an SSH round trip.
+      const { LocalTransport } = await import("../transport/local.js");
+      return new LocalTransport(host.name);
+    }
     this.knownHosts ??= KnownHosts.load(this.spec.knownHostsFile);
     const started = Date.now();
     debug(`${host.name}: dialling ${c.user}@${c.host}:${c.port} (timeout ${c.connectTimeoutMs / 1000} s)`);
