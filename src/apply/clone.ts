@@ -34,7 +34,7 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   } else if (h.pg.layout !== "debian") await prepareDataDir(s, h);
   let now = await readSysid(s);
   if (now.running) {
-    await control(s, "stop");
+    await control(h, s, "stop");
     now = await readSysid(s);
   }
   // Checked again right before anything is removed: the host may have changed since it was observed.

@@ -75,12 +75,12 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
       return `wrote ${step.dir}/{ca.crt,server.crt,server.key}`;
     }
     case "control":
-      await control(s, step.action);
+      await control(h, s, step.action);
       return;
     case "restart-if-pending": {
       const pending = (await runSql(sqlTarget(h, s), "SELECT string_agg(name, ',') FROM pg_settings WHERE pending_restart")).trim();
       if (!pending) return "no restart needed";
-      await control(s, "restart");
+      await control(h, s, "restart");
       return `restarted for ${pending.split(",").join(", ")}`;
     }
     case "ensure-role": {

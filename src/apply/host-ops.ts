@@ -1,18 +1,66 @@
 import type { HostSpec } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
-import { lastLines, PgrepError } from "../errors.js";
+import { CommandError, lastLines, PgrepError, type RunResult } from "../errors.js";
+import { runSql } from "../postgres/sql.js";
 import { recordCreated } from "../state-store.js";
 import { readFileText, writeFileAtomic } from "../transport/files.js";
 import type { ExecContext } from "./context.js";
 
 // Effects on one host that several steps share.
 
-export async function control(s: ReachableHost, action: "start" | "stop" | "reload" | "restart"): Promise<void> {
-  const cmd = s.layout.control[action];
+const CONTROL_TIMEOUT_MS = 180_000;
+
+export async function control(h: HostSpec, s: ReachableHost, action: "start" | "stop" | "reload" | "restart"): Promise<void> {
+  const run = (a: "start" | "stop" | "reload" | "restart", allowFailure = false) =>
+    s.transport.run(s.layout.control[a].argv, { user: s.layout.control[a].user, what: `${a} PostgreSQL`, timeoutMs: CONTROL_TIMEOUT_MS, allowFailure });
   try {
-    await s.transport.run(cmd.argv, { user: cmd.user, what: `${action} PostgreSQL`, timeoutMs: 180_000 });
+    if (!s.layout.startLingers || (action !== "start" && action !== "restart")) {
+      await run(action);
+      return;
+    }
+    if (action === "restart") {
+      // pg_ctlcluster restart is stop, then start: the same, with the start watched as below.
+      const stopped = await run("stop", true);
+      if (stopped.exitCode !== 0 && stopped.exitCode !== NOT_RUNNING) throw new CommandError(stopped, "stop PostgreSQL");
+    }
+    await startWatched(h, s);
   } catch (e) {
     throw await withServerLog(s, e as Error);
+  }
+}
+
+/** pg_ctlcluster's exit status for "the cluster is not running". */
+const NOT_RUNNING = 2;
+
+/**
+ * Starts the server and returns as soon as the server of this data directory accepts connections, or when
+ * the start command ends, whichever is first. What comes next proves more than the start command's own
+ * checks would (a standby must be seen streaming; a primary answers the next step's SQL).
+ */
+async function startWatched(h: HostSpec, s: ReachableHost): Promise<void> {
+  const cmd = s.layout.control.start;
+  const child = s.transport.spawn(cmd.argv, { user: cmd.user });
+  child.end();
+  let ended: RunResult | undefined;
+  void child.done.then((r) => (ended = r));
+  const target = { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql ?? "psql", osUser: h.pg.osUser };
+  const deadline = Date.now() + CONTROL_TIMEOUT_MS;
+  for (;;) {
+    const dir = await runSql(target, "SELECT current_setting('data_directory')").catch(() => "");
+    if (dir === s.layout.dataDir) {
+      // Its remaining checks are the server's business now; the server has its own session and stays.
+      if (!ended) child.kill();
+      return;
+    }
+    if (ended) {
+      if (ended.exitCode === 0) return;
+      throw new CommandError(ended, "start PostgreSQL");
+    }
+    if (Date.now() > deadline) {
+      child.kill();
+      throw new PgrepError(`${h.name}: PostgreSQL did not accept connections within ${CONTROL_TIMEOUT_MS / 1000} s of its start`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

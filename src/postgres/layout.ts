@@ -22,6 +22,11 @@ export interface Layout {
   admin: string;
   createCluster: Command;
   control: Record<"start" | "stop" | "restart" | "reload" | "promote", Command>;
+  /**
+   * The start command goes on checking for a while after the server accepts connections (pg_ctlcluster
+   * probes three times, 0.5 s apart, after a 0.5 s pause): pgrep watches the server itself instead.
+   */
+  startLingers: boolean;
   /** Where a trigger-file promotion looks (only configured when the inventory asks for that method). */
   triggerFile: string;
   serverLog: string;
@@ -84,6 +89,7 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
         user: admin,
       },
       control: { start: ctl("start"), stop: ctl("stop"), restart: ctl("restart"), reload: ctl("reload"), promote: ctl("promote") },
+      startLingers: true,
       triggerFile: `${dataDir}/pgrep.promote`,
       serverLog: `/var/log/postgresql/postgresql-${v}-${c}.log`,
     };
@@ -135,6 +141,7 @@ function pgCtlLayout(host: HostSpec, facts: HostFacts, admin: string, passfile: 
       reload: ctl("reload"),
       promote: ctl("-w", "-t", "120", "promote"),
     },
+    startLingers: false,
     triggerFile: posix.join(dataDir, "pgrep.promote"),
     serverLog,
   };
