@@ -8,7 +8,7 @@ import { describeRoleStep, methodLabel, stepHost, type RoleStep } from "../plan/
 import { planMarkStandby, planSetup, rejoinMarker } from "../plan/setup.js";
 import { stepCount } from "../plan/steps.js";
 import { readControl } from "../postgres/control.js";
-import { promoteServer, waitWritable } from "../postgres/promote.js";
+import { promoteServer } from "../postgres/promote.js";
 import { rewind } from "../postgres/rewind.js";
 import { runSql } from "../postgres/sql.js";
 import { lineReporter, type Output } from "../output.js";
@@ -45,13 +45,18 @@ export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: strin
 
 /**
  * A standby whose replay someone paused would never reach the old primary's shutdown checkpoint, and on
- * 10–13 could not even be promoted: its replay goes on, and the log says so.
+ * 10–13 could not even be promoted: its replay goes on, and the log says so. Returns the bytes it has
+ * received but not yet replayed (one round trip for both).
  */
-async function resumeReplay(h: HostSpec, s: ReachableHost, out: Output): Promise<void> {
-  const paused = (await runSql(sqlTarget(h, s), "SELECT pg_is_wal_replay_paused()")).trim() === "t";
-  if (!paused) return;
-  await runSql(sqlTarget(h, s), "SELECT pg_wal_replay_resume()");
-  out.progress(`[${h.name}] its replay was paused: resumed, so that it catches up before it is promoted`);
+async function resumeReplay(h: HostSpec, s: ReachableHost, out: Output): Promise<number> {
+  const [state, lag] = (
+    await runSql(
+      sqlTarget(h, s),
+      "SELECT CASE WHEN pg_is_wal_replay_paused() THEN (SELECT 'resumed' FROM pg_wal_replay_resume()) ELSE 'replaying' END || ' ' || coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)",
+    )
+  ).split(" ");
+  if (state === "resumed") out.progress(`[${h.name}] its replay was paused: resumed, so that it catches up before it is promoted`);
+  return Math.max(0, Number(lag) || 0);
 }
 
 /** The last checkpoint of a stopped server: after a clean shutdown, the last record its standbys need. */
@@ -89,7 +94,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           const S = await state(step.host);
           log(`${describeRoleStep(step)} — ${step.why}`);
           if (step.waitOn) await resumeReplay(hostNamed(spec, step.waitOn), await state(step.waitOn), out);
-          await control(S, "stop");
+          await control(hostNamed(spec, step.host), S, "stop");
           if (step.waitOn) {
             // A clean stop sends the standbys everything up to the shutdown checkpoint: wait for it, lose nothing.
             const ckpt = await shutdownCheckpoint(S);
@@ -98,7 +103,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
             } catch (e) {
               // Promoting now could lose what it acknowledged: it runs as the primary again instead.
               out.progress(`[${step.host}] ${step.waitOn} did not get everything it wrote: starting it again as the primary`);
-              await control(S, "start");
+              await control(hostNamed(spec, step.host), S, "start");
               throw new PgrepError(`${(e as Error).message}; ${step.host} is the primary again and nothing was promoted`, { cause: e });
             }
             out.progress(`[${step.waitOn}] has replayed ${step.host}'s shutdown checkpoint ${ckpt}: nothing is lost`);
@@ -113,9 +118,8 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
         case "replay-received": {
           const h = hostNamed(spec, step.host);
           const T = await state(step.host);
-          await resumeReplay(h, T, out);
           // Promotion replays all it has received before it ends recovery: no wait here, only the figure.
-          const lag = await replayLag(h, T, undefined);
+          const lag = await resumeReplay(h, T, out);
           if (lag > 0) log(`${lag} bytes received but not yet replayed: the promotion replays them first`);
           break;
         }
@@ -124,15 +128,14 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           const T = await state(step.host);
           const started = Date.now();
           try {
-            await promoteServer(h, T, sqlTarget(h, T), step.method);
-            const w = await waitWritable(h.name, sqlTarget(h, T), 120_000);
+            const w = await promoteServer(h, T, sqlTarget(h, T), step.method);
             log(`✓ promoted with ${methodLabel(step.method)}: accepts writes on timeline ${w.timeline} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
           } catch (e) {
             const isPrimary = (await runSql(sqlTarget(h, T), "SELECT NOT pg_is_in_recovery()").catch(() => "")).trim() === "t";
             if (isPrimary || !step.restartOnFailure) throw e;
             const back = step.restartOnFailure;
             out.progress(`[${back}] promotion of ${h.name} failed: starting ${back} again as the primary`);
-            await control(await state(back), "start");
+            await control(hostNamed(spec, back), await state(back), "start");
             throw new PgrepError(`promoting ${h.name} failed: ${(e as Error).message}; ${back} is the primary again and ${h.name} a standby`, { cause: e });
           }
           promotedHost = step.host;
