@@ -21,20 +21,25 @@ export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[
 }
 
 /** Reads every host (read-only), in parallel; when the major is detected, the primary's decides it first. */
-export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined, appPasswords?: ReadonlyMap<string, string>): Promise<ClusterSnapshot> {
+/** `resolveOn`: standbys that resolve the hosts' names too, as the primary does (the target of a promotion). */
+export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined, appPasswords?: ReadonlyMap<string, string>, resolveOn: readonly string[] = []): Promise<ClusterSnapshot> {
   const hosts = new Map<string, HostState>();
   const dials = spec.hosts.map((h) => conns.get(h).then(() => undefined, () => h.name)); // every connection starts now
+  const resolvers = spec.standbys.filter((h) => resolveOn.includes(h.name));
+  const others = spec.standbys.filter((h) => !resolveOn.includes(h.name));
   // With the major in the inventory every host is read at once; otherwise the primary decides it first.
   const known = spec.primary.pg.major;
-  const early = known === undefined ? [] : spec.standbys.map((h) => observeHost(spec, h, conns, password, known));
+  const early = known === undefined ? [] : others.map((h) => observeHost(spec, h, conns, password, known));
   // The primary resolves the others' names for pg_hba, but not those of hosts that are down: a name that
   // went with its host (a deleted VM) can take the resolver many seconds to give up on.
   const down = new Set((await Promise.all(dials)).filter((n): n is string => n !== undefined));
-  const primaryState = await observeHost(spec, spec.primary, conns, password, known, down, appPasswords);
+  const resolving = resolvers.map((h) => observeHost(spec, h, conns, password, known, down, undefined, true));
+  const primaryState = await observeHost(spec, spec.primary, conns, password, known, down, appPasswords, true);
   hosts.set(spec.primary.name, primaryState);
   const major = known ?? (primaryState.reachable ? primaryState.caps.major : undefined);
-  const rest = known === undefined ? await Promise.all(spec.standbys.map((h) => observeHost(spec, h, conns, password, major))) : await Promise.all(early);
+  const rest = known === undefined ? await Promise.all(others.map((h) => observeHost(spec, h, conns, password, major))) : await Promise.all(early);
   rest.forEach((s) => hosts.set(s.name, s));
+  (await Promise.all(resolving)).forEach((s) => hosts.set(s.name, s));
   if (major === undefined) {
     throw primaryState.reachable ? new InputError("cannot tell the PostgreSQL major") : primaryState.error;
   }
@@ -49,6 +54,7 @@ async function observeHost(
   major: number | undefined,
   down: ReadonlySet<string> = new Set(),
   appPasswords?: ReadonlyMap<string, string>,
+  resolves = false,
 ): Promise<HostState> {
   let t: Transport;
   try {
@@ -72,7 +78,7 @@ async function observeHost(
     `port:${host.pg.port}`,
     ...(["ca.crt", "server.crt", "server.key"] as const).map((f, i) => `sha:${["tlsCa", "tlsCert", "tlsKey"][i]}=${draft.tlsDir}/${f}`),
   ];
-  if (host === spec.primary) for (const h of spec.hosts) if (!isIP(h.address) && !down.has(h.name)) args.push(`resolve:${h.address}`);
+  if (resolves) for (const h of spec.hosts) if (!isIP(h.address) && !down.has(h.name)) args.push(`resolve:${h.address}`);
   const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "probing the host" });
   const kv = parseKv(r.stdout);
   const file = (k: string) => (kv.has(`file_${k}`) ? Buffer.from(kv.get(`file_${k}`)!, "base64").toString("utf8") : null);
@@ -170,6 +176,7 @@ SELECT json_build_object(
   'replay_lag_s', CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END,
   'started_at', pg_postmaster_start_time()::text,
   'pending_restart', (SELECT coalesce(json_agg(name), '[]') FROM pg_settings WHERE pending_restart),
+  'restart_settings', (SELECT coalesce(json_agg(name), '[]') FROM pg_settings WHERE context = 'postmaster'),
   'replication', (SELECT coalesce(json_agg(json_build_object(
       'application_name', application_name, 'client_addr', client_addr::text, 'state', state, 'sync_state', sync_state,
       'sent_lsn', sent_lsn::text, 'replay_lsn', replay_lsn::text,
@@ -198,6 +205,7 @@ SELECT json_build_object(
     replayLagSeconds: raw.replay_lag_s as number | null,
     startedAt: raw.started_at as string,
     pendingRestart: raw.pending_restart as string[],
+    restartSettings: raw.restart_settings as string[],
     replication: raw.replication as SqlState["replication"],
     receiver: raw.receiver as SqlState["receiver"],
     slots: raw.slots as SqlState["slots"],

@@ -28,6 +28,8 @@ export interface SqlState {
   replayLagSeconds: number | null;
   startedAt: string;
   pendingRestart: string[];
+  /** Settings that only change at a restart on this server (pg_settings.context = 'postmaster'). */
+  restartSettings: string[];
   replication: ReplicationRow[];
   receiver: { status: string; conninfo: string | null } | null;
   /** Physical replication slots; wal_status exists on 13+. retained: WAL held back from this server's position. */

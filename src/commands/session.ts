@@ -31,7 +31,8 @@ export interface Session {
   tls: TlsMaterial | undefined;
   /** Application roles' passwords (setup only). */
   appPasswords: Map<string, string> | undefined;
-  observe(): Promise<ClusterSnapshot>;
+  /** `resolveOn`: standbys that look up the hosts' names too (one about to become the primary). */
+  observe(resolveOn?: readonly string[]): Promise<ClusterSnapshot>;
   close(): Promise<void>;
 }
 
@@ -65,8 +66,8 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
     password,
     tls,
     appPasswords,
-    observe: async () => {
-      const snap = await observeCluster(spec, conns, password, appPasswords);
+    observe: async (resolveOn) => {
+      const snap = await observeCluster(spec, conns, password, appPasswords, resolveOn);
       debug("observed every host");
       return snap;
     },

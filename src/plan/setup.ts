@@ -3,7 +3,7 @@ import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError, UnreachableError } from "../errors.js";
 import { connectMatches, sameLocale } from "../postgres/app-objects.js";
-import { applyBlock, blockAddresses, blockMarkers, ensureLine } from "../postgres/files.js";
+import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine } from "../postgres/files.js";
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
@@ -68,14 +68,68 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
     throw new RefusedError(refusals.join("\n"), "nothing was changed; fix the inventory or the host, or pass --force HOST for a standby whose data may be replaced");
   }
   const phases: Phase[] = [];
-  if (primarySteps.length) phases.push({ title: `primary ${spec.primary.name}`, lanes: [{ host: spec.primary.name, steps: primarySteps }] });
+  const beside = primarySteps.length ? standbyLanes.filter((l) => l.hops === 1 && l.steps.length && !needsPrimaryLane(spec, l.host, l.steps, primarySteps, P)) : [];
+  if (primarySteps.length)
+    phases.push({
+      title: beside.length ? `primary ${spec.primary.name}, and the standbys that need nothing from it` : `primary ${spec.primary.name}`,
+      lanes: [{ host: spec.primary.name, steps: primarySteps }, ...beside.map(({ host, steps }) => ({ host, steps }))],
+    });
   // A cascading standby is copied from its upstream standby, so each level waits for the one before.
   const levels = [...new Set(standbyLanes.map((l) => l.hops))].sort((a, b) => a - b);
   for (const hops of levels) {
-    const busy = standbyLanes.filter((l) => l.hops === hops && l.steps.length).map(({ host, steps }) => ({ host, steps }));
+    const busy = standbyLanes.filter((l) => l.hops === hops && l.steps.length && !beside.includes(l)).map(({ host, steps }) => ({ host, steps }));
     if (busy.length) phases.push({ title: hops === 1 ? "standbys" : `cascading standbys (${hops} hops from the primary)`, lanes: busy });
   }
   return { command: "setup", cluster: spec.name, phases, notes };
+}
+
+/**
+ * Whether a standby of the primary must wait for the primary's lane. It need not when it keeps its data
+ * (no copy) and the primary's lane neither (re)starts the server nor may restart it for a changed
+ * setting, makes its slot or the replication role, changes TLS, or admits an address of it pg_hba.conf
+ * does not admit already: then both run at once (after a promotion: the standbys follow while the new
+ * primary's files are rewritten).
+ */
+function needsPrimaryLane(spec: ClusterSpec, host: string, steps: Step[], primarySteps: Step[], P: ReachableHost): boolean {
+  if (steps.some((x) => x.kind === "clone") || !P.running || !P.sql || P.sql.inRecovery || P.sql.pendingRestart.length) return true;
+  const { begin, end } = blockMarkers(spec.name);
+  return primarySteps.some((x) => {
+    switch (x.kind) {
+      case "write-passfile":
+      case "restart-if-pending": // restarts only for the settings checked below, or those pending (above)
+      case "app-roles":
+      case "app-databases":
+        return false;
+      case "control":
+        return x.action !== "reload";
+      case "slots":
+        return x.create.includes(slotName(host));
+      case "edit-file": {
+        const after = applyEdit(x.file.path === P.layout.settingsFile ? P.files.settings : P.files.hba, x.edit);
+        if (x.file.path === P.layout.settingsFile) return changedSettings(P.files.settings, after).some((n) => P.sql!.restartSettings.includes(n));
+        if (x.file.path !== P.layout.hbaFile) return true;
+        const now = blockAddresses(P.files.hba, begin, end).get(host) ?? [];
+        return (blockAddresses(after, begin, end).get(host) ?? []).some((cidr) => !now.includes(cidr));
+      }
+      default:
+        return true;
+    }
+  });
+}
+
+/**
+ * After a reload, a restart when needed: checked on the server (which then names the settings) when a
+ * setting that only changes at a restart may have changed; nothing when pgrep's settings file changes
+ * none of them and nothing waits for a restart.
+ */
+function restartCheck(h: HostSpec, s: ReachableHost, config: Step[], why: string): Step[] {
+  const settings = config.find((x) => x.kind === "edit-file" && x.file.path === s.layout.settingsFile);
+  const changed = settings?.kind === "edit-file" ? changedSettings(s.files.settings, applyEdit(s.files.settings, settings.edit)) : [];
+  const restartOnly = s.sql ? changed.filter((n) => s.sql!.restartSettings.includes(n)) : changed;
+  // A new include line brings the whole file in at once: only the server can tell.
+  const included = config.some((x) => x.kind === "edit-file" && x.file.path === s.layout.mainConf);
+  if (s.sql && !included && !restartOnly.length && !s.sql.pendingRestart.length) return [];
+  return [{ kind: "restart-if-pending", host: h.name, why: s.sql && restartOnly.length ? `${restartOnly.join(", ")} only change${restartOnly.length > 1 ? "" : "s"} at a restart` : why }];
 }
 
 function fileTarget(h: HostSpec, s: ReachableHost, path: string, mode: number): FileTarget {
@@ -194,7 +248,7 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
   if (!exists || !P.running) steps.push({ kind: "control", host: h.name, action: "start", why: "the primary must run" });
   else if (config.length || tls.length) {
     steps.push({ kind: "control", host: h.name, action: "reload", why: config.length ? "apply the new configuration" : "use the new certificate" });
-    steps.push({ kind: "restart-if-pending", host: h.name, why: "some replication settings (wal_level, max_wal_senders…) only change at restart" });
+    steps.push(...restartCheck(h, P, config, "some replication settings (wal_level, max_wal_senders…) only change at restart"));
   } else if (P.sql?.pendingRestart.length) {
     steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${P.sql.pendingRestart.join(", ")}` });
   }
@@ -341,7 +395,7 @@ function planStandby(
         ? { kind: "control", host: h.name, action: "restart", why: "standby settings on this major only change at restart" }
         : { kind: "control", host: h.name, action: "reload", why: "apply the new configuration" },
     );
-    if (!recoveryChanged) steps.push({ kind: "restart-if-pending", host: h.name, why: "some settings only change at restart" });
+    if (!recoveryChanged) steps.push(...restartCheck(h, S, config, "some settings only change at restart"));
   } else if (S.sql?.pendingRestart.length) {
     steps.push({ kind: "restart-if-pending", host: h.name, why: `settings waiting for a restart: ${S.sql.pendingRestart.join(", ")}` });
   }

@@ -38,6 +38,23 @@ export function blockAddresses(existing: string | null, begin: string, end: stri
   return found;
 }
 
+/** name → value of a configuration file's settings (a later line wins, as in PostgreSQL). */
+export function parseSettings(text: string | null): Map<string, string> {
+  const found = new Map<string, string>();
+  for (const line of (text ?? "").split("\n")) {
+    const m = /^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*=?\s*('(?:[^']|'')*'|[^\s#]*)/.exec(line);
+    if (m && !/^\s*(include|include_if_exists|include_dir)\b/.test(line)) found.set(m[1]!.toLowerCase(), m[2]!);
+  }
+  return found;
+}
+
+/** The settings whose value differs between two versions of a configuration file. */
+export function changedSettings(before: string | null, after: string | null): string[] {
+  const a = parseSettings(before);
+  const b = parseSettings(after);
+  return [...new Set([...a.keys(), ...b.keys()])].filter((n) => a.get(n) !== b.get(n));
+}
+
 /** Adds the line at the end unless it is there already. */
 export function ensureLine(existing: string, line: string): string {
   if (existing.split("\n").some((l) => l.trim() === line.trim())) return existing;

@@ -78,6 +78,7 @@ export function sql(over: Partial<SqlState> = {}): SqlState {
     replayLagSeconds: null,
     startedAt: "2026-01-01 00:00:00+00",
     pendingRestart: [],
+    restartSettings: ["max_connections", "wal_level", "max_wal_senders", "max_replication_slots", "wal_log_hints", "listen_addresses", "shared_buffers"],
     replication: [],
     receiver: null,
     slots: [],

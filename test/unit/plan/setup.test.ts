@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { RefusedError } from "../../../src/errors.js";
 import { applyEdit, planSetup } from "../../../src/plan/setup.js";
 import { stepCount, type Plan } from "../../../src/plan/steps.js";
+import type { ClusterSpec } from "../../../src/cluster/model.js";
 import { emptyHost, runningHost, snapshot, spec } from "./fixtures.js";
 
 const none = { force: new Set<string>() };
@@ -86,6 +87,36 @@ describe("planSetup keeps data safe", () => {
   it("waits for a running standby that does not stream now, and changes nothing else on it", () => {
     const plan = planSetup(s, snapshot(15, upToDate(primary), upToDate(runningHost(s, "db2", "7001", true))), none);
     expect(plan.phases.find((ph) => ph.title === "standbys")!.lanes).toEqual([{ host: "db2", steps: [{ kind: "wait-streaming", host: "db2", upstream: "db1", why: "it does not stream now" }] }]);
+  });
+
+  it("runs a standby's lane beside the primary's when it needs nothing from it: not a restart, its slot, or a new pg_hba line", () => {
+    const streaming = [{ application_name: "db2", client_addr: "10.0.0.2", state: "streaming", sync_state: "async", sent_lsn: "0/3000000", replay_lsn: "0/3000000", lag_bytes: 0, replay_lag_s: null }];
+    const slot = [{ name: "pgrep_db2", active: true, retained_bytes: 0, wal_status: "reserved" }];
+    const p = upToDate(primary);
+    const healthy = { ...p, sql: { ...p.sql!, replication: streaming, slots: slot } };
+    const phasesOf = (plan: Plan) => plan.phases.map((ph) => ph.lanes.map((l) => l.host).join("+"));
+    const withSetting = (setting: string) => spec(15, "debian", `, settings: { ${setting} }`);
+    const plan = (sp: ClusterSpec, P: typeof primary) => planSetup(sp, snapshot(15, P, upToDate(runningHost(sp, "db2", "7001", true))), none);
+
+    // A reloadable setting: both reload at once.
+    expect(phasesOf(plan(withSetting("work_mem: 64MB"), healthy))).toEqual(["db1+db2"]);
+    // A setting that needs a restart: the primary may restart, the standby waits for it.
+    expect(phasesOf(plan(withSetting("max_connections: 200"), healthy))).toEqual(["db1", "db2"]);
+    // Its slot is still to be made on the primary.
+    expect(phasesOf(plan(withSetting("work_mem: 64MB"), { ...healthy, sql: { ...healthy.sql, slots: [] } }))).toEqual(["db1", "db2"]);
+    // The primary's pg_hba.conf does not admit it yet.
+    const hba = healthy.files.hba!.replace(/^.*# db2\n/gm, "");
+    expect(phasesOf(plan(withSetting("work_mem: 64MB"), { ...healthy, files: { ...healthy.files, hba } }))).toEqual(["db1", "db2"]);
+  });
+
+  it("checks for a restart only when a setting that needs one changes, and names it", () => {
+    const withSetting = (setting: string) => spec(15, "debian", `, settings: { ${setting} }`);
+    const kinds = (sp: ClusterSpec) => {
+      const plan = planSetup(sp, snapshot(15, upToDate(primary), upToDate(runningHost(sp, "db2", "7001", true))), none);
+      return plan.phases.flatMap((ph) => ph.lanes).filter((l) => l.host === "db1").flatMap((l) => l.steps.map((x) => (x.kind === "restart-if-pending" ? `${x.kind}: ${x.why}` : x.kind)));
+    };
+    expect(kinds(withSetting("work_mem: 64MB"))).toEqual(["edit-file", "control", "slots"]);
+    expect(kinds(withSetting("max_connections: 200"))).toEqual(["edit-file", "control", "restart-if-pending: max_connections only changes at a restart", "slots"]);
   });
 
   it("creates each standby's slot on the primary, and drops pgrep's unused slots (never an active one, never another tool's)", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyBlock, conninfo, ensureLine, mergePgpass } from "../../../src/postgres/files.js";
+import { applyBlock, changedSettings, conninfo, ensureLine, mergePgpass, parseSettings } from "../../../src/postgres/files.js";
 
 const B = "# BEGIN x";
 const E = "# END x";
@@ -40,5 +40,23 @@ describe("conninfo", () => {
     expect(conninfo({ host: "db1", port: 5432, user: "r", passfile: "/var/lib/post gres/.pgpass", application_name: "it's", sslmode: undefined })).toBe(
       "host=db1 port=5432 user=r passfile='/var/lib/post gres/.pgpass' application_name='it\\'s'",
     );
+  });
+});
+
+describe("settings files", () => {
+  it("reads name = value lines as PostgreSQL does: comments, quotes with doubled quotes, no '=', later lines win", () => {
+    const text = "# comment\nlisten_addresses = '*'\nwal_level = replica # why\nmax_wal_senders=10\nWork_Mem 4MB\nprimary_conninfo = 'user=''x'' host=b1'\ninclude_dir 'conf.d'\nwal_level = logical\n";
+    expect(Object.fromEntries(parseSettings(text))).toEqual({
+      listen_addresses: "'*'",
+      wal_level: "logical",
+      max_wal_senders: "10",
+      work_mem: "4MB",
+      primary_conninfo: "'user=''x'' host=b1'",
+    });
+  });
+
+  it("names the settings that differ, added or removed", () => {
+    expect(changedSettings("a = 1\nb = 2\nd = 5\n", "a = 1\nb = 3\nc = 4\n").sort()).toEqual(["b", "c", "d"]);
+    expect(changedSettings(null, null)).toEqual([]);
   });
 });
