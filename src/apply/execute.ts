@@ -4,6 +4,7 @@ import { createRoleIfMissing, runSql, sqlIdent, sqlLiteral } from "../postgres/s
 import { passwordVerifier, scramVerifier } from "../postgres/scram.js";
 import { appRolesSql, connectSql, createDatabaseSql } from "../postgres/app-objects.js";
 import { REWIND_FUNCTIONS } from "../postgres/versions.js";
+import { createSlotsSql, dropSlotsSql } from "../postgres/replication.js";
 import { pgpassEntries } from "../cluster/observe.js";
 import type { HostSpec } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
@@ -114,12 +115,8 @@ ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON 
       return describeStep(step);
     }
     case "slots": {
-      const sql = [
-        // immediately_reserve: WAL is kept from now, before the standby's copy starts.
-        ...step.create.map((n) => `SELECT pg_create_physical_replication_slot(${sqlLiteral(n)}, true) WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)});`),
-        ...step.drop.map((n) => `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)} AND NOT active;`),
-      ];
-      await runSql(sqlTarget(h, s), sql.join("\n"), "replication slots");
+      // Made before a standby's copy starts: its WAL is kept from then on.
+      await runSql(sqlTarget(h, s), [createSlotsSql(step.create), dropSlotsSql(step.drop)].join("\n"), "replication slots");
       return describeStep(step);
     }
     case "clone":
@@ -136,7 +133,8 @@ async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, up
   const { spec: uh, state: us } = hostOf(ctx, upstreamName);
   const deadline = Date.now() + ctx.streamTimeoutMs;
   let last = "";
-  for (;;) {
+  // A standby usually streams within milliseconds of its start or reload: look again soon, then less often.
+  for (let pause = 10; ; pause = Math.min(100, pause * 2)) {
     const [onUpstream, inRecovery] = await Promise.all([
       runSql(sqlTarget(uh, us), `SELECT coalesce((SELECT state FROM pg_stat_replication WHERE application_name = ${sqlLiteral(h.name)} ORDER BY state = 'streaming' DESC LIMIT 1), 'absent')`).catch((e: Error) => `error: ${e.message}`),
       runSql(sqlTarget(h, s), "SELECT pg_is_in_recovery()").catch((e: Error) => `error: ${e.message}`),
@@ -146,6 +144,6 @@ async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, up
     if (Date.now() > deadline) {
       throw await withServerLog(s, new PgrepError(`${h.name}: not streaming after ${Math.round(ctx.streamTimeoutMs / 1000)}s (${last})`));
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, pause));
   }
 }

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { EXIT, PgrepError, RefusedError } from "../errors.js";
@@ -7,8 +8,9 @@ import { formatNotes } from "../plan/format.js";
 import { describeRoleStep, methodLabel, stepHost, type RoleStep } from "../plan/role-steps.js";
 import { planMarkStandby, planSetup, rejoinMarker } from "../plan/setup.js";
 import { stepCount } from "../plan/steps.js";
+import { promotedWithSlots, stopped, withHost } from "../plan/hypothetical.js";
 import { readControl } from "../postgres/control.js";
-import { promoteServer } from "../postgres/promote.js";
+import { promoteServer, resumeReplay } from "../postgres/promote.js";
 import { rewind } from "../postgres/rewind.js";
 import { runSql } from "../postgres/sql.js";
 import { lineReporter, type Output } from "../output.js";
@@ -45,18 +47,10 @@ export async function waitReplayedPast(h: HostSpec, s: ReachableHost, lsn: strin
 
 /**
  * A standby whose replay someone paused would never reach the old primary's shutdown checkpoint, and on
- * 10–13 could not even be promoted: its replay goes on, and the log says so. Returns the bytes it has
- * received but not yet replayed (one round trip for both).
+ * 10–13 could not even be promoted: its replay goes on, and the log says so.
  */
-async function resumeReplay(h: HostSpec, s: ReachableHost, out: Output): Promise<number> {
-  const [state, lag] = (
-    await runSql(
-      sqlTarget(h, s),
-      "SELECT CASE WHEN pg_is_wal_replay_paused() THEN (SELECT 'resumed' FROM pg_wal_replay_resume()) ELSE 'replaying' END || ' ' || coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0)",
-    )
-  ).split(" ");
-  if (state === "resumed") out.progress(`[${h.name}] its replay was paused: resumed, so that it catches up before it is promoted`);
-  return Math.max(0, Number(lag) || 0);
+async function resumePausedReplay(h: HostSpec, s: ReachableHost, out: Output): Promise<void> {
+  if ((await resumeReplay(sqlTarget(h, s))).wasPaused) out.progress(`[${h.name}] its replay was paused: resumed, so that it catches up before it is promoted`);
 }
 
 /** The last checkpoint of a stopped server: after a clean shutdown, the last record its standbys need. */
@@ -82,18 +76,24 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
   const { session, out } = run;
   let spec = session.spec;
   const state = async (name: string) => reachable(run.snap, name);
+  // The hosts as the steps so far have left them, while every step is one whose effect is known exactly
+  // (a stop, a promotion): the converge then plans from it instead of reading every host again.
+  let known: ClusterSnapshot | undefined = run.snap;
   let promotedHost: string | undefined;
   // Hosts whose data is copied again (rejoin --allow-reclone, or after a failed pg_rewind).
   const reclone = new Set<string>();
   for (const step of steps) {
     const host = stepHost(step);
     const log = (text: string) => out.progress(host ? `[${host}] ${text}` : text);
+    if (step.kind === "stop") known &&= withHost(known, step.host, stopped);
+    else if (step.kind === "promote") known &&= withHost(known, step.host, promotedWithSlots(step.slots));
+    else if (step.kind !== "fence-command" && step.kind !== "record" && step.kind !== "converge") known = undefined;
     try {
       switch (step.kind) {
         case "stop": {
           const S = await state(step.host);
           log(`${describeRoleStep(step)} — ${step.why}`);
-          if (step.waitOn) await resumeReplay(hostNamed(spec, step.waitOn), await state(step.waitOn), out);
+          if (step.waitOn) await resumePausedReplay(hostNamed(spec, step.waitOn), await state(step.waitOn), out);
           await control(hostNamed(spec, step.host), S, "stop");
           if (step.waitOn) {
             // A clean stop sends the standbys everything up to the shutdown checkpoint: wait for it, lose nothing.
@@ -115,20 +115,14 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           await runFenceCommand(spec.fenceCommand!, step.host, hostNamed(spec, step.host).address);
           log("✓ fenced");
           break;
-        case "replay-received": {
-          const h = hostNamed(spec, step.host);
-          const T = await state(step.host);
-          // Promotion replays all it has received before it ends recovery: no wait here, only the figure.
-          const lag = await resumeReplay(h, T, out);
-          if (lag > 0) log(`${lag} bytes received but not yet replayed: the promotion replays them first`);
-          break;
-        }
         case "promote": {
           const h = hostNamed(spec, step.host);
           const T = await state(step.host);
           const started = Date.now();
           try {
-            const w = await promoteServer(h, T, sqlTarget(h, T), step.method);
+            const w = await promoteServer(h, T, sqlTarget(h, T), step.method, step.slots);
+            if (w.wasPaused) log("its replay was paused: resumed, so that it replays what it has received");
+            if (w.unreplayedBytes > 0) log(`${w.unreplayedBytes} bytes had arrived but were not replayed yet: replayed before it became the primary`);
             log(`✓ promoted with ${methodLabel(step.method)}: accepts writes on timeline ${w.timeline} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
           } catch (e) {
             const isPrimary = (await runSql(sqlTarget(h, T), "SELECT NOT pg_is_in_recovery()").catch(() => "")).trim() === "t";
@@ -184,7 +178,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           break;
         case "converge": {
           const mark = step.markStandby && !reclone.has(step.markStandby) ? step.markStandby : undefined;
-          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), reclone, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, ...(mark ? { markStandby: mark } : {}) });
+          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), reclone, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, known, ...(mark ? { markStandby: mark } : {}) });
           if (mark && step.rejoinLater) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name} that waits for: pgrep rejoin ${mark}`);
           break;
         }
@@ -207,10 +201,10 @@ async function converge(
   session: Session,
   inventoryFile: string,
   out: Output,
-  opts: { skip: Set<string>; markStandby?: string; rejoinLater?: boolean; reclone: Set<string>; streamTimeoutMs: number },
+  opts: { skip: Set<string>; markStandby?: string; rejoinLater?: boolean; reclone: Set<string>; streamTimeoutMs: number; known?: ClusterSnapshot | undefined },
 ): Promise<ClusterSpec> {
   const spec = await loadCluster(inventoryFile);
-  let snap = await observeWith(session, spec);
+  let snap = opts.known && resolvesAll(spec, opts.known) ? opts.known : await observeWith(session, spec);
   const m = opts.markStandby ? snap.hosts.get(opts.markStandby) : undefined;
   // Marking writes the standby files whatever the host holds: only ever on a stopped server.
   if (m?.reachable && !m.running) {
@@ -224,6 +218,16 @@ async function converge(
   if (plan.notes?.length) out.progress(formatNotes(plan.notes, "").join("\n"));
   if (stepCount(plan)) await executePlan(plan, execContext(session, spec, snap, out, opts.streamTimeoutMs));
   return spec;
+}
+
+/**
+ * The (new) primary's state holds a lookup of every name its pg_hba.conf needs (it was observed as one
+ * that resolves them), as a fresh observe would have.
+ */
+function resolvesAll(spec: ClusterSpec, snap: ClusterSnapshot): boolean {
+  const P = snap.hosts.get(spec.primary.name);
+  if (!P?.reachable) return false;
+  return spec.hosts.every((h) => isIP(h.address) || !snap.hosts.get(h.name)?.reachable || h.address in P.resolved);
 }
 
 /** The inventory's fence command, on this machine; it must succeed before anything is promoted. */

@@ -7,7 +7,7 @@ import { cleanlyShutDown, lsnValue, readControl } from "../postgres/control.js";
 import { hostNamed, reachable } from "./hosts.js";
 import { finishRoleChange, printRoleDryRun } from "./role-change.js";
 import { executeRoleSteps, replayLag } from "../apply/role-steps.js";
-import { recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
+import { followerSlots, recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
 import { openSession } from "./session.js";
 
 export interface PromoteCommandOptions {
@@ -30,7 +30,9 @@ export async function promoteCommand(opts: PromoteCommandOptions, out: Output): 
   try {
     const { spec } = session;
     const th = hostNamed(spec, opts.target);
-    const snap = await session.observe();
+    // The target resolves the hosts' names too: after the promotion its pg_hba.conf needs them, and the
+    // other hosts can then follow it without a second look at every host.
+    const snap = await session.observe(th.role === "standby" ? [th.name] : []);
     const T = reachable(snap, th.name);
     if (th.role === "primary") {
       if (T.sql && !T.sql.inRecovery) {
@@ -95,12 +97,12 @@ export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSp
           `${old.name} cannot be reached (${O.error.message.replace(`${old.name}: `, "")}), which does not prove it is down`,
           `make sure ${old.name} is down or cut off from its clients, then pass --old-primary-is-down (or configure promote.fence_command)`,
         );
-      steps.push({ kind: "replay-received", host: th.name, why: `nothing more can come from ${old.name}; apply what has arrived` });
     }
     const why = O.reachable ? (O.running ? (O.sql?.inRecovery ? `${old.name} is in recovery` : opts.fence ? `${old.name} is stopped` : "--force") : `${old.name} is stopped`) : opts.oldPrimaryIsDown ? "--old-primary-is-down" : "the old primary is fenced";
-    steps.push({ kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), why });
+    steps.push({ kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), slots: [], why });
   }
-  steps.push(recordNewPrimary(spec, th.name));
+  const record = recordNewPrimary(spec, th.name);
+  steps.push(record);
   // Fenced by pgrep (a clean stop whose last record the target replayed) or found stopped cleanly, the
   // old primary follows the new one at once, like after a switchover. Otherwise (a crash, or declared
   // down) it may hold writes the target never had: when reachable it is marked as a standby that waits
@@ -108,6 +110,7 @@ export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSp
   const fenced = steps.some((s) => s.kind === "stop");
   const follows = O.reachable && (fenced || (!O.running && oldStoppedCleanly));
   const stopped = O.reachable && (!O.running || fenced);
+  for (const p of steps) if (p.kind === "promote") p.slots = followerSlots(spec, snap, record, follows);
   steps.push({
     kind: "converge",
     skip: follows ? [] : [old.name],

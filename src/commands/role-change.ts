@@ -8,7 +8,7 @@ import { clusterFromText } from "../inventory/index.js";
 import { withTopology } from "../inventory/update.js";
 import type { Output } from "../output.js";
 import { formatNotes, formatPhases, textDiff } from "../plan/format.js";
-import { edited, promoted, stopped, withHost } from "../plan/hypothetical.js";
+import { edited, promotedWithSlots, stopped, withHost } from "../plan/hypothetical.js";
 import { describeRoleStep, stepHost, type RoleStep } from "../plan/role-steps.js";
 import { planMarkStandby, planSetup } from "../plan/setup.js";
 import type { Phase } from "../plan/steps.js";
@@ -52,7 +52,7 @@ async function formatRoleDryRun(title: string, session: Session, snap: ClusterSn
     const host = stepHost(step);
     lines.push(`  ${host ? `[${host}] ` : ""}${describeRoleStep(step)} — ${step.why}`);
     if (step.kind === "stop") patches.push([step.host, stopped]);
-    if (step.kind === "promote") patches.push([step.host, promoted]);
+    if (step.kind === "promote") patches.push([step.host, promotedWithSlots(step.slots)]);
     if (step.kind === "record") {
       const before = await readFile(step.file, "utf8");
       const next = withTopology(step.file, before, step.changes);

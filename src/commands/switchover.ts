@@ -5,7 +5,7 @@ import { effectiveMethod } from "../postgres/promote.js";
 import { hostNamed, reachable } from "./hosts.js";
 import { finishRoleChange, printRoleDryRun } from "./role-change.js";
 import { executeRoleSteps, replayLag } from "../apply/role-steps.js";
-import { recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
+import { followerSlots, recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
 import { openSession, requireAllReachable } from "./session.js";
 
 export interface SwitchoverCommandOptions {
@@ -43,10 +43,11 @@ export async function switchoverCommand(opts: SwitchoverCommandOptions, out: Out
     if (bad.length) throw new RefusedError(`the cluster is not healthy: ${bad.map((r) => `${r.name} ${r.state}`).join(", ")}`, "a switchover starts from a healthy cluster; run pgrep status");
     const lag = await replayLag(th, T, O.sql!.lsn ?? undefined);
     if (lag > opts.maxLagBytes) throw new RefusedError(`${th.name} is ${lag} bytes behind ${old.name} (limit ${opts.maxLagBytes})`, "wait until it catches up, or raise --max-lag-bytes");
+    const record = recordNewPrimary(spec, th.name);
     const steps: RoleStep[] = [
       { kind: "stop", host: old.name, waitOn: th.name, why: "writes pause from here; nothing the primary acknowledged may be lost" },
-      { kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), restartOnFailure: old.name, why: `it has everything ${old.name} wrote` },
-      recordNewPrimary(spec, th.name),
+      { kind: "promote", host: th.name, method: effectiveMethod(spec.promoteMethod, T.caps), slots: followerSlots(spec, snap, record, true), restartOnFailure: old.name, why: `it has everything ${old.name} wrote` },
+      record,
       // No rewind is needed after a clean shutdown: the old primary simply follows.
       { kind: "converge", skip: [], markStandby: old.name, why: `${old.name} and the other standbys stream from ${th.name}` },
     ];

@@ -25,6 +25,16 @@ export const promoted: Patch = (s) => ({
   ...(s.sql ? { sql: { ...s.sql, inRecovery: false, receiver: null } } : {}),
 });
 
+/** Promoted, with the slots its standbys stream through made on it just before. */
+export function promotedWithSlots(slots: readonly string[]): Patch {
+  return (s) => {
+    const p = promoted(s);
+    if (!p.sql) return p;
+    const added = slots.filter((n) => !p.sql!.slots.some((x) => x.name === n)).map((name) => ({ name, active: false, retained_bytes: 0, wal_status: "reserved" }));
+    return { ...p, sql: { ...p.sql, slots: [...p.sql.slots, ...added] } };
+  };
+}
+
 /** File edits of `steps` applied to what observe saw. */
 export function edited(steps: Step[]): Patch {
   return (s) => {

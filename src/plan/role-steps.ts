@@ -1,4 +1,6 @@
 import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSnapshot } from "../cluster/state.js";
+import { slotName } from "../postgres/replication.js";
 import type { RoleChange } from "../inventory/update.js";
 import type { Method } from "../postgres/promote.js";
 
@@ -9,9 +11,11 @@ export type RoleStep =
   /** Stop cleanly; with `waitOn`, then wait until that standby has replayed the shutdown checkpoint. */
   | { kind: "stop"; host: string; waitOn?: string; why: string }
   | { kind: "fence-command"; host: string; why: string }
-  | { kind: "replay-received"; host: string; why: string }
-  /** `restartOnFailure`: the host to start again when the promotion fails (switchover). */
-  | { kind: "promote"; host: string; method: Method; restartOnFailure?: string; why: string }
+  /**
+   * `slots`: made on it just before, for the standbys that will stream from it, so that they can follow at
+   * once. `restartOnFailure`: the host to start again when the promotion fails (switchover).
+   */
+  | { kind: "promote"; host: string; method: Method; slots: string[]; restartOnFailure?: string; why: string }
   | { kind: "checkpoint"; host: string; why: string }
   /** The setup plan's primary phase alone (pg_hba, role), so that the primary accepts `host` before it is rewound. */
   | { kind: "admit"; host: string; primary: string; why: string }
@@ -37,10 +41,8 @@ export function describeRoleStep(s: RoleStep): string {
       return s.waitOn ? `stop PostgreSQL cleanly, then wait until ${s.waitOn} has replayed its shutdown checkpoint` : "stop PostgreSQL";
     case "fence-command":
       return "run the inventory's fence command";
-    case "replay-received":
-      return "replay the WAL it has received";
     case "promote":
-      return `promote with ${methodLabel(s.method)}`;
+      return `promote with ${methodLabel(s.method)}, after replaying what it has received${s.slots.length ? ` and making its standbys' slot${s.slots.length > 1 ? "s" : ""} ${s.slots.join(", ")}` : ""}`;
     case "checkpoint":
       return "CHECKPOINT";
     case "admit":
@@ -61,7 +63,7 @@ export function stepHost(s: RoleStep): string | undefined {
 }
 
 /** The record step of a promotion: `target` is the primary, every other host its standby. */
-export function recordNewPrimary(spec: ClusterSpec, target: string): RoleStep {
+export function recordNewPrimary(spec: ClusterSpec, target: string): Extract<RoleStep, { kind: "record" }> {
   // The old primary, its standbys and the target's own cascading standbys stream from the new primary
   // (upstream key removed); standbys of other standbys keep streaming from them.
   const changes = [
@@ -74,4 +76,19 @@ export function recordNewPrimary(spec: ClusterSpec, target: string): RoleStep {
       }),
   ];
   return { kind: "record", file: spec.inventoryFile, changes, why: "the inventory is the record of who is primary" };
+}
+
+/**
+ * The slots the new primary will serve once `record` has made it the primary: one per host that will
+ * stream from it and answers now (a host that is down must not pin WAL), less those it has.
+ */
+export function followerSlots(spec: ClusterSpec, snap: ClusterSnapshot, record: Extract<RoleStep, { kind: "record" }>, oldPrimaryFollows: boolean): string[] {
+  if (!spec.slots) return [];
+  const target = record.changes.find((c) => c.role === "primary")!.host;
+  const T = snap.hosts.get(target);
+  const have = new Set(T?.reachable && T.sql ? T.sql.slots.map((x) => x.name) : []);
+  return record.changes
+    .filter((c) => c.role === "standby" && c.upstream === null && snap.hosts.get(c.host)?.reachable && (c.host !== spec.primary.name || oldPrimaryFollows))
+    .map((c) => slotName(c.host))
+    .filter((n) => !have.has(n));
 }

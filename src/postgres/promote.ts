@@ -1,6 +1,7 @@
 import type { HostSpec, PromoteMethod } from "../cluster/model.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { PgrepError } from "../errors.js";
+import { createSlotsSql } from "./replication.js";
 import { runSql, type SqlTarget } from "./sql.js";
 import type { Capabilities } from "./versions.js";
 
@@ -13,35 +14,59 @@ export function effectiveMethod(wanted: PromoteMethod, caps: Capabilities): Meth
 }
 
 /**
- * Promotes the server and returns once it takes a write (an xid is assigned), with its new timeline.
- * With pg_promote() the wait happens in the same session, checked every 10 ms (pg_promote's own wait checks
- * every 100 ms), so the write is proven in one round trip.
+ * Promotes the server and returns once it takes a write (an xid is assigned), with its new timeline. A
+ * paused replay is resumed first (10–13 cannot be promoted while paused, and what it has received is
+ * replayed before it ends recovery). With pg_promote() all of it happens in one session, and the end of
+ * recovery is checked every 10 ms (pg_promote's own wait checks every 100 ms): one round trip.
  */
-export async function promoteServer(h: HostSpec, s: ReachableHost, sql: SqlTarget, method: Method, timeoutMs = 120_000): Promise<Writable> {
-  switch (method) {
-    case "trigger_file":
-      // The standby's configuration names this file (trigger_file / promote_trigger_file); it is polled.
-      await s.transport.run(["touch", s.layout.triggerFile], { user: h.pg.osUser, what: "creating the trigger file" });
-      return waitWritable(h.name, sql, timeoutMs);
-    case "pg_promote": {
-      const ticks = Math.ceil(timeoutMs / 10);
-      const out = await runSql(
-        sql,
-        `SELECT pg_promote(false);
+export async function promoteServer(h: HostSpec, s: ReachableHost, sql: SqlTarget, method: Method, slots: readonly string[] = [], timeoutMs = 120_000): Promise<Promoted> {
+  // The slots its standbys will stream through are made first (a standby may have slots): the standbys
+  // can follow the moment it is promoted.
+  if (method === "pg_promote") {
+    const before = `${RESUME_REPLAY}\n${slots.length ? `${createSlotsSql(slots)}\n` : ""}`;
+    const ticks = Math.ceil(timeoutMs / 10);
+    const out = await runSql(
+      sql,
+      `${before}SELECT pg_promote(false);
 DO $pgrep$ BEGIN FOR i IN 1..${ticks} LOOP EXIT WHEN NOT pg_is_in_recovery(); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;
 ${WRITE_PROOF};`,
-        "pg_promote()",
-      );
-      const w = parseWriteProof(out.split("\n").at(-1) ?? "");
-      if (!w) throw new PgrepError(`${h.name}: still not accepting writes ${Math.round(timeoutMs / 1000)} s after pg_promote() (${out.trim()})`);
-      return w;
-    }
-    case "pg_ctl": {
-      const c = s.layout.control.promote;
-      await s.transport.run(c.argv, { user: c.user, what: "pg_ctl promote", timeoutMs: 180_000 });
-      return waitWritable(h.name, sql, timeoutMs);
-    }
+      "pg_promote()",
+    );
+    const lines = out.split("\n");
+    const w = parseWriteProof(lines.at(-1) ?? "");
+    if (!w) throw new PgrepError(`${h.name}: still not accepting writes ${Math.round(timeoutMs / 1000)} s after pg_promote() (${lines.at(-1) ?? ""})`);
+    return { ...w, ...parseResume(lines[0] ?? "") };
   }
+  if (slots.length) await runSql(sql, createSlotsSql(slots), "replication slots");
+  const replay = await resumeReplay(sql);
+  if (method === "trigger_file") {
+    // The standby's configuration names this file (trigger_file / promote_trigger_file); it is polled.
+    await s.transport.run(["touch", s.layout.triggerFile], { user: h.pg.osUser, what: "creating the trigger file" });
+  } else {
+    const c = s.layout.control.promote;
+    await s.transport.run(c.argv, { user: c.user, what: "pg_ctl promote", timeoutMs: 180_000 });
+  }
+  return { ...(await waitWritable(h.name, sql, timeoutMs)), ...replay };
+}
+
+// "resumed N" or "replaying N": whether replay was paused, and the bytes received but not yet replayed.
+const RESUME_REPLAY =
+  "SELECT CASE WHEN pg_is_wal_replay_paused() THEN (SELECT 'resumed' FROM pg_wal_replay_resume()) ELSE 'replaying' END || ' ' || coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0);";
+
+/** Resumes a paused replay; says whether it was paused, and how much it has received but not replayed. */
+export async function resumeReplay(sql: SqlTarget): Promise<{ wasPaused: boolean; unreplayedBytes: number }> {
+  return parseResume(await runSql(sql, RESUME_REPLAY, "resuming replay"));
+}
+
+function parseResume(line: string): { wasPaused: boolean; unreplayedBytes: number } {
+  const [state, bytes] = line.trim().split(" ");
+  return { wasPaused: state === "resumed", unreplayedBytes: Math.max(0, Number(bytes) || 0) };
+}
+
+export interface Promoted extends Writable {
+  wasPaused: boolean;
+  /** Received but not yet replayed when it was asked to promote: replayed before recovery ended. */
+  unreplayedBytes: number;
 }
 
 export interface Writable {

@@ -1,6 +1,7 @@
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { Layout } from "./layout.js";
 import { conninfo } from "./files.js";
+import { sqlLiteral } from "./sql.js";
 
 // Slots and synchronous standbys as the inventory wants them for its current topology.
 
@@ -10,6 +11,16 @@ export function slotName(host: string): string {
 }
 
 export const SLOT_PREFIX = "pgrep_";
+
+/** Creates the physical slots that do not exist yet; immediately_reserve: WAL is kept from now on. */
+export function createSlotsSql(names: readonly string[]): string {
+  return names.map((n) => `SELECT pg_create_physical_replication_slot(${sqlLiteral(n)}, true) WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)});`).join("\n");
+}
+
+/** Drops the slots, only when inactive: a slot in use belongs to a standby that still streams. */
+export function dropSlotsSql(names: readonly string[]): string {
+  return names.map((n) => `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)} AND NOT active;`).join("\n");
+}
 
 /** Slots `host` should have: one per standby that streams from it. */
 export function wantedSlots(spec: ClusterSpec, host: HostSpec): string[] {

@@ -41,7 +41,8 @@ describe("role changes", () => {
     expect(p.exitCode, p.all).toBe(0);
     expect(p.stdout).toMatch(/^Promote pg2 in cluster \w+ \(dry run\):/);
     expect(p.stdout).toMatch(/\[pg1\] stop PostgreSQL cleanly, then wait until pg2 has replayed its shutdown checkpoint — --fence/);
-    expect(p.stdout).toMatch(/\[pg2\] promote with pg_promote\(\)/);
+    // The slots of the hosts that will follow pg2 are made on it before it is promoted: they can follow at once.
+    expect(p.stdout).toMatch(/\[pg2\] promote with pg_promote\(\), after replaying what it has received and making its standbys' slots pgrep_pg1, pgrep_pg3 —/);
     // The inventory's diff, and the re-pointed standby's diff, as the setup plan after the promotion would write them.
     expect(p.stdout).toMatch(/-    role: primary\n\s+\+    role: standby/);
     expect(p.stdout).toMatch(/\[pg3\] write \/etc\/postgresql\/15\/main\/conf\.d\/pgrep\.conf/);
