@@ -1,10 +1,10 @@
 import { isIP } from "node:net";
-import { InputError, PgrepError } from "../errors.js";
+import { InputError, lastLines, PgrepError } from "../errors.js";
 import { mergePgpass, type PgpassEntry } from "../postgres/files.js";
 import { draftLayout, resolveLayout } from "../postgres/layout.js";
 import { queryJson, sqlLiteral } from "../postgres/sql.js";
 import { storedPasswordMatches, type PasswordEncryption } from "../postgres/scram.js";
-import { capabilities, isSupportedMajor, REWIND_FUNCTIONS } from "../postgres/versions.js";
+import { capabilities, isSupportedMajor, REWIND_FUNCTIONS, type Capabilities } from "../postgres/versions.js";
 import type { Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
@@ -79,7 +79,13 @@ async function observeHost(
     ...(["ca.crt", "server.crt", "server.key"] as const).map((f, i) => `sha:${["tlsCa", "tlsCert", "tlsKey"][i]}=${draft.tlsDir}/${f}`),
   ];
   if (resolves) for (const h of spec.hosts) if (!isIP(h.address) && !down.has(h.name)) args.push(`resolve:${h.address}`);
-  const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "probing the host" });
+  // Application roles and databases are read on the primary, and only by setup (which makes them).
+  const apps = host === spec.primary && appPasswords && (spec.apps.roles.length || spec.apps.databases.length) ? { expression: appObjectsExpression(spec.apps), passwords: appPasswords } : undefined;
+  // With the major known, the server's state is read in the same round trip: the probe runs the query
+  // (as the PostgreSQL OS user) when the server runs.
+  const sql = major !== undefined && isSupportedMajor(major) ? serverStateSql(capabilities(major), spec.replicationUser, apps?.expression) : undefined;
+  if (sql !== undefined) args.push(`sql:${draft.admin === host.pg.osUser ? "direct" : "runuser"}`);
+  const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "probing the host", ...(sql !== undefined ? { stdin: sql } : {}) });
   const kv = parseKv(r.stdout);
   const file = (k: string) => (kv.has(`file_${k}`) ? Buffer.from(kv.get(`file_${k}`)!, "base64").toString("utf8") : null);
   for (const k of ["settings", "hba", "mainConf", "recoveryConf", "autoConf"])
@@ -139,10 +145,13 @@ async function observeHost(
     sql: undefined,
     sqlError: undefined,
   };
-  if (state.running && state.psql) {
+  const answer = kv.has("sql_json") ? parseJson(kv.get("sql_json")!) : undefined;
+  if (answer) {
+    state.sql = parseServerState(answer, spec.replicationUser, password, spec.passwordEncryption, apps?.passwords);
+  } else if (kv.has("sql_error")) {
+    state.sqlError = `${host.name}: reading server state failed: ${lastLines(Buffer.from(kv.get("sql_error")!, "base64").toString("utf8"), 2)}`;
+  } else if (state.running && state.psql) {
     try {
-      // Application roles and databases are read on the primary, and only by setup (which makes them).
-      const apps = appPasswords && (spec.apps.roles.length || spec.apps.databases.length) ? { expression: appObjectsExpression(spec.apps), passwords: appPasswords } : undefined;
       state.sql = await observeSql(state, host, spec.replicationUser, password, spec.passwordEncryption, apps);
     } catch (e) {
       state.sqlError = (e as Error).message;
@@ -159,10 +168,28 @@ export async function observeSql(
   encryption: PasswordEncryption = "scram-sha-256",
   apps?: { expression: string; passwords: ReadonlyMap<string, string> },
 ): Promise<SqlState> {
-  const recv = s.caps.receiverFlushColumn;
   const raw = await queryJson<Record<string, unknown>>(
     { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql!, osUser: host.pg.osUser },
-    `WITH pos AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
+    serverStateSql(s.caps, replUser, apps?.expression),
+    "reading server state",
+  );
+  return parseServerState(raw, replUser, password, encryption, apps?.passwords);
+}
+
+/** The probe's JSON answer, or undefined when something else came with it (then psql is asked again). */
+function parseJson(text: string): Record<string, unknown> | undefined {
+  try {
+    const v = JSON.parse(text) as unknown;
+    return v && typeof v === "object" ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One query for all observe needs of a running server, as one JSON object. */
+function serverStateSql(caps: Capabilities, replUser: string, appsExpression: string | undefined): string {
+  const recv = caps.receiverFlushColumn;
+  return `WITH pos AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
 SELECT json_build_object(
   'in_recovery', pg_is_in_recovery(),
   'version_num', current_setting('server_version_num')::int,
@@ -187,12 +214,13 @@ SELECT json_build_object(
     FROM pg_replication_slots s WHERE slot_type = 'physical'),
   'receiver', (SELECT json_build_object('status', status, 'conninfo', conninfo, 'flushed', ${recv}::text) FROM pg_stat_wal_receiver),
   'role', (SELECT json_build_object('can_login', rolcanlogin, 'replication', rolreplication, 'verifier', rolpassword,
-      'rewind', ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `has_function_privilege(rolname, ${sqlLiteral(f)}, 'EXECUTE')`).join(" AND ") : "true"})
-    FROM pg_authid WHERE rolname = ${sqlLiteral(replUser)})${apps ? `,
-  'apps', ${apps.expression}` : ""}
-)`,
-    "reading server state",
-  );
+      'rewind', ${caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `has_function_privilege(rolname, ${sqlLiteral(f)}, 'EXECUTE')`).join(" AND ") : "true"})
+    FROM pg_authid WHERE rolname = ${sqlLiteral(replUser)})${appsExpression === undefined ? "" : `,
+  'apps', ${appsExpression}`}
+)`;
+}
+
+function parseServerState(raw: Record<string, unknown>, replUser: string, password: string | undefined, encryption: PasswordEncryption, appPasswords: ReadonlyMap<string, string> | undefined): SqlState {
   const role = raw.role as { can_login: boolean; replication: boolean; verifier: string | null; rewind: boolean } | null;
   return {
     inRecovery: raw.in_recovery as boolean,
@@ -210,7 +238,7 @@ SELECT json_build_object(
     receiver: raw.receiver as SqlState["receiver"],
     slots: raw.slots as SqlState["slots"],
     // The verifier is compared here and dropped: snapshots hold no secrets.
-    apps: apps ? parseAppObjects(raw.apps, apps.passwords) : undefined,
+    apps: appPasswords ? parseAppObjects(raw.apps, appPasswords) : undefined,
     role: role && { canLogin: role.can_login, replication: role.replication, rewind: role.rewind, passwordOk: !!password && storedPasswordMatches(encryption, role.verifier, password, replUser) },
   };
 }

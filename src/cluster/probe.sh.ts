@@ -1,12 +1,14 @@
 // Shell run on each host, as root or as the PostgreSQL OS user, reading everything observe needs in one
 // round trip. Prints key=value lines; file contents are base64 so that any byte survives.
 // Arguments: os_user bin_dir major data_dir, then items "file:KEY=PATH" ("~/" = the OS user's home)
-// "sha:KEY=PATH" (only a file's sha256: keys stay on their host), "port:N" and "resolve:NAME".
+// "sha:KEY=PATH" (only a file's sha256: keys stay on their host), "port:N", "resolve:NAME", and
+// "sql:direct|runuser": when the server runs, the query on stdin is run with psql as the OS user (directly,
+// or through runuser when the probe runs as root) and its one-line JSON answer printed as sql_json.
 // Every fork costs a few milliseconds and observe runs this on every host for every command, so the
 // script leans on shell builtins: parameter expansion instead of cut/sed, read instead of cat.
 // "%{" stands for the shell's "${", which a template literal cannot hold.
 export const PROBE_SCRIPT = String.raw`
-osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""; ver=""
+osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""; ver=""; psqlbin=""
 # One word of a list, without a subshell (a function's arguments are its own).
 word() { w=$1; }
 pw=$(getent passwd "$osuser"); home=%{pw#*:*:*:*:*:}; home=%{home%%:*}
@@ -35,6 +37,7 @@ elif [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$b
 for tool in psql pg_basebackup; do
   if [ -n "$bindir" ] && [ -x "$bindir/$tool" ]; then p="$bindir/$tool"; v=$ver; else p=$(command -v $tool || true); v=""; fi
   echo "$tool=$p"
+  [ "$tool" = psql ] && psqlbin=$p
   if [ -n "$p" ]; then
     [ -n "$v" ] || v=$("$p" --version 2>/dev/null | sed -E 's/^[^0-9]*([0-9]+).*/\1/')
     echo "$tool""_version=$v"
@@ -82,6 +85,14 @@ for item in "$@"; do
 $r
 PGREP_EOF
       echo "resolve_$a=$ips";;
+    sql:*) if [ -n "$running" ] && [ -n "$psqlbin" ]; then
+        { read -r _l1; read -r _l2; read -r _l3; read -r port; read -r sock; } < "$datadir/postmaster.pid"
+        as=""; [ "%{item#sql:}" = runuser ] && as="runuser -u $osuser --"
+        # From /: psql run as another user warns on stderr when it cannot enter the current directory.
+        if out=$(cd / && $as "$psqlbin" -X -q -A -t -v ON_ERROR_STOP=1 -h "%{sock:-/tmp}" -p "$port" -d postgres 2>&1); then
+          echo "sql_json=$out"
+        else printf 'sql_error=%s\n' "$(printf '%s' "$out" | base64 -w0)"; fi
+      fi;;
   esac
 done
 `.replaceAll("%{", "${");
