@@ -1,18 +1,28 @@
 import { readFileSync } from "node:fs";
-import Handlebars from "handlebars";
+import { createRequire } from "node:module";
+import type HandlebarsNamespace from "handlebars";
 
 // An isolated Handlebars: noEscape (HTML escaping would corrupt conninfo strings) and strict (a missing
-// value is an error, not an empty string).
-const hb = Handlebars.create();
-hb.registerHelper("q", (v: unknown) => `'${String(v).replaceAll("\\", "\\\\").replaceAll("'", "''")}'`);
+// value is an error, not an empty string). Loaded at the first render, not at start: a promotion reaches
+// the new primary's first write before it renders anything.
 
 const templatesDir = new URL("../../templates/", import.meta.url);
 const cache = new Map<string, HandlebarsTemplateDelegate>();
+let hb: typeof HandlebarsNamespace | undefined;
+
+function engine(): typeof HandlebarsNamespace {
+  if (!hb) {
+    const Handlebars = (createRequire(import.meta.url)("handlebars") as typeof HandlebarsNamespace).create();
+    Handlebars.registerHelper("q", (v: unknown) => `'${String(v).replaceAll("\\", "\\\\").replaceAll("'", "''")}'`);
+    hb = Handlebars;
+  }
+  return hb;
+}
 
 export function renderTemplate(name: string, data: object): string {
   let t = cache.get(name);
   if (!t) {
-    t = hb.compile(readFileSync(new URL(`${name}.hbs`, templatesDir), "utf8"), { noEscape: true, strict: true });
+    t = engine().compile(readFileSync(new URL(`${name}.hbs`, templatesDir), "utf8"), { noEscape: true, strict: true });
     cache.set(name, t);
   }
   return t(data);
