@@ -50,6 +50,14 @@ function byHandClone(h: string): string {
   );
 }
 
+/**
+ * Every copy starts from a clean primary: without this, the first clone after pgbench -i pays for writing
+ * out its dirty buffers in the fast checkpoint, and whoever is measured first looks slower.
+ */
+async function checkpoint(): Promise<void> {
+  await rig.psql("b1", "CHECKPOINT");
+}
+
 async function ok(args: string[]): Promise<void> {
   const r = await pgrep(args);
   expect(r.exitCode, r.all).toBe(0);
@@ -75,6 +83,7 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   const setup1 = add("pgrep setup, primary + 1 standby");
   for (let i = 0; i < RUNS; i++) {
     await resetStandby("b2");
+    await checkpoint();
     setup1.runsMs.push(await timed(() => ok(["setup", "-i", inv2])));
   }
 
@@ -82,6 +91,7 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   const baseline = add("baseline: pg_basebackup -X stream -c fast + start, by hand");
   for (let i = 0; i < RUNS; i++) {
     await rig.sh("b2", `pg_ctlcluster 15 main stop; rm -rf ${DATA}/*`);
+    await checkpoint();
     baseline.runsMs.push(await timed(() => rig.sh("b2", byHandClone("b2"))));
   }
 
@@ -91,6 +101,7 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   await repmgrPrimary(rig, "b1");
   for (let i = 0; i < RUNS; i++) {
     await repmgrStandbyReady(rig, "b2", 2);
+    await checkpoint();
     repmgrAdd.runsMs.push(await timed(() => repmgrAddStandby(rig, "b2", "b1")));
     await rig.sh("b1", "pg_ctlcluster 15 main stop");
     repmgrPromoted.runsMs.push(await timed(() => repmgrPromote(rig, "b2")));
@@ -108,6 +119,7 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   let setupLogins: Record<string, number> = {};
   for (let i = 0; i < RUNS; i++) {
     await Promise.all(["b2", "b3", "b4"].map(resetStandby));
+    await checkpoint();
     const before = Object.fromEntries(hosts.map((h) => [h, sshLogins(h)]));
     setup3.runsMs.push(await timed(() => ok(["setup", "-i", inv4])));
     setupLogins = Object.fromEntries(hosts.map((h) => [h, sshLogins(h) - before[h]!]));
@@ -117,6 +129,7 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   const floor3 = add("floor for 3: three pg_basebackup + start at once, by hand");
   for (let i = 0; i < RUNS; i++) {
     await Promise.all(["b2", "b3", "b4"].map((h) => rig.sh(h, `pg_ctlcluster 15 main stop; rm -rf ${DATA}/*`)));
+    await checkpoint();
     floor3.runsMs.push(await timed(() => Promise.all(["b2", "b3", "b4"].map((h) => rig.sh(h, byHandClone(h))))));
   }
   await ok(["setup", "-i", inv4]);
@@ -129,12 +142,21 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     noopLogins = Object.fromEntries(hosts.map((h) => [h, sshLogins(h) - before[h]!]));
   }
 
-  /** How long from `started` until `host` takes a write (polled from the test process). */
-  const writableAfter = async (host: string, started: bigint): Promise<number> => {
-    for (;;) {
-      const r = await rig.host(host).container.exec(["runuser", "-u", "postgres", "--", "psql", "-XAtc", "SELECT txid_current()"]);
-      if (r.exitCode === 0) return Number(process.hrtime.bigint() - started) / 1e6;
-    }
+  /**
+   * When `host` first takes a write, in ms since `started` (epoch ms): one psql session on the host itself
+   * asks every 10 ms, each time in a new transaction, and the server stamps the first write with its own
+   * clock (the containers share this machine's). Started, and connected, before the command is.
+   */
+  const watchWritable = async (host: string): Promise<(started: number) => Promise<number>> => {
+    const sql = "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE txid_current()::text || ' ' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint END";
+    const watching = rig.host(host).container.exec(["sh", "-c", `printf '%s\\n' "${sql}" '\\watch 0.01' | timeout 120 runuser -u postgres -- psql -XAtq 2>/dev/null | grep -m1 .`]);
+    await new Promise((res) => setTimeout(res, 300));
+    return async (started) => {
+      const r = await watching;
+      const at = Number(r.output.trim().split(" ")[1]);
+      expect(at, `${host} never took a write: ${r.output}`).toBeGreaterThan(0);
+      return at - started;
+    };
   };
 
   const promoteWritable = add("pgrep promote --fence: command start → new primary accepts a write");
@@ -147,9 +169,10 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   const switchoverPause = add("pgrep switchover: longest pause between acknowledged commits of a steady writer");
   for (let i = 0; i < RUNS; i++) {
     // Healthy: b1 is fenced by pgrep (a clean stop) and follows b2 in the same command.
-    let started = process.hrtime.bigint();
+    let writable = await watchWritable("b2");
+    let started = Date.now();
     const cmd = pgrep(["promote", "b2", "-i", inv4, "--fence"]);
-    promoteWritable.runsMs.push(await writableAfter("b2", started));
+    promoteWritable.runsMs.push(await writable(started));
     const r = await cmd;
     expect(r.exitCode, r.all).toBe(0);
     promoteAll.runsMs.push(r.ms);
@@ -157,9 +180,10 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     // Frozen: b2's machine stops answering; b3 takes over and b1, b4 follow it.
     const b2 = rig.host("b2").container.getId();
     spawnSync("docker", ["pause", b2]);
-    started = process.hrtime.bigint();
+    writable = await watchWritable("b3");
+    started = Date.now();
     const frozen = pgrep(["promote", "b3", "-i", inv4, "--old-primary-is-down"]);
-    frozenWritable.runsMs.push(await writableAfter("b3", started));
+    frozenWritable.runsMs.push(await writable(started));
     const f = await frozen;
     spawnSync("docker", ["unpause", b2]);
     expect(f.exitCode, f.all).toBe(0);
@@ -190,9 +214,10 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     // Down, as for repmgr's promotion above: the old primary's PostgreSQL stopped, and its sshd refusing.
     await rig.sh("b1", "pg_ctlcluster 15 main stop");
     await rig.stopSshd("b1");
-    started = process.hrtime.bigint();
+    writable = await watchWritable("b2");
+    started = Date.now();
     const stopped = pgrep(["promote", "b2", "-i", inv4, "--old-primary-is-down"]);
-    stoppedWritable.runsMs.push(await writableAfter("b2", started));
+    stoppedWritable.runsMs.push(await writable(started));
     const st = await stopped;
     await rig.startSshd("b1");
     expect(st.exitCode, st.all).toBe(0);
@@ -239,7 +264,9 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   const x = (a: Series, b: Series) => (m(a) / m(b)).toFixed(2);
   const targets: [Series, string, boolean][] = [
     [setup1, `≤ 1.1× baseline (is ${x(setup1, baseline)}×) and faster than repmgr (is ${x(setup1, repmgrAdd)}×)`, m(setup1) <= 1.1 * m(baseline) && m(setup1) < m(repmgrAdd)],
-    [setup3, `≤ 1.4× setup with 1 standby (is ${x(setup3, setup1)}×), or near the floor for 3 (is ${x(setup3, floor3)}× it)`, m(setup3) <= 1.4 * m(setup1)],
+    // This machine allows 1.4× only if three copies at once by hand do: when they take longer, pgrep is held
+    // to that floor instead (within 1.2× of it).
+    [setup3, `≤ 1.4× setup with 1 standby (is ${x(setup3, setup1)}×), or, where three copies by hand already take more than 1.4× one (they take ${x(floor3, baseline)}×), ≤ 1.2× that floor (is ${x(setup3, floor3)}×)`, m(setup3) <= 1.4 * m(setup1) || (m(floor3) > 1.4 * m(baseline) && m(setup3) <= 1.2 * m(floor3))],
     [noop, "≤ 1.5 s", m(noop) <= 1500],
     [stoppedWritable, "≤ 0.5 s", m(stoppedWritable) <= 500],
     [stoppedAll, "≤ 1.0 s", m(stoppedAll) <= 1000],
@@ -291,6 +318,9 @@ setup of 4 hosts: ${perHost(setupLogins)} ${oneEach(setupLogins) ? "✓" : "✗ 
   \`pg_basebackup\` fsyncs every file, and the standby's first start (which begins like crash recovery)
   syncs the data directory again. pgrep copies with \`--no-sync\` and keeps its copy marker until that
   first start has synced it, so a copy lost to a power cut in between is copied again.
+- The by-hand baseline and repmgr start the standby with \`pg_ctlcluster\`, which returns only after
+  probing the running server three times, 0.5 s apart (about 2 s); pgrep starts it the same way but goes
+  on as soon as the server answers, and then waits until it is seen streaming, as they do.
 - pgrep's setup of one standby pays costs the baseline does not: every host is read and locked before
   planning, on Debian the cluster's \`/etc\` configuration is made by \`pg_createcluster\` (beside the
   copy), the configuration is written file by file, and the standby must be seen streaming. They do not
@@ -301,6 +331,9 @@ setup of 4 hosts: ${perHost(setupLogins)} ${oneEach(setupLogins) ? "✓" : "✗ 
   stream, so the whole commands do different amounts of work.
 - Promotion with \`--fence\` includes stopping the old primary cleanly and waiting until the target has
   replayed its shutdown checkpoint, which is what makes it lossless; the old primary then follows.
+- Each copy starts right after a \`CHECKPOINT\` on the primary, whoever makes it. "Accepts a write" is
+  stamped by the new primary's own clock: a psql session on that host, connected before the command
+  starts, asks for a transaction id every 10 ms.
 - With the old primary frozen (\`docker pause\`: its TCP port still accepts, sshd never answers), the
   command first waits out \`ssh.connect_timeout\` (3 s) once; the dials run in parallel and the frozen
   host is not dialled again.
