@@ -7,9 +7,9 @@ import { REWIND_FUNCTIONS } from "../postgres/versions.js";
 import { createSlotsSql, dropSlotsSql } from "../postgres/replication.js";
 import { pgpassEntries } from "../cluster/observe.js";
 import type { HostSpec } from "../cluster/model.js";
-import type { ReachableHost } from "../cluster/state.js";
 import { recordCreated } from "../state-store.js";
-import { readFileText, writeFileAtomic } from "../transport/files.js";
+import { readFileText, replaceFileIfUnchanged, writeFileAtomic } from "../transport/files.js";
+import { observedContent, type ReachableHost } from "../cluster/state.js";
 import { clone } from "./clone.js";
 import { hostOf, sqlTarget, type ExecContext } from "./context.js";
 import { control, createCluster, withServerLog } from "./host-ops.js";
@@ -49,8 +49,14 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
       await createCluster(ctx, h, s);
       return `created the cluster in ${L.dataDir}`;
     case "edit-file": {
+      const opts = { owner: step.file.owner, mode: step.file.mode, asUser: L.admin };
+      if (step.edit.type !== "replace") {
+        // An edit of what observe read, written only if the file still holds it: one round trip, not two.
+        const seen = observedContent(s, step.file.path);
+        if (seen !== undefined && (await replaceFileIfUnchanged(t, step.file.path, seen, applyEdit(seen, step.edit), opts))) return `wrote ${step.file.path}`;
+      }
       const current = step.edit.type === "replace" ? null : await readFileText(t, step.file.path, L.admin);
-      await writeFileAtomic(t, step.file.path, applyEdit(current, step.edit), { owner: step.file.owner, mode: step.file.mode, asUser: L.admin });
+      await writeFileAtomic(t, step.file.path, applyEdit(current, step.edit), opts);
       return `wrote ${step.file.path}`;
     }
     case "remove-file":

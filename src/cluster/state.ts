@@ -100,3 +100,20 @@ export interface ClusterSnapshot {
   major: number;
   hosts: Map<string, HostState>;
 }
+
+/**
+ * What observe saw in a file pgrep manages: its text, null when it did not exist, undefined for a path
+ * observe does not read.
+ */
+export function observedContent(s: ReachableHost, path: string): string | null | undefined {
+  const L = s.layout;
+  const known: Record<string, string | null> = {
+    [L.settingsFile]: s.files.settings,
+    [L.hbaFile]: s.files.hba,
+    [L.mainConf]: s.files.mainConf,
+    [`${L.dataDir}/recovery.conf`]: s.files.recoveryConf,
+    [`${L.dataDir}/postgresql.auto.conf`]: s.files.autoConf,
+    [`${L.dataDir}/standby.signal`]: s.hasStandbySignal ? "" : null,
+  };
+  return path in known ? known[path] : undefined;
+}

@@ -1,22 +1,16 @@
-import { createTwoFilesPatch } from "diff";
-import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import { createRequire } from "node:module";
+import type * as Diff from "diff";
+import { observedContent, type ClusterSnapshot } from "../cluster/state.js";
 import { applyEdit } from "./setup.js";
 import { describeStep, stepCount, type Phase, type Plan, type Step } from "./steps.js";
 
 // Human form of a plan: each step with its reason, and a unified diff for every file it would write.
 // Pure: it reads only the snapshot observe already took.
 
-function observedContent(s: ReachableHost, path: string): string | null {
-  const L = s.layout;
-  const known: Record<string, string | null> = {
-    [L.settingsFile]: s.files.settings,
-    [L.hbaFile]: s.files.hba,
-    [L.mainConf]: s.files.mainConf,
-    [`${L.dataDir}/recovery.conf`]: s.files.recoveryConf,
-    [`${L.dataDir}/postgresql.auto.conf`]: s.files.autoConf,
-    [`${L.dataDir}/standby.signal`]: s.hasStandbySignal ? "" : null,
-  };
-  return path in known ? known[path]! : null;
+// Loaded when a diff is first shown (dry runs), not by every command that imports this file.
+let diffModule: typeof Diff | undefined;
+function diffLib(): typeof Diff {
+  return (diffModule ??= createRequire(import.meta.url)("diff") as typeof Diff);
 }
 
 function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string[] {
@@ -25,11 +19,11 @@ function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string
   if (step.kind === "write-passfile") return [`      (${step.file.path}: content not shown, it holds the replication password)`];
   if (step.kind === "write-tls") return [`      (${step.dir}/server.key: content not shown, it is a private key)`];
   if (step.kind !== "edit-file") return [];
-  const before = observedContent(s, step.file.path);
+  const before = observedContent(s, step.file.path) ?? null;
   const after = applyEdit(before, step.edit);
   if (before === after) return [];
   const label = before !== null ? "now" : newCluster ? "(made with the new cluster; its other lines are not shown)" : "(new file)";
-  const patch = createTwoFilesPatch(step.file.path, step.file.path, before ?? "", after, label, "after pgrep", { context: 2 });
+  const patch = diffLib().createTwoFilesPatch(step.file.path, step.file.path, before ?? "", after, label, "after pgrep", { context: 2 });
   return patch
     .split("\n")
     .filter((l) => l && !l.startsWith("=====") && !l.startsWith("Index: "))
@@ -65,7 +59,7 @@ export function formatPhases(phases: Phase[], snap: ClusterSnapshot, withDiffs: 
 /** A unified diff of a file on this machine (the inventory), indented like the others. */
 export function textDiff(path: string, before: string, after: string): string[] {
   if (before === after) return [];
-  return createTwoFilesPatch(path, path, before, after, "now", "after pgrep", { context: 2 })
+  return diffLib().createTwoFilesPatch(path, path, before, after, "now", "after pgrep", { context: 2 })
     .split("\n")
     .filter((l) => l && !l.startsWith("=====") && !l.startsWith("Index: "))
     .map((l) => `      ${l}`);

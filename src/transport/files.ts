@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { CommandError } from "../errors.js";
 import type { Transport, WriteOptions } from "./types.js";
 
 // File operations built on Transport.run, so they behave the same locally and over SSH.
@@ -11,16 +13,36 @@ const WRITE_SCRIPT = [
   'cat > "$t"',
   '[ -z "$2" ] || chown "$2" "$t"',
   'chmod "$3" "$t"',
+  // Only over the expected content (its sha256, or "absent"): exit 9 leaves the file as it is.
+  'case "$4" in "") ;; absent) [ ! -e "$1" ] || exit 9;; *) s=$(sha256sum < "$1" 2>/dev/null) || exit 9; [ "${s%% *}" = "$4" ] || exit 9;; esac',
   'mv -f "$t" "$1"; trap - EXIT',
 ].join("\n");
 
 /** Atomic write: a temp file in the same directory, owner and mode set, then renamed over the target. */
 export async function writeFileAtomic(t: Transport, path: string, content: string, opts: WriteOptions & { asUser?: string }): Promise<void> {
-  await t.run(["sh", "-c", WRITE_SCRIPT, "sh", path, opts.owner ?? "", opts.mode.toString(8)], {
+  await t.run(["sh", "-c", WRITE_SCRIPT, "sh", path, opts.owner ?? "", opts.mode.toString(8), ""], {
     stdin: content,
     what: `writing ${path}`,
     ...(opts.asUser ? { user: opts.asUser } : {}),
   });
+}
+
+/**
+ * The same write, made only if the file still holds `expected` (null: it must not exist); false, and
+ * nothing written, when it does not. An edit computed from what was read earlier is then never written
+ * over a change made since.
+ */
+export async function replaceFileIfUnchanged(t: Transport, path: string, expected: string | null, content: string, opts: WriteOptions & { asUser?: string }): Promise<boolean> {
+  const expect = expected === null ? "absent" : createHash("sha256").update(expected).digest("hex");
+  const r = await t.run(["sh", "-c", WRITE_SCRIPT, "sh", path, opts.owner ?? "", opts.mode.toString(8), expect], {
+    stdin: content,
+    what: `writing ${path}`,
+    allowFailure: true,
+    ...(opts.asUser ? { user: opts.asUser } : {}),
+  });
+  if (r.exitCode === 9) return false;
+  if (r.exitCode !== 0) throw new CommandError(r, `writing ${path}`);
+  return true;
 }
 
 /** The file's text, or null when it does not exist. */
@@ -31,9 +53,6 @@ export async function readFileText(t: Transport, path: string, asUser?: string):
     ...(asUser ? { user: asUser } : {}),
   });
   if (r.exitCode === 3) return null;
-  if (r.exitCode !== 0) {
-    const { CommandError } = await import("../errors.js");
-    throw new CommandError(r, `reading ${path}`);
-  }
+  if (r.exitCode !== 0) throw new CommandError(r, `reading ${path}`);
   return r.stdout;
 }
