@@ -47,11 +47,9 @@ async function startWatched(h: HostSpec, s: ReachableHost): Promise<void> {
   const deadline = Date.now() + CONTROL_TIMEOUT_MS;
   for (;;) {
     const dir = await runSql(target, "SELECT current_setting('data_directory')").catch(() => "");
-    if (dir === s.layout.dataDir) {
-      // Its remaining checks are the server's business now; the server has its own session and stays.
-      if (!ended) child.kill();
-      return;
-    }
+    // The start command may go on with its own checks for a moment; it ends by itself (or with the
+    // connection, under the tether), and the server, in its own session, stays.
+    if (dir === s.layout.dataDir) return;
     if (ended) {
       if (ended.exitCode === 0) return;
       throw new CommandError(ended, "start PostgreSQL");
