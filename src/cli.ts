@@ -76,7 +76,7 @@ program
   .addOption(streamTimeoutOption("each standby"))
   .addOption(waitLockOption())
   .addOption(quietOption())
-  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
+  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing; exit 7 when something differs\n  pgrep setup -i prod.yml --dry-run -q >/dev/null || alert   # cron: anything edited by hand, ALTER SYSTEM, a pending restart\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
   .action(async (o) => {
     const { setupCommand } = await import("./commands/setup.js");
     return finish(setupCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
@@ -84,11 +84,11 @@ program
 
 program
   .command("status")
-  .description("show each host's role, state, timeline, LSN and lag; exit 5 when the cluster is degraded")
+  .description("show each host's role, state, timeline, LSN and lag, and what differs from the inventory; exit 5 when the cluster is degraded, 7 when it is healthy but differs")
   .addOption(inventoryOption())
   .option("--json", "machine-readable output", false)
   .addOption(hostKeysOption())
-  .addHelpText("after", "\nExamples:\n  pgrep status -i prod.yml\n  pgrep status -i prod.yml --json | jq '.hosts[] | {name, state, lagBytes}'")
+  .addHelpText("after", "\nExamples:\n  pgrep status -i prod.yml\n  pgrep status -i prod.yml --json | jq '.hosts[] | {name, state, lagBytes, differs}'\n  pgrep status -i prod.yml >/dev/null; [ $? -eq 7 ] && echo 'a file edited by hand, ALTER SYSTEM, or a pending restart'")
   .action(async (o) => {
     const { statusCommand } = await import("./commands/status.js");
     return finish(statusCommand({ inventory: inventoryPath(o.inventory), json: o.json, acceptNewHostKeys: o.acceptNewHostKeys }, await output()));

@@ -9,6 +9,7 @@ export const EXIT = {
   refused: 4, // pgrep refused to act to protect data (e.g. a running primary in a standby's place)
   degraded: 5, // the cluster is not in the wanted state (status), or a role change happened but not everything is in line
   busy: 6, // another pgrep command holds the cluster's lock
+  differs: 7, // setup --dry-run has changes to make, or status/dry run found settings that differ from the inventory
   internal: 70,
 } as const;
 

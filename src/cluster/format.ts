@@ -28,7 +28,7 @@ function reads(r: HostReport): string {
 }
 
 /** maxLagSeconds: applications.max_lag_seconds, the limit the READS column applies. */
-export function formatStatusTable(reports: HostReport[], maxLagSeconds?: number): string {
+export function formatStatusTable(reports: HostReport[], maxLagSeconds?: number, drift: ReadonlyMap<string, string[]> = new Map()): string {
   const rows = [
     ["", "HOST", "ROLE", "STATE", "UPSTREAM", "TL", "LSN", "LAG (PRIMARY'S VIEW)", "NOT YET REPLAYED", "SYNC", "SLOT (WAL HELD)", maxLagSeconds === undefined ? "" : `APP READS (≤ ${maxLagSeconds} s)`],
     ...reports.map((r) => [
@@ -49,5 +49,11 @@ export function formatStatusTable(reports: HostReport[], maxLagSeconds?: number)
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const lines = rows.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd());
   const problems = reports.filter((r) => r.problem).map((r) => `  ${r.name}: ${r.problem}`);
-  return [...lines, ...(problems.length ? ["", "Problems:", ...problems] : [])].join("\n");
+  return [...lines, ...(problems.length ? ["", "Problems:", ...problems] : []), ...formatDrift(drift)].join("\n");
+}
+
+/** What differs from the inventory, host by host (empty when nothing does). */
+export function formatDrift(drift: ReadonlyMap<string, string[]>): string[] {
+  if (!drift.size) return [];
+  return ["", "Differs from the inventory:", ...[...drift].flatMap(([host, what]) => what.map((w) => `  ${host}: ${w}`))];
 }

@@ -1,5 +1,6 @@
 import { suggest } from "../inventory/suggest.js";
-import { formatStatusTable } from "../cluster/format.js";
+import { clusterDrift } from "../cluster/drift.js";
+import { formatDrift, formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
 import { executePlan } from "../apply/execute.js";
 import { planSetup } from "../plan/setup.js";
@@ -35,9 +36,12 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
     // Standbys that are down (or wait for rejoin) are left out; the others converge. The primary must answer.
     const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls, apps: true });
     if (opts.dryRun) {
-      out.result(formatPlan(plan, snap, true));
-      out.progress("Dry run: nothing was changed.");
-      return EXIT.ok;
+      // Changes to make, or settings that differ without a change pgrep would make (ALTER SYSTEM, a
+      // pending restart): exit 7, so that a cron job or a monitoring check can tell.
+      const drift = clusterDrift(spec, snap, plan);
+      out.result([formatPlan(plan, snap, true), ...formatDrift(drift)].join("\n"));
+      out.progress(stepCount(plan) || drift.size ? "Dry run: nothing was changed; the cluster differs from the inventory (exit 7)." : "Dry run: nothing was changed.");
+      return stepCount(plan) || drift.size ? EXIT.differs : EXIT.ok;
     }
     if (stepCount(plan) === 0) {
       out.progress([`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}${plan.notes?.length ? " (except what is listed below)" : ""}.`, ...formatNotes(plan.notes, "")].join("\n"));

@@ -3,6 +3,21 @@ import { EXIT, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import { assessCluster } from "../cluster/assess.js";
 import { healthy, openSession } from "./session.js";
+import { clusterDrift } from "../cluster/drift.js";
+import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSnapshot } from "../cluster/state.js";
+import { planSetup } from "../plan/setup.js";
+import type { Plan } from "../plan/steps.js";
+import type { TlsMaterial } from "../tls/material.js";
+
+/** The setup plan for what observe saw, or nothing when setup would refuse or cannot plan (then no file drift is told). */
+function plannedOrNothing(spec: ClusterSpec, snap: ClusterSnapshot, tls: TlsMaterial | undefined): Plan | undefined {
+  try {
+    return planSetup(spec, snap, { force: new Set(), tls });
+  } catch {
+    return undefined;
+  }
+}
 
 export interface StatusCommandOptions {
   inventory: string;
@@ -10,15 +25,26 @@ export interface StatusCommandOptions {
   acceptNewHostKeys: boolean;
 }
 
-/** Exit 0 when every host is as the inventory wants; 3 when a host cannot be reached; 5 (degraded) otherwise. */
+/**
+ * Exit 0 when every host is as the inventory wants; 3 when a host cannot be reached; 5 (degraded) when one
+ * is not in line; 7 when all are healthy but something differs from the inventory (see clusterDrift).
+ */
 export async function statusCommand(opts: StatusCommandOptions, out: Output): Promise<ExitCode> {
   const session = await openSession({ ...opts, password: "optional" });
   try {
-    const reports = assessCluster(session.spec, await session.observe());
-    const { maxLagSeconds } = session.spec.apps;
-    out.result(opts.json ? JSON.stringify({ cluster: session.spec.name, healthy: healthy(reports), maxLagSeconds, hosts: reports }, null, 2) : formatStatusTable(reports, maxLagSeconds));
+    const { spec } = session;
+    const snap = await session.observe();
+    const reports = assessCluster(spec, snap);
+    const drift = clusterDrift(spec, snap, plannedOrNothing(spec, snap, session.tls));
+    const { maxLagSeconds } = spec.apps;
+    out.result(
+      opts.json
+        ? JSON.stringify({ cluster: spec.name, healthy: healthy(reports), differs: drift.size > 0, maxLagSeconds, hosts: reports.map((r) => ({ ...r, differs: drift.get(r.name) ?? [] })) }, null, 2)
+        : formatStatusTable(reports, maxLagSeconds, drift),
+    );
     if (reports.some((r) => r.state === "unreachable")) return EXIT.unreachable;
-    return healthy(reports) ? EXIT.ok : EXIT.degraded;
+    if (!healthy(reports)) return EXIT.degraded;
+    return drift.size ? EXIT.differs : EXIT.ok;
   } finally {
     await session.close();
   }

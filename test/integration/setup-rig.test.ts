@@ -45,7 +45,7 @@ describe("pgrep setup on three hosts over SSH", () => {
   it("--dry-run on fresh hosts prints the plan with diffs and changes nothing", async () => {
     const before = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
     const r = await pgrep(["setup", "-i", inv, "--dry-run"]);
-    expect(r.exitCode, r.all).toBe(0);
+    expect(r.exitCode, r.all).toBe(7); // changes pending
     expect(r.stdout).toMatch(/\[pg1\] create the PostgreSQL cluster/);
     expect(r.stdout).toMatch(/\[pg2\] clone from pg1 with pg_basebackup/);
     expect(r.stdout).toMatch(/\+\+\+ \/etc\/postgresql\/15\/main\/conf\.d\/pgrep\.conf\tafter pgrep/);
@@ -212,13 +212,62 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(await startTimes()).toEqual(before);
   });
 
+  it("drift a monitor can alert on: a hand edit, ALTER SYSTEM and a pending restart show in status and dry run (exit 7)", async () => {
+    const conf = "/etc/postgresql/15/main/conf.d/pgrep.conf";
+    expect((await pgrep(["status", "-i", inv])).exitCode).toBe(0);
+    expect((await pgrep(["setup", "-i", inv, "--dry-run"])).exitCode).toBe(0);
+
+    // A hand edit of pgrep's own file, and settings put in postgresql.auto.conf behind its back.
+    await rig.sh("pg2", `echo "work_mem = '64MB'  # by hand" >> ${conf}`);
+    await rig.psql("pg3", "ALTER SYSTEM SET work_mem = '32MB'");
+    await rig.psql("pg3", "ALTER SYSTEM SET wal_keep_size = '2GB'");
+    await rig.psql("pg3", "ALTER SYSTEM SET max_connections = 150");
+    await rig.psql("pg3", "SELECT pg_reload_conf()");
+    await new Promise((r) => setTimeout(r, 300)); // the reload reaches new sessions
+
+    const st = await pgrep(["status", "-i", inv]);
+    expect(st.exitCode, st.all).toBe(7);
+    expect(st.stdout).toMatch(/pg1\s+primary\s+running/); // healthy: drift is not degradation
+    expect(st.stdout).toMatch(/Differs from the inventory:\n/);
+    expect(st.stdout).toMatch(new RegExp(`pg2: ${conf} differs from what pgrep writes`));
+    expect(st.stdout).toMatch(/pg3: postgresql\.auto\.conf \(ALTER SYSTEM\) sets work_mem, wal_keep_size, max_connections, overriding pgrep's wal_keep_size/);
+    expect(st.stdout).toMatch(/pg3: waits for a restart to apply max_connections/);
+    expect(st.stdout).not.toMatch(/pg1: /);
+    const json = JSON.parse((await pgrep(["status", "-i", inv, "--json"])).stdout) as { differs: boolean; hosts: { name: string; differs: string[] }[] };
+    expect(json.differs).toBe(true);
+    expect(json.hosts.find((h) => h.name === "pg1")!.differs).toEqual([]);
+    expect(json.hosts.find((h) => h.name === "pg3")!.differs).toHaveLength(2);
+
+    const dry = await pgrep(["setup", "-i", inv, "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(7);
+    expect(dry.stdout).toMatch(/-work_mem = '64MB'  # by hand/);
+    expect(dry.stdout).toMatch(/pg3: postgresql\.auto\.conf \(ALTER SYSTEM\) sets/);
+
+    // setup puts its own file back and makes the restart that waited; what ALTER SYSTEM set stays, and
+    // still shows, until the DBA resets it (that makes a restart pending again, which setup then makes).
+    const fixed = await pgrep(["setup", "-i", inv]);
+    expect(fixed.exitCode, fixed.all).toBe(0);
+    expect(fixed.stderr).toMatch(/\[pg2\] ✓ wrote \/etc\/postgresql\/15\/main\/conf\.d\/pgrep\.conf/);
+    expect(fixed.stderr).toMatch(/\[pg3\] ✓ restarted for max_connections/);
+    const left = await pgrep(["status", "-i", inv]);
+    expect(left.exitCode, left.all).toBe(7);
+    expect(left.stdout).toMatch(/Differs from the inventory:\n  pg3: postgresql\.auto\.conf \(ALTER SYSTEM\) sets work_mem, wal_keep_size, max_connections, overriding pgrep's wal_keep_size$/);
+    await rig.psql("pg3", "ALTER SYSTEM RESET ALL");
+    await rig.psql("pg3", "SELECT pg_reload_conf()");
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await pgrep(["setup", "-i", inv])).stderr).toMatch(/\[pg3\] ✓ restarted for max_connections/);
+    const clean = await pgrep(["status", "-i", inv]);
+    expect(clean.exitCode, clean.all).toBe(0);
+    expect(clean.stdout).not.toMatch(/Differs from the inventory/);
+  });
+
   it("restarts only for a setting that needs it, and reports which", async () => {
     const before = await startTimes();
     const changed = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, listenAddresses: "0.0.0.0", file: "rig.yml", extraTop: APPS });
     // First as a dry run: the diff shows the change, and nothing is written or restarted.
     const prints = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
     const dry = await pgrep(["setup", "-i", changed, "--dry-run"]);
-    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.exitCode, dry.all).toBe(7);
     expect(dry.stdout).toMatch(/-listen_addresses = '\*'\n\s+\+listen_addresses = '0\.0\.0\.0'/);
     expect(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint))).toEqual(prints);
     expect(await startTimes()).toEqual(before);
@@ -377,7 +426,8 @@ describe("pgrep setup on three hosts over SSH", () => {
   it("refuses unknown host keys with their fingerprint, and records them only when told to", async () => {
     const kh = join(rig.dir, "known_hosts.empty");
     writeFileSync(kh, "");
-    const file = rig.inventory({ primary: "pg1", file: "unknown-keys.yml", knownHosts: kh });
+    // The suite's cluster, with an empty known_hosts: status then also finds nothing that differs.
+    const file = rig.inventory({ primary: "pg1", file: "unknown-keys.yml", knownHosts: kh, sshUsers: { pg3: "deploy" }, extraTop: APPS });
     const r = await pgrep(["status", "-i", file]);
     expect(r.exitCode, r.all).toBe(3);
     expect(r.stdout).toMatch(/\?\s+pg1\s+primary\s+unreachable/);
