@@ -26,10 +26,12 @@ const LOCK_SCRIPT = [
   ': > "$f"',
 ].join("\n");
 
-export interface HeldLock {
+export interface HeldLock<T = undefined> {
   /** Hosts whose lock is held (an unreachable host is left out: a failover must still get the lock). */
   hosts: string[];
   release(): Promise<void>;
+  /** What `meanwhile` returned, from the attempt that took every host's lock. */
+  early: T | undefined;
 }
 
 export interface LockOptions {
@@ -53,8 +55,12 @@ interface Held {
   p: Spawned;
 }
 
-/** Takes every reachable host's lock, or none: the first host (by name) decides between commands started together. */
-export async function acquireClusterLock(spec: ClusterSpec, conns: Connections, opts: LockOptions): Promise<HeldLock> {
+/**
+ * Takes every reachable host's lock, or none: the first host (by name) decides between commands started
+ * together. Once that first lock is held no other command can pass it, so `meanwhile` (a read: observe)
+ * starts then, beside the other hosts' locks; an attempt that fails drops what it read.
+ */
+export async function acquireClusterLock<T = undefined>(spec: ClusterSpec, conns: Connections, opts: LockOptions, meanwhile?: () => Promise<T>): Promise<HeldLock<T>> {
   const hosts = [...spec.hosts].sort((a, b) => a.name.localeCompare(b.name));
   const holder = holderLine();
   const deadline = Date.now() + opts.waitSeconds * 1000;
@@ -82,11 +88,19 @@ export async function acquireClusterLock(spec: ClusterSpec, conns: Connections, 
     // The first reachable host alone, then the others together.
     let i = 0;
     while (i < hosts.length && !held.length && !busy && !failure) await take(hosts[i++]!);
+    const read = !busy && !failure && meanwhile ? settled(meanwhile()) : undefined;
     if (!busy && !failure) await Promise.all(hosts.slice(i).map(take));
     if (!busy && !failure) {
       debug(`cluster lock held on ${held.map((x) => x.host).join(", ") || "no host"}`);
-      return { hosts: held.map((x) => x.host), release: () => releaseAll(held) };
+      const lock = { hosts: held.map((x) => x.host), release: () => releaseAll(held) };
+      const r = await read;
+      if (r && "error" in r) {
+        await lock.release();
+        throw r.error;
+      }
+      return { ...lock, early: r?.value };
     }
+    await read;
     await releaseAll(held);
     if (failure) throw failure;
     const by = busy ?? "another command";
@@ -100,6 +114,14 @@ export async function acquireClusterLock(spec: ClusterSpec, conns: Connections, 
     told = true;
     await new Promise((r) => setTimeout(r, 300 + Math.random() * 400));
   }
+}
+
+/** A promise that never rejects: its value or its error. */
+function settled<T>(p: Promise<T>): Promise<{ value: T } | { error: unknown }> {
+  return p.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
 }
 
 /** Starts the holding process on one host; it answers LOCKED (and holds until released) or BUSY <holder>. */

@@ -26,13 +26,13 @@ export interface PromoteCommandOptions {
 
 /** Makes a standby the primary without ever leaving two writable primaries unless told to. */
 export async function promoteCommand(opts: PromoteCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => hostNamed(spec, opts.target));
+  const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock }, resolveOn: [opts.target] }, (spec) => hostNamed(spec, opts.target));
   try {
     const { spec } = session;
     const th = hostNamed(spec, opts.target);
     // The target resolves the hosts' names too: after the promotion its pg_hba.conf needs them, and the
     // other hosts can then follow it without a second look at every host.
-    const snap = await session.observe(th.role === "standby" ? [th.name] : []);
+    const snap = await session.observe([th.name]);
     const T = reachable(snap, th.name);
     if (th.role === "primary") {
       if (T.sql && !T.sql.inRecovery) {

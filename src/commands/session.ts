@@ -21,6 +21,8 @@ export interface SessionOptions {
   lock?: { waitSeconds: number } | undefined;
   /** setup: read the application roles' passwords (create the generated ones) and observe roles and databases. */
   apps?: "create" | "read";
+  /** Standbys whose first observe also resolves the hosts' names (a promotion's target). */
+  resolveOn?: string[];
 }
 
 export interface Session {
@@ -50,24 +52,30 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
   const tls = mode === "optional" ? await loadTls(spec, false).catch(() => undefined) : await loadTls(spec, mode === "create");
   const appPasswords = opts.apps ? await loadAppPasswords(spec, opts.apps === "create") : undefined;
   const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
-  let lock: HeldLock | undefined;
+  let lock: HeldLock<ClusterSnapshot> | undefined;
+  const resolveOn = opts.resolveOn ?? [];
+  const observe = (on: readonly string[]) => observeCluster(spec, conns, password, appPasswords, on);
   if (opts.lock) {
     for (const h of spec.hosts) conns.get(h); // every host is dialled at once; the lock waits for them
     try {
-      lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.lock.waitSeconds, onWait: (holder) => process.stderr.write(`Waiting for the cluster lock: held by ${holder}\n`) });
+      // The first look at every host runs beside the locking of all but the first.
+      lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.lock.waitSeconds, onWait: (holder) => process.stderr.write(`Waiting for the cluster lock: held by ${holder}\n`) }, () => observe(resolveOn));
     } catch (e) {
       await conns.closeAll();
       throw e;
     }
   }
+  let first = lock?.early;
   return {
     spec,
     conns,
     password,
     tls,
     appPasswords,
-    observe: async (resolveOn) => {
-      const snap = await observeCluster(spec, conns, password, appPasswords, resolveOn);
+    observe: async (on = []) => {
+      const same = on.length === resolveOn.length && on.every((n) => resolveOn.includes(n));
+      const snap = first && same ? first : await observe(on);
+      first = undefined;
       debug("observed every host");
       return snap;
     },
