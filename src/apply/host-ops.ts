@@ -4,7 +4,7 @@ import { CommandError, lastLines, PgrepError, type RunResult } from "../errors.j
 import { runSql } from "../postgres/sql.js";
 import { recordCreated } from "../state-store.js";
 import { readFileText, writeFileAtomic } from "../transport/files.js";
-import type { ExecContext } from "./context.js";
+import { sqlTarget, type ExecContext } from "./context.js";
 
 // Effects on one host that several steps share.
 
@@ -43,7 +43,7 @@ async function startWatched(h: HostSpec, s: ReachableHost): Promise<void> {
   child.end();
   let ended: RunResult | undefined;
   void child.done.then((r) => (ended = r));
-  const target = { t: s.transport, dataDir: s.layout.dataDir, psql: s.psql ?? "psql", osUser: h.pg.osUser };
+  const target = sqlTarget(h, s);
   const deadline = Date.now() + CONTROL_TIMEOUT_MS;
   for (;;) {
     const dir = await runSql(target, "SELECT current_setting('data_directory')").catch(() => "");

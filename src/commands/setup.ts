@@ -39,9 +39,10 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
       // Changes to make, or settings that differ without a change pgrep would make (ALTER SYSTEM, a
       // pending restart): exit 7, so that a cron job or a monitoring check can tell.
       const drift = clusterDrift(spec, snap, plan);
+      const differs = stepCount(plan) > 0 || drift.size > 0;
       out.result([formatPlan(plan, snap, true), ...formatDrift(drift)].join("\n"));
-      out.progress(stepCount(plan) || drift.size ? "Dry run: nothing was changed; the cluster differs from the inventory (exit 7)." : "Dry run: nothing was changed.");
-      return stepCount(plan) || drift.size ? EXIT.differs : EXIT.ok;
+      out.progress(differs ? "Dry run: nothing was changed; the cluster differs from the inventory (exit 7)." : "Dry run: nothing was changed.");
+      return differs ? EXIT.differs : EXIT.ok;
     }
     if (stepCount(plan) === 0) {
       out.progress([`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}${plan.notes?.length ? " (except what is listed below)" : ""}.`, ...formatNotes(plan.notes, "")].join("\n"));

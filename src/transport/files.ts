@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { CommandError } from "../errors.js";
-import type { Transport, WriteOptions } from "./types.js";
+import type { RunResult, Transport, WriteOptions } from "./types.js";
 
 // File operations built on Transport.run, so they behave the same locally and over SSH.
 // Content always travels on stdin: it may be a .pgpass.
@@ -20,11 +20,8 @@ const WRITE_SCRIPT = [
 
 /** Atomic write: a temp file in the same directory, owner and mode set, then renamed over the target. */
 export async function writeFileAtomic(t: Transport, path: string, content: string, opts: WriteOptions & { asUser?: string }): Promise<void> {
-  await t.run(["sh", "-c", WRITE_SCRIPT, "sh", path, opts.owner ?? "", opts.mode.toString(8), ""], {
-    stdin: content,
-    what: `writing ${path}`,
-    ...(opts.asUser ? { user: opts.asUser } : {}),
-  });
+  const r = await write(t, path, content, opts, "");
+  if (r.exitCode !== 0) throw new CommandError(r, `writing ${path}`);
 }
 
 /**
@@ -33,16 +30,19 @@ export async function writeFileAtomic(t: Transport, path: string, content: strin
  * over a change made since.
  */
 export async function replaceFileIfUnchanged(t: Transport, path: string, expected: string | null, content: string, opts: WriteOptions & { asUser?: string }): Promise<boolean> {
-  const expect = expected === null ? "absent" : createHash("sha256").update(expected).digest("hex");
-  const r = await t.run(["sh", "-c", WRITE_SCRIPT, "sh", path, opts.owner ?? "", opts.mode.toString(8), expect], {
+  const r = await write(t, path, content, opts, expected === null ? "absent" : createHash("sha256").update(expected).digest("hex"));
+  if (r.exitCode === 9) return false;
+  if (r.exitCode !== 0) throw new CommandError(r, `writing ${path}`);
+  return true;
+}
+
+function write(t: Transport, path: string, content: string, opts: WriteOptions & { asUser?: string }, expect: string): Promise<RunResult> {
+  return t.run(["sh", "-c", WRITE_SCRIPT, "sh", path, opts.owner ?? "", opts.mode.toString(8), expect], {
     stdin: content,
     what: `writing ${path}`,
     allowFailure: true,
     ...(opts.asUser ? { user: opts.asUser } : {}),
   });
-  if (r.exitCode === 9) return false;
-  if (r.exitCode !== 0) throw new CommandError(r, `writing ${path}`);
-  return true;
 }
 
 /** The file's text, or null when it does not exist. */
