@@ -47,9 +47,16 @@ async function startWatched(h: HostSpec, s: ReachableHost): Promise<void> {
   const deadline = Date.now() + CONTROL_TIMEOUT_MS;
   for (;;) {
     const dir = await runSql(target, "SELECT current_setting('data_directory')").catch(() => "");
-    // The start command may go on with its own checks for a moment; it ends by itself (or with the
-    // connection, under the tether), and the server, in its own session, stays.
-    if (dir === s.layout.dataDir) return;
+    if (dir === s.layout.dataDir) {
+      // The start command's own checks (a psql every 0.5 s) would go on after pgrep moved on, even after it
+      // ended: they are ended here, and waited for, so that nothing of pgrep's still runs on the host. The
+      // server has its own session and stays.
+      if (!ended) {
+        child.kill();
+        await Promise.race([child.done, new Promise((r) => setTimeout(r, 2_000))]);
+      }
+      return;
+    }
     if (ended) {
       if (ended.exitCode === 0) return;
       throw new CommandError(ended, "start PostgreSQL");
