@@ -53,7 +53,10 @@ async function startWatched(h: HostSpec, s: ReachableHost): Promise<void> {
       // server has its own session and stays.
       if (!ended) {
         child.kill();
-        await Promise.race([child.done, new Promise((r) => setTimeout(r, 2_000))]);
+        // The bound's timer is cleared: left pending, it kept pgrep from exiting for its 2 s.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([child.done, new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+        clearTimeout(timer);
       }
       return;
     }

@@ -149,7 +149,7 @@ export class SshTransport implements Transport {
       if (op[0] === "write") channel.write(op[1]);
       else channel.end();
     };
-    // The wrapper passes a TERM to the command's process group (and a KILL 3 s later).
+    // The wrapper passes a TERM to the command's process group (and a KILL if it is still there 3 s later).
     const kill = () => {
       killWanted = true;
       if (pid !== undefined) this.client.exec(shellCommand(["kill", "-TERM", String(pid)]), (err, s) => void (err ? undefined : s.resume()));

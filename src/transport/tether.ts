@@ -27,7 +27,7 @@ exec 3<&0
 setsid "$@" <&3 3<&- &
 c=$!
 exec 3<&- </dev/null
-trap 'kill -TERM -$c 2>/dev/null; setsid sh -c "sleep 3; kill -KILL -$c" >/dev/null 2>&1 &' TERM INT HUP
+trap 'kill -TERM -$c 2>/dev/null; setsid sh -c "i=0; while [ \$i -lt 30 ] && kill -0 -$c; do sleep 0.1; i=\$((i+1)); done; kill -KILL -$c" >/dev/null 2>&1 &' TERM INT HUP
 setsid sh -c 'while [ -d /proc/$1 ] && kill -0 $2; do sleep 1; done; for i in 1 2 3 4 5 6 7 8 9 10; do kill -TERM -$2 || exit 0; sleep 0.3; done; kill -KILL -$2' watchdog $a $c >/dev/null 2>&1 &
 w=$!
 while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || break; done
