@@ -81,7 +81,9 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
     },
     close: async () => {
       await lock?.release().catch(() => {});
+      debug("lock released");
       await conns.closeAll();
+      debug("connections closed");
     },
   };
 }
