@@ -47,6 +47,10 @@ function maxLagOption(): Option {
   return new Option("--max-lag-bytes <n>", "refuse when the standby is further behind than this").argParser(numberArg("--max-lag-bytes", 0)).default(16 * 1024 * 1024);
 }
 
+function restartPrimaryOption(): Option {
+  return new Option("--restart-primary <how>", "when the primary must restart: 'restart' it last, or 'switchover' to a streaming standby (or name one), so that writes pause only for a switchover").default("restart");
+}
+
 function inventoryPath(v: string | undefined): string {
   if (v) return v;
   process.stderr.write(`Using the local demo inventory ${DEMO} (pass --inventory FILE for your own cluster).\n`);
@@ -74,12 +78,31 @@ program
   .option("--force <host...>", "replace these standbys' data even if it is not a standby of this cluster", [])
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
+  .addOption(restartPrimaryOption())
+  .addOption(maxLagOption().hideHelp())
   .addOption(waitLockOption())
   .addOption(quietOption())
-  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing; exit 7 when something differs\n  pgrep setup -i prod.yml --dry-run -q >/dev/null || alert   # cron: anything edited by hand, ALTER SYSTEM, a pending restart\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
+  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing; exit 7 when something differs\n  pgrep setup -i prod.yml --dry-run -q >/dev/null || alert   # cron: anything edited by hand, ALTER SYSTEM, a pending restart\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --restart-primary switchover   # a setting needs a restart: standbys one by one, then a switchover\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
   .action(async (o) => {
     const { setupCommand } = await import("./commands/setup.js");
-    return finish(setupCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+    return finish(setupCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout, restartPrimary: o.restartPrimary, maxLagBytes: o.maxLagBytes }, await output(o.quiet)));
+  });
+
+program
+  .command("restart [hosts...]")
+  .description("restart PostgreSQL on the hosts (default: all), one at a time: standbys first, each streaming again before the next, the primary last")
+  .addOption(inventoryOption())
+  .addOption(restartPrimaryOption())
+  .addOption(maxLagOption())
+  .addOption(dryRunOption())
+  .addOption(hostKeysOption())
+  .addOption(streamTimeoutOption("each restarted standby"))
+  .addOption(waitLockOption())
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep restart -i prod.yml --dry-run        # the order, touches nothing\n  pgrep restart -i prod.yml                  # after a minor-version package upgrade\n  pgrep restart db3 -i prod.yml\n  pgrep restart -i prod.yml --restart-primary switchover   # writes pause only for a switchover")
+  .action(async (hosts: string[], o) => {
+    const { restartCommand } = await import("./commands/restart.js");
+    return finish(restartCommand({ inventory: inventoryPath(o.inventory), hosts, restartPrimary: o.restartPrimary, waitLock: o.waitLock, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout, maxLagBytes: o.maxLagBytes }, await output(o.quiet)));
   });
 
 program

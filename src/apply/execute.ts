@@ -129,6 +129,21 @@ ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON 
       return clone(ctx, step, h, s);
     case "wait-streaming":
       return waitStreaming(ctx, h, s, step.upstream);
+    case "catch-up":
+      return catchUp(ctx, h, s, step.primary);
+    case "switchover":
+      throw new PgrepError(`${step.host}: a switchover runs from its command, not inside a plan (internal)`);
+  }
+}
+
+async function catchUp(ctx: ExecContext, h: HostSpec, s: ReachableHost, primaryName: string): Promise<string> {
+  const { spec: ph, state: ps } = hostOf(ctx, primaryName);
+  const lsn = (await runSql(sqlTarget(ph, ps), "SELECT pg_current_wal_lsn()")).trim();
+  const deadline = Date.now() + ctx.streamTimeoutMs;
+  for (let pause = 10; ; pause = Math.min(100, pause * 2)) {
+    if ((await runSql(sqlTarget(h, s), `SELECT pg_last_wal_replay_lsn() >= ${sqlLiteral(lsn)}::pg_lsn`).catch(() => "")).trim() === "t") return `has replayed ${primaryName}'s WAL up to ${lsn}`;
+    if (Date.now() > deadline) throw await withServerLog(s, new PgrepError(`${h.name}: has not replayed ${primaryName}'s WAL up to ${lsn} after ${Math.round(ctx.streamTimeoutMs / 1000)} s`));
+    await new Promise((r) => setTimeout(r, pause));
   }
 }
 

@@ -204,6 +204,10 @@ SELECT json_build_object(
   'started_at', pg_postmaster_start_time()::text,
   'pending_restart', (SELECT coalesce(json_agg(name), '[]') FROM pg_settings WHERE pending_restart),
   'restart_settings', (SELECT coalesce(json_agg(name), '[]') FROM pg_settings WHERE context = 'postmaster'),
+  'standby_minimums', (SELECT coalesce(json_object_agg(s.name, json_build_object('now', s.setting, 'boot', s.boot_val,
+      'others', (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name AND f.error IS NULL AND f.sourcefile NOT LIKE '%/pgrep.conf' AND f.sourcefile NOT LIKE '%/postgresql.auto.conf' ORDER BY f.seqno DESC LIMIT 1),
+      'auto', (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name AND f.error IS NULL AND f.sourcefile LIKE '%/postgresql.auto.conf' ORDER BY f.seqno DESC LIMIT 1))), '{}')
+    FROM pg_settings s WHERE s.name IN (${caps.standbyMinimums.map(sqlLiteral).join(", ")})),
   'replication', (SELECT coalesce(json_agg(json_build_object(
       'application_name', application_name, 'client_addr', client_addr::text, 'state', state, 'sync_state', sync_state,
       'sent_lsn', sent_lsn::text, 'replay_lsn', replay_lsn::text,
@@ -234,6 +238,7 @@ function parseServerState(raw: Record<string, unknown>, replUser: string, passwo
     startedAt: raw.started_at as string,
     pendingRestart: raw.pending_restart as string[],
     restartSettings: raw.restart_settings as string[],
+    standbyMinimums: (raw.standby_minimums ?? {}) as SqlState["standbyMinimums"],
     replication: raw.replication as SqlState["replication"],
     receiver: raw.receiver as SqlState["receiver"],
     slots: raw.slots as SqlState["slots"],

@@ -30,6 +30,12 @@ export interface SqlState {
   pendingRestart: string[];
   /** Settings that only change at a restart on this server (pg_settings.context = 'postmaster'). */
   restartSettings: string[];
+  /**
+   * The settings a hot standby must have at least as high as its primary's: the running value, and where
+   * a restart would take it from besides pgrep's file (pgrep.conf in every layout): other configuration
+   * files, postgresql.auto.conf (which wins), the built-in default.
+   */
+  standbyMinimums: Record<string, { now: string; others: string | null; auto: string | null; boot: string }>;
   replication: ReplicationRow[];
   receiver: { status: string; conninfo: string | null } | null;
   /** Physical replication slots; wal_status exists on 13+. retained: WAL held back from this server's position. */

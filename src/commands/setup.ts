@@ -5,10 +5,11 @@ import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
 import { executePlan } from "../apply/execute.js";
 import { planSetup } from "../plan/setup.js";
 import { formatNotes, formatPlan } from "../plan/format.js";
-import { stepCount } from "../plan/steps.js";
+import { stepCount, withoutSwitchover } from "../plan/steps.js";
 import { lineReporter, type Output } from "../output.js";
 import { assessCluster } from "../cluster/assess.js";
 import { healthy, openSession } from "./session.js";
+import { switchOver } from "./switchover.js";
 
 export interface SetupCommandOptions {
   inventory: string;
@@ -19,6 +20,10 @@ export interface SetupCommandOptions {
   force: string[];
   acceptNewHostKeys: boolean;
   streamTimeoutSeconds: number;
+  /** When the primary needs a restart for a setting: "restart" (last, after its standbys), "switchover", or a standby's name. */
+  restartPrimary: string;
+  /** A switchover's limit on how far behind its target may be. */
+  maxLagBytes: number;
 }
 
 export async function setupCommand(opts: SetupCommandOptions, out: Output): Promise<ExitCode> {
@@ -34,7 +39,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
     const { spec } = session;
     const snap = await session.observe();
     // Standbys that are down (or wait for rejoin) are left out; the others converge. The primary must answer.
-    const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls, apps: true });
+    const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls, apps: true, restartPrimary: opts.restartPrimary });
     if (opts.dryRun) {
       // Changes to make, or settings that differ without a change pgrep would make (ALTER SYSTEM, a
       // pending restart): exit 7, so that a cron job or a monitoring check can tell.
@@ -48,7 +53,10 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
       out.progress([`Nothing to change: cluster ${spec.name} already matches ${opts.inventory}${plan.notes?.length ? " (except what is listed below)" : ""}.`, ...formatNotes(plan.notes, "")].join("\n"));
     } else {
       out.progress(formatPlan(plan, snap, false));
-      await executePlan(plan, { spec, snap, password: session.password!, appPasswords: session.appPasswords, tls: session.tls, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+      const { plan: first, switchover } = withoutSwitchover(plan);
+      await executePlan(first, { spec, snap, password: session.password!, appPasswords: session.appPasswords, tls: session.tls, report: lineReporter(out), streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+      // The primary's restart as a switchover: its own command's steps, status and exit code.
+      if (switchover) return await switchOver(session, await session.observe(), { ...opts, target: switchover.host, dryRun: false }, out);
     }
     // With nothing done, what was observed is still what is there: no second look.
     const reports = assessCluster(spec, stepCount(plan) ? await session.observe() : snap);

@@ -7,6 +7,7 @@ import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine }
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
+import { loweredMinimums, rollingPhases, switchoverTarget, type PrimaryRestart, type RestartStep } from "./rolling.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
 export interface SetupOptions {
@@ -20,6 +21,8 @@ export interface SetupOptions {
   apps?: boolean;
   /** replication.tls: the files each host should have (undefined in a dry run before the first setup). */
   tls?: TlsMaterial | undefined;
+  /** When the primary needs a restart: "restart" (default, last), "switchover" (to the first streaming standby) or a standby's name. */
+  restartPrimary?: string;
 }
 
 /**
@@ -64,6 +67,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
     hops: hopsFromPrimary(spec, h),
     steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals, alone),
   }));
+  const rolling = rollingRestarts(spec, snap, primarySteps, standbyLanes, opts.restartPrimary ?? "restart", refusals);
   if (refusals.length) {
     throw new RefusedError(refusals.join("\n"), "nothing was changed; fix the inventory or the host, or pass --force HOST for a standby whose data may be replaced");
   }
@@ -80,7 +84,39 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
     const busy = standbyLanes.filter((l) => l.hops === hops && l.steps.length && !beside.includes(l)).map(({ host, steps }) => ({ host, steps }));
     if (busy.length) phases.push({ title: hops === 1 ? "standbys" : `cascading standbys (${hops} hops from the primary)`, lanes: busy });
   }
+  phases.push(...rolling);
   return { command: "setup", cluster: spec.name, phases, notes };
+}
+
+/**
+ * Takes the restarts for changed settings out of the lanes of servers that run now and returns them as
+ * phases of their own, one host at a time (see rollingPhases): the files of every host are written and
+ * reloaded first. A primary that new standbys are copied from restarts in its lane, before the copies.
+ */
+function rollingRestarts(spec: ClusterSpec, snap: ClusterSnapshot, primarySteps: Step[], standbyLanes: { host: string; steps: Step[] }[], restartPrimary: string, refusals: string[]): Phase[] {
+  const copying = standbyLanes.some((l) => l.steps.some((x) => x.kind === "clone" || (x.kind === "control" && x.action === "start")));
+  const restarts = new Map<string, RestartStep>();
+  const take = (host: string, steps: Step[]) => {
+    const s = snap.hosts.get(host);
+    const i = steps.findIndex((x) => x.kind === "restart-if-pending");
+    if (i < 0 || !s?.reachable || !s.running || !s.sql) return;
+    restarts.set(host, steps[i] as RestartStep);
+    steps.splice(i, 1);
+  };
+  if (!copying) take(spec.primary.name, primarySteps);
+  for (const l of standbyLanes) take(l.host, l.steps);
+  if (!restarts.size) return [];
+  const P = snap.hosts.get(spec.primary.name) as ReachableHost;
+  const settings = primarySteps.find((x) => x.kind === "edit-file" && x.file.path === P.layout.settingsFile);
+  const lowered = restarts.has(spec.primary.name) ? loweredMinimums(P, settings?.kind === "edit-file" ? applyEdit(P.files.settings, settings.edit) : P.files.settings) : [];
+  let primary: PrimaryRestart = { kind: "restart" };
+  if (restartPrimary !== "restart" && restarts.has(spec.primary.name)) {
+    const { target, problem } = switchoverTarget(spec, snap, restartPrimary);
+    if (problem) refusals.push(problem);
+    else if (lowered.length) refusals.push(`--restart-primary ${restartPrimary}: ${lowered.join(", ")} goes down, and a standby cannot start below its primary's value; let the primary restart first (leave out --restart-primary)`);
+    else primary = { kind: "switchover", target: target! };
+  }
+  return rollingPhases(spec, snap, restarts, lowered, primary);
 }
 
 /**
@@ -91,7 +127,9 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
  * primary's files are rewritten).
  */
 function needsPrimaryLane(spec: ClusterSpec, host: string, steps: Step[], primarySteps: Step[], P: ReachableHost): boolean {
-  if (steps.some((x) => x.kind === "clone") || !P.running || !P.sql || P.sql.inRecovery || P.sql.pendingRestart.length) return true;
+  // Restarts for settings usually run after every lane (rollingRestarts); one left in the primary's lane counts.
+  const restarts = primarySteps.some((x) => x.kind === "restart-if-pending");
+  if (steps.some((x) => x.kind === "clone") || !P.running || !P.sql || P.sql.inRecovery || (restarts && P.sql.pendingRestart.length)) return true;
   const { begin, end } = blockMarkers(spec.name);
   return primarySteps.some((x) => {
     switch (x.kind) {
@@ -106,7 +144,7 @@ function needsPrimaryLane(spec: ClusterSpec, host: string, steps: Step[], primar
         return x.create.includes(slotName(host));
       case "edit-file": {
         const after = applyEdit(x.file.path === P.layout.settingsFile ? P.files.settings : P.files.hba, x.edit);
-        if (x.file.path === P.layout.settingsFile) return changedSettings(P.files.settings, after).some((n) => P.sql!.restartSettings.includes(n));
+        if (x.file.path === P.layout.settingsFile) return restarts && changedSettings(P.files.settings, after).some((n) => P.sql!.restartSettings.includes(n));
         if (x.file.path !== P.layout.hbaFile) return true;
         const now = blockAddresses(P.files.hba, begin, end).get(host) ?? [];
         return (blockAddresses(after, begin, end).get(host) ?? []).some((cidr) => !now.includes(cidr));

@@ -28,7 +28,11 @@ export type Step =
   | { kind: "app-databases"; host: string; create: string[]; connect: string[]; why: string }
   | { kind: "slots"; host: string; create: string[]; drop: string[]; why: string }
   | { kind: "clone"; host: string; from: string; method: "basebackup" | "rsync"; expectSysid: string | undefined; why: string }
-  | { kind: "wait-streaming"; host: string; upstream: string; why: string };
+  | { kind: "wait-streaming"; host: string; upstream: string; why: string }
+  /** Waits until the standby has replayed what the primary has written when the step starts. */
+  | { kind: "catch-up"; host: string; primary: string; why: string }
+  /** A planned switchover from `from` to `host` (run by the command, which owns the inventory). */
+  | { kind: "switchover"; host: string; from: string; why: string };
 
 /** Steps for one host, run in order. */
 export interface Lane {
@@ -48,6 +52,13 @@ export interface Plan {
   phases: Phase[];
   /** What the plan leaves out and why (hosts left as they are), printed with it. */
   notes?: string[];
+}
+
+/** The plan up to a switchover (its last phase, when there is one), and that switchover. */
+export function withoutSwitchover(plan: Plan): { plan: Plan; switchover: Extract<Step, { kind: "switchover" }> | undefined } {
+  const last = plan.phases.at(-1)?.lanes[0]?.steps[0];
+  if (last?.kind !== "switchover") return { plan, switchover: undefined };
+  return { plan: { ...plan, phases: plan.phases.slice(0, -1) }, switchover: last };
 }
 
 export function stepCount(plan: Plan): number {
@@ -82,5 +93,9 @@ export function describeStep(s: Step): string {
       return `clone from ${s.from} with ${s.method === "rsync" ? "the backup API and rsync" : "pg_basebackup"}`;
     case "wait-streaming":
       return `wait until it streams from ${s.upstream}`;
+    case "catch-up":
+      return `wait until it has replayed what ${s.primary} has written`;
+    case "switchover":
+      return `switch over from ${s.from} to ${s.host}`;
   }
 }

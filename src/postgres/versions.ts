@@ -25,6 +25,8 @@ export interface Capabilities {
   receiverFlushColumn: "received_lsn" | "flushed_lsn";
   /** Standbys must have max_wal_senders ≥ the primary's. */
   walSendersMustMatch: boolean;
+  /** Settings a hot standby must have at least as high as its primary's (it refuses to start, or pauses replay, below them). */
+  standbyMinimums: string[];
   /** pg_hba option asking for a client certificate: clientcert=1 (≈ verify-ca) ≤11, verify-ca/verify-full 12+. */
   clientCertOption: { "verify-ca": string; "verify-full": string | null };
 }
@@ -52,6 +54,7 @@ export function capabilities(major: number): Capabilities {
     defaultPasswordEncryption: major >= 14 ? "scram-sha-256" : "md5",
     receiverFlushColumn: major <= 12 ? "received_lsn" : "flushed_lsn",
     walSendersMustMatch: major >= 12,
+    standbyMinimums: ["max_connections", "max_worker_processes", "max_prepared_transactions", "max_locks_per_transaction", ...(major >= 12 ? ["max_wal_senders"] : [])],
     clientCertOption: major <= 11 ? { "verify-ca": "clientcert=1", "verify-full": null } : { "verify-ca": "clientcert=verify-ca", "verify-full": "clientcert=verify-full" },
   };
 }

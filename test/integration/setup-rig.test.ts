@@ -29,6 +29,49 @@ const appPassword = `app-${randomBytes(12).toString("base64url")}`;
 const startTimes = async () =>
   Object.fromEntries(await Promise.all(["pg1", "pg2", "pg3"].map(async (h) => [h, await rig.psql(h, "SELECT pg_postmaster_start_time()")])));
 
+/**
+ * Runs `command` while each standby is read from every ~20 ms and every host is written to (only the
+ * primary accepts), each by a loop on its own host stamping every answer with the machine's clock (the
+ * containers share it).
+ */
+async function underLoad<T>(command: () => Promise<T>): Promise<{ r: T; writePauseMs: number; expectReadsFromAllButOne(): void }> {
+  const loop = (name: string, sql: string) =>
+    `rm -f /tmp/${name}.stop; setsid sh -c 'while [ ! -f /tmp/${name}.stop ]; do if runuser -u postgres -- psql -XAtqc "${sql}" >/dev/null 2>&1; then echo "$(date +%s%3N) ok"; else echo "$(date +%s%3N) fail"; fi; sleep 0.02; done' > /tmp/${name}.log 2>&1 < /dev/null &`;
+  const hosts = ["pg1", "pg2", "pg3"];
+  await Promise.all([...hosts.map((h) => rig.sh(h, loop("writes", "INSERT INTO rolling_probe VALUES (now())"))), rig.sh("pg2", loop("reads", "SELECT 1")), rig.sh("pg3", loop("reads", "SELECT 1"))]);
+  await new Promise((res) => setTimeout(res, 300));
+  const r = await command();
+  const parse = (l: string) => l.trim().split("\n").map((x) => x.split(" ")).map(([t, v]) => ({ t: Number(t), ok: v === "ok" }));
+  const stop = (h: string, n: string) => rig.sh(h, `touch /tmp/${n}.stop; sleep 0.2; cat /tmp/${n}.log`).then(parse);
+  const [writes, reads2, reads3] = await Promise.all([Promise.all(hosts.map((h) => stop(h, "writes"))), stop("pg2", "reads"), stop("pg3", "reads")]);
+  const samples = [[], reads2, reads3];
+  // Writes go wherever the primary is (a switchover moves it): the longest gap between accepted ones.
+  const okTimes = writes.flat().filter((x) => x.ok).map((x) => x.t).sort((a, b) => a - b);
+  let writePauseMs = 0;
+  for (let i = 1; i < okTimes.length; i++) writePauseMs = Math.max(writePauseMs, okTimes[i]! - okTimes[i - 1]!);
+  /** The spans in which a standby did not answer: from its first failed read to its next good one. */
+  const outages = (s: { t: number; ok: boolean }[]) => {
+    const spans: [number, number][] = [];
+    let from: number | undefined;
+    for (const x of s) {
+      if (!x.ok && from === undefined) from = x.t;
+      if (x.ok && from !== undefined) spans.push([from, x.t]), (from = undefined);
+    }
+    if (from !== undefined) spans.push([from, Infinity]);
+    return spans;
+  };
+  return {
+    r,
+    writePauseMs,
+    expectReadsFromAllButOne() {
+      for (const s of samples.slice(1)) expect(s.length).toBeGreaterThan(20);
+      const [a, b] = [outages(samples[1]!), outages(samples[2]!)];
+      const both = a.flatMap(([s1, e1]) => b.filter(([s2, e2]) => s1 < e2 && s2 < e1).map(([s2, e2]) => `pg2 ${s1}–${e1} with pg3 ${s2}–${e2}`));
+      expect(both, "both standbys refused reads at once").toEqual([]);
+    },
+  };
+}
+
 describe("pgrep setup on three hosts over SSH", () => {
   beforeAll(async () => {
     rig = await Rig.start(["pg1", "pg2", "pg3"]);
@@ -282,6 +325,54 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(again.stderr).toMatch(/Nothing to change/);
     // Back to the suite's inventory.
     expect((await pgrep(["setup", "-i", rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, extraTop: APPS })])).exitCode).toBe(0);
+  });
+
+  it("a setting that needs a restart: standbys one at a time, the primary last (first when it lowers the setting); reads never lose more than one standby", async () => {
+    const withConnections = (n: number) => rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, extraTop: APPS, settings: `max_connections: ${n}` });
+    await rig.psql("pg1", "CREATE TABLE IF NOT EXISTS rolling_probe (at timestamptz)");
+
+    const raised = await underLoad(() => pgrep(["setup", "-i", withConnections(150)]));
+    expect(raised.r.exitCode, raised.r.all).toBe(0);
+    expect(raised.r.stderr).toMatch(/restart one host at a time \(1 of 3\): pg2:[\s\S]*\(2 of 3\): pg3:[\s\S]*\(3 of 3\): pg1, last:/);
+    const up = await startTimes();
+    expect([up.pg2! < up.pg3!, up.pg3! < up.pg1!], JSON.stringify(up)).toEqual([true, true]);
+    for (const h of ["pg1", "pg2", "pg3"]) expect(await rig.psql(h, "SHOW max_connections")).toBe("150");
+    raised.expectReadsFromAllButOne();
+
+    // Lower: a standby may not run below its primary's value, so the primary goes first this time; each
+    // standby restarts once it has replayed the primary's new value (else it would refuse to start).
+    const lowered = await underLoad(() => pgrep(["setup", "-i", rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, extraTop: APPS })]));
+    expect(lowered.r.exitCode, lowered.r.all).toBe(0);
+    expect(lowered.r.stderr).toMatch(/\(1 of 3\): pg1, first: it lowers max_connections/);
+    const down = await startTimes();
+    expect([down.pg1! < down.pg2!, down.pg2! < down.pg3!], JSON.stringify(down)).toEqual([true, true]);
+    for (const h of ["pg1", "pg2", "pg3"]) expect(await rig.psql(h, "SHOW max_connections")).toBe("100");
+    lowered.expectReadsFromAllButOne();
+    console.log(`rolling restart: longest write pause ${raised.writePauseMs} ms (primary last), ${lowered.writePauseMs} ms (primary first)`);
+    expect((await pgrep(["setup", "-i", inv])).stderr).toMatch(/Nothing to change/);
+  });
+
+  it("pgrep restart: the order in a dry run, one host alone, and the primary's turn as a switchover", async () => {
+    const dry = await pgrep(["restart", "-i", inv, "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/\(1 of 3\): pg2:\n\s+\[pg2\] restart PostgreSQL — asked for\n\s+\[pg2\] wait until it streams from pg1[\s\S]*\(3 of 3\): pg1, last/);
+    const before = await startTimes();
+    const one = await pgrep(["restart", "pg3", "-i", inv]);
+    expect(one.exitCode, one.all).toBe(0);
+    const after = await startTimes();
+    expect([after.pg1 === before.pg1, after.pg2 === before.pg2, after.pg3 === before.pg3]).toEqual([true, true, false]);
+
+    // The primary's turn as a switchover: writes pause only for it, the inventory records pg2, and
+    // the next setup has nothing to do. Then back.
+    const sw = await underLoad(() => pgrep(["restart", "-i", inv, "--restart-primary", "switchover"]));
+    expect(sw.r.exitCode, sw.r.all).toBe(0);
+    expect(sw.r.stderr).toMatch(/\(3 of 3\): pg1: a switchover to pg2, pg1 restarts as its standby/);
+    expect(await rig.psql("pg2", "SELECT pg_is_in_recovery()")).toBe("f");
+    expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("t");
+    expect(readFileSync(inv, "utf8")).toMatch(/name: pg2\n(?:.*\n)*?\s+role: primary/);
+    expect((await pgrep(["setup", "-i", inv])).stderr).toMatch(/Nothing to change/);
+    console.log(`rolling restart with a switchover: longest write pause ${sw.writePauseMs} ms`);
+    expect((await pgrep(["switchover", "pg1", "-i", inv])).exitCode).toBe(0);
   });
 
   it("re-clones only the standby whose data directory was wiped", async () => {

@@ -195,7 +195,7 @@ export class Rig {
   }
 
   /** An inventory for these hosts, debian layout; `extraTop` is YAML added at the top level. */
-  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string; appAddresses?: boolean; upstreams?: Record<string, string> }): string {
+  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string; settings?: string; appAddresses?: boolean; upstreams?: Record<string, string> }): string {
     const hosts = this.hosts
       .map(
         (h) => `  - name: ${h.name}
@@ -207,7 +207,7 @@ export class Rig {
     const text = `cluster: rig
 postgres:
   major: 15
-  layout: debian${opts.listenAddresses ? `\n  listen_addresses: '${opts.listenAddresses}'` : ""}
+  layout: debian${opts.listenAddresses ? `\n  listen_addresses: '${opts.listenAddresses}'` : ""}${opts.settings ? `\n  settings: { ${opts.settings} }` : ""}
 ssh:
   user: root
   identity_file: ${this.keyFile}

@@ -78,6 +78,9 @@ export function sql(over: Partial<SqlState> = {}): SqlState {
     replayLagSeconds: null,
     startedAt: "2026-01-01 00:00:00+00",
     pendingRestart: [],
+    standbyMinimums: Object.fromEntries(
+      Object.entries({ max_connections: "100", max_worker_processes: "8", max_prepared_transactions: "0", max_locks_per_transaction: "64", max_wal_senders: "10" }).map(([n, v]) => [n, { now: v, others: n === "max_connections" ? "100" : null, auto: null, boot: v }]),
+    ),
     restartSettings: ["max_connections", "wal_level", "max_wal_senders", "max_replication_slots", "wal_log_hints", "listen_addresses", "shared_buffers"],
     replication: [],
     receiver: null,

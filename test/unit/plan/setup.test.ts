@@ -100,8 +100,8 @@ describe("planSetup keeps data safe", () => {
 
     // A reloadable setting: both reload at once.
     expect(phasesOf(plan(withSetting("work_mem: 64MB"), healthy))).toEqual(["db1+db2"]);
-    // A setting that needs a restart: the primary may restart, the standby waits for it.
-    expect(phasesOf(plan(withSetting("max_connections: 200"), healthy))).toEqual(["db1", "db2"]);
+    // A setting that needs a restart: both reload at once, then the standby restarts, the primary last (rolling.test.ts).
+    expect(phasesOf(plan(withSetting("max_connections: 200"), healthy))).toEqual(["db1+db2", "db2", "db1", "db2"]);
     // Its slot is still to be made on the primary.
     expect(phasesOf(plan(withSetting("work_mem: 64MB"), { ...healthy, sql: { ...healthy.sql, slots: [] } }))).toEqual(["db1", "db2"]);
     // The primary's pg_hba.conf does not admit it yet.
@@ -116,7 +116,8 @@ describe("planSetup keeps data safe", () => {
       return plan.phases.flatMap((ph) => ph.lanes).filter((l) => l.host === "db1").flatMap((l) => l.steps.map((x) => (x.kind === "restart-if-pending" ? `${x.kind}: ${x.why}` : x.kind)));
     };
     expect(kinds(withSetting("work_mem: 64MB"))).toEqual(["edit-file", "control", "slots"]);
-    expect(kinds(withSetting("max_connections: 200"))).toEqual(["edit-file", "control", "restart-if-pending: max_connections only changes at a restart", "slots"]);
+    // The restart itself comes after every host's files, one host at a time (rolling.test.ts).
+    expect(kinds(withSetting("max_connections: 200"))).toEqual(["edit-file", "control", "slots", "restart-if-pending: max_connections only changes at a restart"]);
   });
 
   it("creates each standby's slot on the primary, and drops pgrep's unused slots (never an active one, never another tool's)", () => {

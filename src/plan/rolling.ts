@@ -1,0 +1,110 @@
+import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import { parseSettings } from "../postgres/files.js";
+import { hopsFromPrimary } from "../postgres/replication.js";
+import type { Phase, Step } from "./steps.js";
+
+// Restarts for settings (or on demand) take one server away at a time: readers always keep all but one
+// standby, and writes pause once, for the primary's own restart or for a switchover.
+
+export type RestartStep = Extract<Step, { kind: "restart-if-pending" } | { kind: "control" }>;
+
+/** What happens to the primary when it needs a restart: restarted last, or a switchover to a standby. */
+export type PrimaryRestart = { kind: "restart" } | { kind: "switchover"; target: string };
+
+/**
+ * Settings the primary's restart lowers that a hot standby must have at least as high: then the primary
+ * restarts first, and each standby restarts only once it has replayed the primary's WAL from after that
+ * restart (which carries the new values). Raised, they go to the standbys first.
+ */
+export function loweredMinimums(P: ReachableHost, newSettings: string | null): string[] {
+  if (!P.sql) return [];
+  const wanted = parseSettings(newSettings);
+  return P.caps.standbyMinimums.filter((n) => {
+    const v = P.sql!.standbyMinimums[n];
+    if (!v) return false;
+    // What the restart will apply: postgresql.auto.conf wins; then pgrep's file; then the others, the default.
+    const next = v.auto ?? wanted.get(n)?.replace(/^'|'$/g, "") ?? v.others ?? v.boot;
+    return Number(next) < Number(v.now);
+  });
+}
+
+/**
+ * The first standby of the primary that streams now: where `--restart-primary switchover` goes. A named
+ * host must be such a standby too.
+ */
+export function switchoverTarget(spec: ClusterSpec, snap: ClusterSnapshot, wanted: string): { target?: string; problem?: string } {
+  const P = snap.hosts.get(spec.primary.name);
+  const streams = (h: HostSpec) => !!(P?.reachable && P.sql?.replication.some((r) => r.application_name === h.name && r.state === "streaming"));
+  const direct = spec.standbys.filter((h) => h.upstream === spec.primary.name);
+  if (wanted !== "switchover") {
+    const h = spec.hosts.find((x) => x.name === wanted);
+    if (!h || !direct.includes(h)) return { problem: `--restart-primary ${wanted}: not a standby of the primary ${spec.primary.name}` };
+    if (!streams(h)) return { problem: `--restart-primary ${wanted}: it does not stream from ${spec.primary.name} now` };
+    return { target: h.name };
+  }
+  const h = direct.find(streams);
+  return h ? { target: h.name } : { problem: `--restart-primary switchover: no standby streams from ${spec.primary.name} now` };
+}
+
+/**
+ * Phases that restart the given hosts one at a time: the standbys nearest the primary first, each seen
+ * streaming again before the next; the primary last, its standbys then seen streaming again. `lowered`
+ * (see loweredMinimums) puts the primary first instead.
+ */
+export function rollingPhases(spec: ClusterSpec, snap: ClusterSnapshot, restarts: ReadonlyMap<string, RestartStep>, lowered: string[], primary: PrimaryRestart = { kind: "restart" }): Phase[] {
+  const P = spec.primary.name;
+  const standbys = spec.standbys.filter((h) => restarts.has(h.name)).sort((a, b) => hopsFromPrimary(spec, a) - hopsFromPrimary(spec, b));
+  const total = standbys.length + (restarts.has(P) ? 1 : 0);
+  let n = 0;
+  const title = (host: string, extra = "") => `restart one host at a time (${++n} of ${total}): ${host}${extra}`;
+  const primaryFirst = restarts.has(P) && lowered.length > 0 && primary.kind === "restart";
+  // The primary's standbys lose their connection while it restarts: each is seen streaming again.
+  const followers = (): Phase[] => {
+    const hosts = spec.standbys.filter((h) => h.upstream === P && snap.hosts.get(h.name)?.reachable);
+    return hosts.length ? [{ title: "the primary's standbys stream again", lanes: hosts.map((h) => ({ host: h.name, steps: [{ kind: "wait-streaming", host: h.name, upstream: P, why: `${P} restarted` }] })) }] : [];
+  };
+  const phases: Phase[] = [];
+  if (primaryFirst)
+    phases.push({ title: title(P, `, first: it lowers ${lowered.join(", ")}, which no standby may have below its primary`), lanes: [{ host: P, steps: [restarts.get(P)!] }] }, ...followers());
+  for (const h of standbys) {
+    const steps: Step[] = [];
+    if (primaryFirst) steps.push({ kind: "catch-up", host: h.name, primary: P, why: `restart only once it has the primary's new ${lowered.join(", ")}` });
+    steps.push(restarts.get(h.name)!, { kind: "wait-streaming", host: h.name, upstream: h.upstream!, why: "the next host restarts only once this one streams again" });
+    phases.push({ title: title(h.name), lanes: [{ host: h.name, steps }] });
+  }
+  if (restarts.has(P) && !primaryFirst) {
+    if (primary.kind === "switchover")
+      phases.push({ title: title(P, `: a switchover to ${primary.target}, ${P} restarts as its standby`), lanes: [{ host: primary.target, steps: [{ kind: "switchover", host: primary.target, from: P, why: "writes pause only for the switchover" }] }] });
+    else phases.push({ title: title(P, ", last"), lanes: [{ host: P, steps: [restarts.get(P)!] }] }, ...followers());
+  }
+  return phases;
+}
+
+/**
+ * `pgrep restart`: the named hosts (default all), one at a time, in the order above. Each must run and be
+ * in line now, since each is proven streaming again before the next goes.
+ */
+export function planRestart(spec: ClusterSpec, snap: ClusterSnapshot, names: string[], restartPrimary: string): { phases: Phase[]; problems: string[] } {
+  const problems: string[] = [];
+  const restarts = new Map<string, RestartStep>();
+  for (const h of spec.hosts.filter((x) => !names.length || names.includes(x.name))) {
+    const s = snap.hosts.get(h.name);
+    if (!s?.reachable || !s.running || !s.sql) {
+      problems.push(`${h.name}: PostgreSQL is not running${s && !s.reachable ? ` (${s.error.message})` : ""}; pgrep setup starts it`);
+      continue;
+    }
+    const pending = s.sql.pendingRestart;
+    restarts.set(h.name, { kind: "control", host: h.name, action: "restart", why: pending.length ? `asked for; also applies ${pending.join(", ")}` : "asked for" });
+  }
+  const P = snap.hosts.get(spec.primary.name);
+  // The settings file on disk is what the primary's restart applies.
+  const lowered = P?.reachable && restarts.has(spec.primary.name) ? loweredMinimums(P, P.files.settings) : [];
+  let primary: PrimaryRestart = { kind: "restart" };
+  if (restartPrimary !== "restart" && restarts.has(spec.primary.name)) {
+    const { target, problem } = switchoverTarget(spec, snap, restartPrimary);
+    if (problem) problems.push(problem);
+    else primary = { kind: "switchover", target: target! };
+  }
+  return { phases: rollingPhases(spec, snap, restarts, lowered, primary), problems };
+}
