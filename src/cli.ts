@@ -193,6 +193,23 @@ program
   });
 
 program
+  .command("unfollow <host>")
+  .description("a standby leaves the cluster and becomes the primary of its own (a copy for analytics, staging, a risky migration), with its own inventory")
+  .addOption(inventoryOption())
+  .option("--name <cluster>", "the new cluster's name (default: the host's name)")
+  .option("--out <file>", "where the new cluster's inventory goes (default: <name>.yml beside this inventory)")
+  .addOption(dryRunOption())
+  .addOption(hostKeysOption())
+  .addOption(streamTimeoutOption("each standby"))
+  .addOption(waitLockOption())
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep unfollow db3 -i prod.yml --dry-run\n  pgrep unfollow db3 -i prod.yml --name analytics   # writes analytics.yml beside prod.yml\n  pgrep status -i analytics.yml")
+  .action(async (host: string, o) => {
+    const { unfollowCommand } = await import("./commands/unfollow.js");
+    return finish(unfollowCommand({ inventory: inventoryPath(o.inventory), host, name: o.name, out: o.out, waitLock: o.waitLock, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+  });
+
+program
   .command("app-config")
   .description("print how applications connect: writes to the primary, reads from the standbys (reads only the inventory)")
   .addOption(inventoryOption())

@@ -111,10 +111,53 @@ function check(file: string, before: string, after: string, changes: RoleChange[
  * the next `setup` builds on the new topology.
  */
 export async function recordTopology(file: string, changes: RoleChange[]): Promise<void> {
-  const next = withTopology(file, await readFile(file, "utf8"), changes);
-  // Another file in the same directory, renamed over the inventory: never a half-written inventory.
+  await replaceInventory(file, withTopology(file, await readFile(file, "utf8"), changes));
+}
+
+/** Another file in the same directory, renamed over the inventory: never a half-written inventory. */
+export async function replaceInventory(file: string, text: string): Promise<void> {
   const mode = (await stat(file)).mode & 0o777;
   const tmp = `${file}.pgrep-tmp`;
-  await writeFile(tmp, next, { mode });
+  await writeFile(tmp, text, { mode });
   await rename(tmp, file);
+}
+
+/**
+ * Pure: the inventory without `host` (a block-style list item, its lines removed), after `changes` (its
+ * cascading standbys re-pointed). Every other byte stays as it was.
+ */
+export function withoutHost(file: string, text: string, host: string, changes: RoleChange[]): string {
+  const moved = changes.length ? withTopology(file, text, changes) : text;
+  const doc = parseDocument(moved, { keepSourceTokens: true });
+  const hosts = doc.get("hosts", true);
+  if (!isSeq(hosts) || hosts.flow) throw new PgrepError(`${file}: hosts is not a block list; cannot remove ${host} from it; edit it by hand`);
+  const i = hosts.items.findIndex((x) => isMap(x) && x.get("name") === host);
+  if (i < 0) throw new PgrepError(`${file}: no host ${host}; cannot remove it`);
+  const [start] = range(hosts.items[i]);
+  const from = moved.lastIndexOf("\n", start - 1) + 1; // the line of its "- "
+  // To the end of its last value's line: a comment line after it belongs to the next item.
+  const to = Math.min(lineEnd(moved, range(hosts.items[i])[1] - 1) + 1, moved.length);
+  const after = moved.slice(0, from) + moved.slice(to);
+  const want = parseDocument(moved).toJS() as { hosts: { name: string }[] };
+  want.hosts = want.hosts.filter((h) => h.name !== host);
+  const got = parseDocument(after);
+  if (got.errors.length || !isDeepStrictEqual(got.toJS(), want)) throw new PgrepError(`${file}: cannot remove ${host} without changing other lines; edit it by hand`);
+  return after;
+}
+
+/**
+ * Pure: an inventory for `host` alone, as the primary of its own cluster `name`: everything else as in the
+ * cluster's inventory (PostgreSQL, SSH, applications), less the synchronous standbys it cannot have.
+ */
+export function forkInventory(text: string, host: string, name: string): string {
+  const doc = parseDocument(text);
+  doc.set("cluster", name);
+  const hosts = doc.get("hosts", true);
+  if (!isSeq(hosts)) throw new PgrepError(`hosts is not a list`);
+  hosts.items = hosts.items.filter((x) => isMap(x) && x.get("name") === host);
+  const item = hosts.items[0] as YAMLMap;
+  item.set("role", "primary");
+  item.delete("upstream");
+  if (doc.hasIn(["replication", "synchronous"])) doc.deleteIn(["replication", "synchronous"]);
+  return doc.toString();
 }

@@ -544,4 +544,38 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(r.stderr).toMatch(/pg2: SSH host key for .* has CHANGED/);
     expect(r.stderr).toMatch(/never accepts a changed key/);
   });
+
+  it("unfollow: a standby leaves and becomes the primary of its own cluster; neither inventory then has anything to do", async () => {
+    const fork = join(rig.dir, "analytics.yml");
+    expect((await pgrep(["unfollow", "pg1", "-i", inv])).exitCode).toBe(2); // the primary cannot
+    const prints = await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint));
+    const dry = await pgrep(["unfollow", "pg3", "-i", inv, "--name", "analytics", "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/\[pg3\] promote it on a new timeline of its own/);
+    expect(dry.stdout).toMatch(/\[pg1\] drop unused slot pgrep_pg3/);
+    expect(dry.stdout).toMatch(/-host    replication    replicator    \S+    scram-sha-256    # pg3\n/);
+    expect(dry.stdout).toMatch(/\+cluster: analytics/);
+    expect(existsSync(fork)).toBe(false);
+    expect(await Promise.all(["pg1", "pg2", "pg3"].map(fingerprint))).toEqual(prints);
+
+    const r = await pgrep(["unfollow", "pg3", "-i", inv, "--name", "analytics"]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(await rig.psql("pg3", "SELECT pg_is_in_recovery()")).toBe("f");
+    const timeline = (h: string) => rig.psql(h, "SELECT timeline_id FROM pg_control_checkpoint()").then(Number);
+    await rig.psql("pg3", "CHECKPOINT");
+    expect(await timeline("pg3")).toBeGreaterThan(await timeline("pg1"));
+    expect(await rig.psql("pg1", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgrep_pg3'")).toBe("0");
+    const hbaNames = (h: string) => rig.sh(h, "grep -o '# pg[0-9]$' /etc/postgresql/15/main/pg_hba.conf | sort -u | tr '\\n' ' '");
+    expect([await hbaNames("pg1"), await hbaNames("pg2"), await hbaNames("pg3")]).toEqual(["# pg1 # pg2 ", "# pg1 # pg2 ", "# pg3 "]);
+    expect(await rig.sh("pg3", "grep -c 'pgrep cluster analytics' /etc/postgresql/15/main/pg_hba.conf")).toBe("2\n");
+    expect(readFileSync(inv, "utf8")).not.toMatch(/pg3/);
+    // Its writes are its own.
+    await rig.psql("pg3", "CREATE TABLE only_in_the_copy (x int)");
+    expect(await rig.psql("pg1", "SELECT to_regclass('only_in_the_copy') IS NULL")).toBe("t");
+    for (const file of [inv, fork]) {
+      const again = await pgrep(["setup", "-i", file, "--dry-run"]);
+      expect(again.exitCode, again.all).toBe(0);
+    }
+    expect((await pgrep(["status", "-i", fork])).exitCode).toBe(0);
+  });
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { withTopology } from "../../../src/inventory/update.js";
+import { forkInventory, withoutHost, withTopology } from "../../../src/inventory/update.js";
+import { clusterFromText } from "../../../src/inventory/index.js";
 
 // Recording a role change rewrites only the values it means to: every other byte stays.
 
@@ -73,5 +74,47 @@ describe("withTopology", () => {
       { host: "db3", role: "standby", upstream: null },
     ]);
     expect(next).toBe("cluster: c1\nhosts:\n  - { name: db1, address: a, role: standby, upstream: db2 }\n  - { name: db2, address: b, role: primary }\n  - name: db3\n    role: standby\n");
+  });
+});
+
+describe("unfollow's inventories", () => {
+  const text = [
+    "cluster: c1 # the cluster",
+    "postgres: { major: 15 }",
+    "replication:",
+    "  synchronous: { any: 1, of: [db2, db4] }",
+    "hosts:",
+    "  - name: db1",
+    "    address: 10.0.0.1   # first",
+    "    role: primary",
+    "  - name: db3           # leaves",
+    "    address: 10.0.0.3",
+    "    role: standby",
+    "  # db4 reads from db3",
+    "  - name: db4",
+    "    address: 10.0.0.4",
+    "    role: standby",
+    "    upstream: db3",
+    "  - name: db2",
+    "    address: 10.0.0.2",
+    "    role: standby",
+    "",
+  ].join("\n");
+
+  it("the cluster without the host: its lines go, its cascading standby streams from its upstream, nothing else changes", () => {
+    const next = withoutHost("c1.yml", text, "db3", [{ host: "db4", role: "standby", upstream: null }]);
+    expect(changedLines(text, next)).toEqual({ removed: ["  - name: db3           # leaves", "    address: 10.0.0.3", "    upstream: db3"], added: [] });
+    expect(clusterFromText("c1.yml", next).hosts.map((h) => `${h.name}:${h.upstream ?? "-"}`)).toEqual(["db1:-", "db4:db1", "db2:db1"]);
+    // The last host of the list too.
+    expect(withoutHost("c1.yml", text, "db2", []).endsWith("    upstream: db3\n")).toBe(true);
+  });
+
+  it("the host alone, as the primary of its own cluster, without synchronous standbys", () => {
+    const fork = clusterFromText("db3.yml", forkInventory(text, "db3", "db3-fork"));
+    expect([fork.name, fork.hosts.map((h) => `${h.name}:${h.role}`), fork.synchronous]).toEqual(["db3-fork", ["db3:primary"], undefined]);
+    expect(forkInventory(text, "db4", "x")).not.toMatch(/upstream/);
+    // Without a replication section at all.
+    const plain = text.replace(/^replication:\n.*\n/m, "");
+    expect(clusterFromText("x.yml", forkInventory(plain, "db2", "x")).hosts.map((h) => h.name)).toEqual(["db2"]);
   });
 });

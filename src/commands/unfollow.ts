@@ -1,0 +1,171 @@
+import { cp, readFile, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { assessCluster } from "../cluster/assess.js";
+import { formatStatusTable } from "../cluster/format.js";
+import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import { observeCluster } from "../cluster/observe.js";
+import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import { EXIT, InputError, PgrepError, RefusedError, type ExitCode } from "../errors.js";
+import { executePlan } from "../apply/execute.js";
+import { sqlTarget } from "../apply/context.js";
+import { clusterFromText, shownPath } from "../inventory/index.js";
+import { forkInventory, replaceInventory, withoutHost, type RoleChange } from "../inventory/update.js";
+import { lineReporter, type Output } from "../output.js";
+import { formatNotes, formatPhases, textDiff } from "../plan/format.js";
+import { promoted, withHost } from "../plan/hypothetical.js";
+import { planSetup } from "../plan/setup.js";
+import type { Phase, Step } from "../plan/steps.js";
+import { blockMarkers } from "../postgres/files.js";
+import { effectiveMethod, promoteServer } from "../postgres/promote.js";
+import { slotName } from "../postgres/replication.js";
+import { runSql, sqlLiteral } from "../postgres/sql.js";
+import { loadAppPasswords, loadReplicationPassword } from "../secrets.js";
+import { loadTls } from "../tls/material.js";
+import { hostNamed, reachable } from "./hosts.js";
+import { healthy, observeWith, openSession } from "./session.js";
+
+export interface UnfollowCommandOptions {
+  inventory: string;
+  host: string;
+  /** The new cluster's name (default: the host's). */
+  name: string | undefined;
+  /** Where its inventory goes (default: beside this one, named after the new cluster). */
+  out: string | undefined;
+  waitLock: number;
+  dryRun: boolean;
+  acceptNewHostKeys: boolean;
+  streamTimeoutSeconds: number;
+}
+
+/**
+ * A standby leaves the cluster and becomes the primary of its own (a copy for analytics, staging, a risky
+ * migration): promoted on a new timeline, gone from this inventory, pg_hba.conf and its upstream's slots,
+ * and given an inventory of its own that pgrep keeps managing.
+ */
+export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output): Promise<ExitCode> {
+  const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
+    const h = hostNamed(spec, opts.host);
+    if (h.role === "primary") throw new InputError(`${h.name} is the primary of cluster ${spec.name}; unfollow is for a standby`, `to move the primary elsewhere first: pgrep switchover <standby> -i ${shownPath(spec.inventoryFile)}`);
+  });
+  try {
+    const { spec } = session;
+    const h = hostNamed(spec, opts.host);
+    if (spec.synchronous?.names.includes(h.name))
+      throw new RefusedError(`${h.name} is named in replication.synchronous: commits could wait for a host that left`, `take it out of replication.synchronous and run pgrep setup first; nothing was changed`);
+    const name = opts.name ?? h.name;
+    const forkFile = opts.out ?? join(dirname(spec.inventoryFile), `${name}.yml`);
+    if (await stat(forkFile).then(() => true, () => false)) throw new InputError(`${forkFile} exists; pgrep will not write over it`, "pass --out FILE, or --name NAME for another file name");
+    const snap = await session.observe();
+    const S = reachable(snap, h.name);
+    if (!S.running || !S.sql?.inRecovery) throw new RefusedError(`${h.name} is not running as a standby (${S.running ? "it accepts writes" : "PostgreSQL is stopped"})`, "pgrep setup brings it back as a standby first");
+
+    // Its cascading standbys stream from its upstream instead: none is left without one.
+    const downstream = spec.standbys.filter((x) => x.upstream === h.name);
+    const repoint: RoleChange[] = downstream.map((x) => ({ host: x.name, role: "standby", upstream: h.upstream === spec.primary.name ? null : h.upstream! }));
+    const before = await readFile(spec.inventoryFile, "utf8");
+    const rest = withoutHost(spec.inventoryFile, before, h.name, repoint);
+    const spec2 = clusterFromText(spec.inventoryFile, rest);
+    const forkText = forkInventory(before, h.name, name);
+    const fork = clusterFromText(forkFile, forkText);
+    if (fork.name === spec.name) throw new InputError(`--name ${name}: that is this cluster's name; the new cluster needs its own`);
+
+    const steps = [
+      `[${h.name}] promote it on a new timeline of its own — it leaves cluster ${spec.name} and takes writes`,
+      `record: ${shownPath(spec.inventoryFile)} without ${h.name}${downstream.length ? `; ${downstream.map((x) => x.name).join(", ")} stream${downstream.length > 1 ? "" : "s"} from ${h.upstream} instead` : ""}, and ${shownPath(forkFile)} for cluster ${name}`,
+    ];
+    if (opts.dryRun) {
+      const lines = [`Unfollow ${h.name} from cluster ${spec.name} (dry run):`, ...steps.map((x) => `  ${x}`), ...textDiff(spec.inventoryFile, before, rest), ...textDiff(forkFile, "", forkText)];
+      // What the setups after it would do, on what the hosts would look like by then.
+      const left = withoutStandby(snap, h);
+      const plan2 = planSetup(spec2, left, { force: new Set(), tls: session.tls });
+      lines.push(`  then cluster ${spec.name}:`, ...(plan2.phases.length ? formatPhases(plan2.phases, left, true, "    ") : ["    (nothing else to change)"]), ...formatNotes(plan2.notes, "    "));
+      // Read as the new cluster's primary (its roles and databases too, with the passwords that come along).
+      const seen = await observeCluster(fork, session.conns, session.password, await loadAppPasswords(spec, false));
+      const forkSnap = withHost(seen, h.name, (s) => ({ ...promoted(s), files: { ...s.files, hba: renamedBlock(s.files.hba, spec.name, name) } }));
+      const plan3 = planSetup(fork, forkSnap, { force: new Set(), apps: true });
+      lines.push(`  then cluster ${name}:`, ...formatPhases([...renameSteps(h, S, spec.name, name), ...plan3.phases], forkSnap, true, "    "));
+      out.result(lines.join("\n"));
+      out.progress("Dry run: nothing was changed.");
+      return EXIT.ok;
+    }
+
+    out.progress([`Unfollow ${h.name} from cluster ${spec.name}:`, ...steps.map((x) => `  ${x}`)].join("\n"));
+    const w = await promoteServer(h, S, sqlTarget(h, S), effectiveMethod(spec.promoteMethod, S.caps));
+    out.progress(`[${h.name}] ✓ promoted: takes writes on timeline ${w.timeline}, on its own`);
+    // Its credentials come along (generated passwords, pgrep's CA): applications keep connecting to it.
+    // Not the record of what pgrep created (for destroy), which stays with the cluster that made it.
+    if (await stat(spec.stateDir).then(() => true, () => false))
+      await cp(spec.stateDir, fork.stateDir, { recursive: true, force: false, filter: (src) => !basename(src).endsWith(".json") });
+    await writeFile(forkFile, forkText, { mode: (await stat(spec.inventoryFile)).mode & 0o777, flag: "wx" });
+    await replaceInventory(spec.inventoryFile, rest);
+    out.progress(`Recorded: ${shownPath(spec.inventoryFile)} without ${h.name}; cluster ${name} in ${shownPath(forkFile)}.`);
+
+    // Its upstream lets go of its slot once its walsender has seen it leave.
+    const U = hostNamed(spec, h.upstream!);
+    await walsenderGone(U, reachable(snap, U.name), h.name);
+    const report = lineReporter(out);
+    const snap2 = await observeWith(session, spec2);
+    const plan2 = planSetup(spec2, snap2, { force: new Set(), tls: session.tls });
+    await executePlan(plan2, { spec: spec2, snap: snap2, password: session.password!, tls: session.tls, report, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+
+    const password = (await loadReplicationPassword(fork, true))!;
+    const apps = await loadAppPasswords(fork, true);
+    const tls = await loadTls(fork, true);
+    const first = await observeCluster(fork, session.conns, password, apps);
+    const F = reachable(first, h.name);
+    await executePlan({ command: "unfollow", cluster: name, phases: renameSteps(h, F, spec.name, name) }, { spec: fork, snap: first, password, report, streamTimeoutMs: 0 });
+    const forkSnap = await observeCluster(fork, session.conns, password, apps);
+    const plan3 = planSetup(fork, forkSnap, { force: new Set(), tls, apps: true });
+    await executePlan(plan3, { spec: fork, snap: forkSnap, password, appPasswords: apps, tls, report, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+
+    const reports = assessCluster(spec2, await observeWith(session, spec2));
+    const forkReports = assessCluster(fork, await observeCluster(fork, session.conns, password, apps));
+    out.result([`Cluster ${spec.name}:`, formatStatusTable(reports), `Cluster ${name} (${shownPath(forkFile)}):`, formatStatusTable(forkReports)].join("\n"));
+    if (!healthy(reports) || !healthy(forkReports)) throw new PgrepError(`${h.name} left cluster ${spec.name}, but not every host is in line (see the problems above)`, { exitCode: EXIT.degraded });
+    out.progress(`${h.name} is the primary of cluster ${name}: pgrep status -i ${shownPath(forkFile)}`);
+    return EXIT.ok;
+  } finally {
+    await session.close();
+  }
+}
+
+/** pgrep's pg_hba.conf block on the host now belongs to the new cluster (setup then rewrites its lines). */
+function renamedBlock(hba: string | null, from: string, to: string): string | null {
+  if (hba === null) return null;
+  const a = blockMarkers(from);
+  const b = blockMarkers(to);
+  return hba.split("\n").map((l) => (l === a.begin ? b.begin : l === a.end ? b.end : l)).join("\n");
+}
+
+function renameSteps(h: HostSpec, s: ReachableHost, from: string, to: string): Phase[] {
+  const renamed = renamedBlock(s.files.hba, from, to);
+  if (renamed === null || renamed === s.files.hba) return [];
+  const step: Step = {
+    kind: "edit-file",
+    host: h.name,
+    file: { path: s.layout.hbaFile, owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o640 },
+    edit: { type: "replace", content: renamed },
+    why: `its pgrep block is now cluster ${to}'s`,
+  };
+  return [{ title: `${h.name} leaves cluster ${from}`, lanes: [{ host: h.name, steps: [step] }] }];
+}
+
+/** The snapshot as it will be once the host has left: its upstream's walsender and slot let go of it. */
+function withoutStandby(snap: ClusterSnapshot, h: HostSpec): ClusterSnapshot {
+  const hosts = new Map(snap.hosts);
+  hosts.delete(h.name);
+  const next = { ...snap, hosts };
+  return withHost(next, h.upstream!, (u) =>
+    u.sql ? { ...u, sql: { ...u.sql, replication: u.sql.replication.filter((r) => r.application_name !== h.name), slots: u.sql.slots.map((x) => (x.name === slotName(h.name) ? { ...x, active: false } : x)) } } : u,
+  );
+}
+
+async function walsenderGone(u: HostSpec, U: ReachableHost, name: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const n = (await runSql(sqlTarget(u, U), `SELECT count(*) FROM pg_stat_replication WHERE application_name = ${sqlLiteral(name)}`)).trim();
+    if (n === "0") return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
