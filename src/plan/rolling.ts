@@ -61,7 +61,8 @@ export function rollingPhases(spec: ClusterSpec, snap: ClusterSnapshot, restarts
   const primaryFirst = restarts.has(P) && lowered.length > 0 && primary.kind === "restart";
   // The primary's standbys lose their connection while it restarts: each is seen streaming again.
   const followers = (): Phase[] => {
-    const hosts = spec.standbys.filter((h) => h.upstream === P && snap.hosts.get(h.name)?.reachable);
+    const S = snap.hosts.get(P);
+    const hosts = spec.standbys.filter((h) => h.upstream === P && S?.reachable && S.sql?.replication.some((r) => r.application_name === h.name && r.state === "streaming"));
     return hosts.length ? [{ title: "the primary's standbys stream again", lanes: hosts.map((h) => ({ host: h.name, steps: [{ kind: "wait-streaming", host: h.name, upstream: P, why: `${P} restarted` }] })) }] : [];
   };
   const phases: Phase[] = [];

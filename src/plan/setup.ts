@@ -103,7 +103,11 @@ function rollingRestarts(spec: ClusterSpec, snap: ClusterSnapshot, primarySteps:
     restarts.set(host, steps[i] as RestartStep);
     steps.splice(i, 1);
   };
-  if (!copying) take(spec.primary.name, primarySteps);
+  // Rolled to the end only while its standbys stream from it (they keep serving reads meanwhile); after
+  // a promotion they do not yet, and the new primary restarts first, before they follow it.
+  const P0 = snap.hosts.get(spec.primary.name);
+  const served = P0?.reachable && P0.sql?.replication.some((r) => r.state === "streaming" && spec.standbys.some((x) => x.name === r.application_name && x.upstream === spec.primary.name));
+  if (!copying && served) take(spec.primary.name, primarySteps);
   for (const l of standbyLanes) take(l.host, l.steps);
   if (!restarts.size) return [];
   const P = snap.hosts.get(spec.primary.name) as ReachableHost;

@@ -93,6 +93,15 @@ describe("setup restarts for a setting one host at a time", () => {
     expect(() => plan(cluster("max_connections: 50"), converged(cluster()), "switchover")).toThrow(RefusedError);
   });
 
+  it("a primary its standbys do not stream from yet (just promoted) restarts in its own lane, first; a host that does not stream is not waited for", () => {
+    const s = cluster("max_connections: 200");
+    const notYet = converged(cluster(), { db1: (h) => ({ ...h, sql: { ...h.sql!, replication: h.sql!.replication.filter((r) => r.application_name !== "db2" && r.application_name !== "db3") } }) });
+    expect(shape(plan(s, notYet).phases)[0]).toMatch(/^db1: edit-file,reload,restart/);
+    // db3 streams, db2 does not (a former primary waiting for rejoin, say): only db3 is waited for after the primary's restart.
+    const oneStreams = converged(cluster(), { db1: (h) => ({ ...h, sql: { ...h.sql!, replication: h.sql!.replication.filter((r) => r.application_name !== "db2") } }) });
+    expect(shape(plan(s, oneStreams).phases).at(-1)).toBe("db3: wait-streaming");
+  });
+
   it("a primary that new standbys are copied from restarts in its own lane, before the copies", () => {
     const s = cluster("max_connections: 200");
     const snap = converged(cluster(), { db3: () => emptyHost(s, "db3") });

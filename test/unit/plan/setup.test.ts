@@ -116,8 +116,8 @@ describe("planSetup keeps data safe", () => {
       return plan.phases.flatMap((ph) => ph.lanes).filter((l) => l.host === "db1").flatMap((l) => l.steps.map((x) => (x.kind === "restart-if-pending" ? `${x.kind}: ${x.why}` : x.kind)));
     };
     expect(kinds(withSetting("work_mem: 64MB"))).toEqual(["edit-file", "control", "slots"]);
-    // The restart itself comes after every host's files, one host at a time (rolling.test.ts).
-    expect(kinds(withSetting("max_connections: 200"))).toEqual(["edit-file", "control", "slots", "restart-if-pending: max_connections only changes at a restart"]);
+    // No standby streams from it here, so it restarts in its own lane (rolling.test.ts has the rolled order).
+    expect(kinds(withSetting("max_connections: 200"))).toEqual(["edit-file", "control", "restart-if-pending: max_connections only changes at a restart", "slots"]);
   });
 
   it("creates each standby's slot on the primary, and drops pgrep's unused slots (never an active one, never another tool's)", () => {
