@@ -79,13 +79,14 @@ program
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
   .addOption(restartPrimaryOption())
+  .option("--reset-auto-conf", "reset what postgresql.auto.conf (ALTER SYSTEM, pg_basebackup -R) sets over pgrep's settings", false)
   .addOption(maxLagOption().hideHelp())
   .addOption(waitLockOption())
   .addOption(quietOption())
-  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing; exit 7 when something differs\n  pgrep setup -i prod.yml --dry-run -q >/dev/null || alert   # cron: anything edited by hand, ALTER SYSTEM, a pending restart\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --restart-primary switchover   # a setting needs a restart: standbys one by one, then a switchover\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
+  .addHelpText("after", "\nExamples:\n  pgrep setup                       # the local demo: a primary and two standbys on this machine\n  pgrep setup -i prod.yml --dry-run     # what would change, with diffs; touches nothing; exit 7 when something differs\n  pgrep setup -i prod.yml --dry-run -q >/dev/null || alert   # cron: anything edited by hand, ALTER SYSTEM, a pending restart\n  pgrep setup -i prod.yml\n  pgrep setup -i prod.yml --restart-primary switchover   # a setting needs a restart: standbys one by one, then a switchover\n  pgrep setup -i prod.yml --reset-auto-conf   # adopt a hand-built standby whose pg_basebackup -R set primary_conninfo\n  pgrep setup -i prod.yml --force db3   # re-clone db3 even though its data belongs to another cluster")
   .action(async (o) => {
     const { setupCommand } = await import("./commands/setup.js");
-    return finish(setupCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout, restartPrimary: o.restartPrimary, maxLagBytes: o.maxLagBytes }, await output(o.quiet)));
+    return finish(setupCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, dryRun: o.dryRun, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout, restartPrimary: o.restartPrimary, resetAutoConf: o.resetAutoConf, maxLagBytes: o.maxLagBytes }, await output(o.quiet)));
   });
 
 program

@@ -12,7 +12,7 @@ import { readFileText, replaceFileIfUnchanged, writeFileAtomic } from "../transp
 import { observedContent, type ReachableHost } from "../cluster/state.js";
 import { clone } from "./clone.js";
 import { hostOf, sqlTarget, type ExecContext } from "./context.js";
-import { control, createCluster, withServerLog } from "./host-ops.js";
+import { control, createCluster, dropAutoConf, withServerLog } from "./host-ops.js";
 import { applyEdit } from "../plan/setup.js";
 import { describeStep, type Plan, type Step } from "../plan/steps.js";
 
@@ -89,6 +89,12 @@ async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
       if (!pending) return "no restart needed";
       await control(h, s, "restart");
       return `restarted for ${pending.split(",").join(", ")}`;
+    }
+    case "reset-auto-conf": {
+      // Names as parseSettings read them ([A-Za-z_][A-Za-z0-9_.]*): a dotted one is not one identifier.
+      if (s.running && s.sql) await runSql(sqlTarget(h, s), step.settings.map((n) => `ALTER SYSTEM RESET ${n};`).join("\n"), "ALTER SYSTEM RESET");
+      else await dropAutoConf(h, s, step.settings);
+      return `reset ${step.settings.join(", ")}: pgrep's settings apply`;
     }
     case "ensure-role": {
       const u = ctx.spec.replicationUser;

@@ -119,10 +119,15 @@ export async function emptyDataDir(s: ReachableHost, keep: string[] = []): Promi
 }
 
 /** The upstream's postgresql.auto.conf came along; a primary_conninfo there would override pgrep's. */
-export async function dropCopiedConninfo(h: HostSpec, s: ReachableHost): Promise<void> {
+export function dropCopiedConninfo(h: HostSpec, s: ReachableHost): Promise<void> {
+  return dropAutoConf(h, s, ["primary_conninfo", "primary_slot_name"]);
+}
+
+/** Takes settings out of postgresql.auto.conf: while the server is stopped (ALTER SYSTEM RESET needs it running). */
+export async function dropAutoConf(h: HostSpec, s: ReachableHost, names: string[]): Promise<void> {
   const path = `${s.layout.dataDir}/postgresql.auto.conf`;
   const auto = await readFileText(s.transport, path, s.layout.admin);
-  const line = /^\s*primary_(conninfo|slot_name)\s*=/;
+  const line = new RegExp(`^\\s*(${names.join("|")})\\s*=`, "i");
   if (!auto || !auto.split("\n").some((l) => line.test(l))) return;
   const cleaned = auto.split("\n").filter((l) => !line.test(l)).join("\n");
   await writeFileAtomic(s.transport, path, cleaned, { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin });

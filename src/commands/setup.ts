@@ -22,6 +22,8 @@ export interface SetupCommandOptions {
   streamTimeoutSeconds: number;
   /** When the primary needs a restart for a setting: "restart" (last, after its standbys), "switchover", or a standby's name. */
   restartPrimary: string;
+  /** Reset what postgresql.auto.conf sets over pgrep's settings. */
+  resetAutoConf: boolean;
   /** A switchover's limit on how far behind its target may be. */
   maxLagBytes: number;
 }
@@ -39,7 +41,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
     const { spec } = session;
     const snap = await session.observe();
     // Standbys that are down (or wait for rejoin) are left out; the others converge. The primary must answer.
-    const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls, apps: true, restartPrimary: opts.restartPrimary });
+    const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls, apps: true, restartPrimary: opts.restartPrimary, resetAutoConf: opts.resetAutoConf });
     if (opts.dryRun) {
       // Changes to make, or settings that differ without a change pgrep would make (ALTER SYSTEM, a
       // pending restart): exit 7, so that a cron job or a monitoring check can tell.

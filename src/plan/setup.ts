@@ -3,7 +3,7 @@ import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError, UnreachableError } from "../errors.js";
 import { connectMatches, sameLocale } from "../postgres/app-objects.js";
-import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine } from "../postgres/files.js";
+import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine, parseSettings } from "../postgres/files.js";
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
@@ -23,6 +23,8 @@ export interface SetupOptions {
   tls?: TlsMaterial | undefined;
   /** When the primary needs a restart: "restart" (default, last), "switchover" (to the first streaming standby) or a standby's name. */
   restartPrimary?: string;
+  /** Remove what postgresql.auto.conf sets over pgrep's settings (ALTER SYSTEM RESET): the user's consent. */
+  resetAutoConf?: boolean;
 }
 
 /**
@@ -59,13 +61,13 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   const P = primaryState;
   const hba = hbaBlock(spec, P, refusals, new Set(alone.keys()), notes);
 
-  const primarySteps = planPrimary(spec, spec.primary, P, hba, opts, refusals, alone);
+  const primarySteps = planPrimary(spec, spec.primary, P, hba, opts, refusals, alone, notes);
   if (opts.apps) primarySteps.push(...appSteps(spec, P, refusals, notes));
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
   const standbyLanes = spec.standbys.filter((h) => !alone.has(h.name)).map((h) => ({
     host: h.name,
     hops: hopsFromPrimary(spec, h),
-    steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals, alone),
+    steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals, alone, notes),
   }));
   const rolling = rollingRestarts(spec, snap, primarySteps, standbyLanes, opts.restartPrimary ?? "restart", refusals);
   if (refusals.length) {
@@ -166,7 +168,8 @@ function needsPrimaryLane(spec: ClusterSpec, host: string, steps: Step[], primar
  */
 function restartCheck(h: HostSpec, s: ReachableHost, config: Step[], why: string): Step[] {
   const settings = config.find((x) => x.kind === "edit-file" && x.file.path === s.layout.settingsFile);
-  const changed = settings?.kind === "edit-file" ? changedSettings(s.files.settings, applyEdit(s.files.settings, settings.edit)) : [];
+  const reset = config.flatMap((x) => (x.kind === "reset-auto-conf" ? x.settings : []));
+  const changed = [...(settings?.kind === "edit-file" ? changedSettings(s.files.settings, applyEdit(s.files.settings, settings.edit)) : []), ...reset];
   const restartOnly = s.sql ? changed.filter((n) => s.sql!.restartSettings.includes(n)) : changed;
   // A new include line brings the whole file in at once: only the server can tell.
   const included = config.some((x) => x.kind === "edit-file" && x.file.path === s.layout.mainConf);
@@ -238,6 +241,29 @@ function configSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, hba: File
   return steps;
 }
 
+/** What a standby must stream by: set anywhere but pgrep's files, the inventory's upstream is not what it follows. */
+const STANDBY_CRITICAL = ["primary_conninfo", "primary_slot_name"];
+
+/**
+ * Settings postgresql.auto.conf sets (ALTER SYSTEM; `pg_basebackup -R` writes primary_conninfo there)
+ * over pgrep's: that file is read last and wins. With --reset-auto-conf they are reset. Without it a
+ * standby's connection settings are refused (it would stream as someone set it by hand, not as the
+ * inventory says, and pgrep could not prove it), and the others are left and named.
+ */
+function autoConfSteps(h: HostSpec, s: ReachableHost, settings: string, standby: boolean, opts: SetupOptions, refusals: string[], notes: string[]): Step[] {
+  const auto = parseSettings(s.files.autoConf);
+  const ours = parseSettings(settings);
+  const over = [...auto.keys()].filter((n) => ours.has(n) || (standby && STANDBY_CRITICAL.includes(n)));
+  if (!over.length) return [];
+  const set = `postgresql.auto.conf sets ${over.join(", ")} over pgrep's settings`;
+  if (opts.resetAutoConf) return [{ kind: "reset-auto-conf", host: h.name, settings: over, why: `${set} (--reset-auto-conf)` }];
+  const critical = standby ? over.filter((n) => STANDBY_CRITICAL.includes(n)) : [];
+  if (critical.length)
+    refusals.push(`${h.name}: ${set}, so it would not stream as the inventory says (pg_basebackup -R writes primary_conninfo there); pass --reset-auto-conf to let pgrep reset ${critical.join(", ")} (ALTER SYSTEM RESET), or reset them yourself`);
+  else notes.push(`${h.name}: ${set}, which win: left as they are (ALTER SYSTEM RESET them, or run setup with --reset-auto-conf)`);
+  return [];
+}
+
 /** The host's certificate, key and the CA, when they are not the ones it should have. */
 function tlsSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, material: TlsMaterial | undefined): Step[] {
   if (!spec.tls) return [];
@@ -261,7 +287,7 @@ function layoutProblems(h: HostSpec, s: ReachableHost): string[] {
   return [];
 }
 
-function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, opts: SetupOptions, refusals: string[], alone: ReadonlyMap<string, string>): Step[] {
+function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: FileEdit, opts: SetupOptions, refusals: string[], alone: ReadonlyMap<string, string>, notes: string[]): Step[] {
   const steps: Step[] = [];
   refusals.push(...layoutProblems(h, P));
   const exists = P.pgVersion !== undefined;
@@ -283,7 +309,7 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
   }
   const tls = tlsSteps(spec, h, P, opts.tls);
   steps.push(...tls);
-  const config = configSteps(spec, h, P, hba, null, !exists);
+  const config = [...configSteps(spec, h, P, hba, null, !exists), ...(exists ? autoConfSteps(h, P, settingsContent(spec, h, P, null), false, opts, refusals, notes) : [])];
   steps.push(...config);
   steps.push(...passfileSteps(h, P, "so that this host can stream from another one after a role change"));
   if (!P.running && P.portBusy) refusals.push(portTaken(h));
@@ -389,6 +415,7 @@ function planStandby(
   opts: SetupOptions,
   refusals: string[],
   alone: ReadonlyMap<string, string>,
+  notes: string[],
 ): Step[] {
   const upstream = spec.hosts.find((x) => x.name === h.upstream)!;
   const forced = opts.force.has(h.name);
@@ -419,7 +446,8 @@ function planStandby(
   const tls = tlsSteps(spec, h, S, opts.tls);
   steps.push(...tls);
   if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
-  const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
+  // A copy's postgresql.auto.conf is the upstream's, cleaned as it is made; one that is kept is checked.
+  const config = [...configSteps(spec, h, S, hba, { host: upstream }, clone), ...(clone || S.pgVersion === undefined ? [] : autoConfSteps(h, S, settingsContent(spec, h, S, { host: upstream }), true, opts, refusals, notes))];
   steps.push(...config);
   const markerSteps = standbyMarkerSteps(spec, h, S, upstream, clone);
   steps.push(...markerSteps);

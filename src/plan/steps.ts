@@ -21,6 +21,8 @@ export type Step =
   | { kind: "write-tls"; host: string; dir: string; owner: string; why: string }
   | { kind: "control"; host: string; action: "start" | "stop" | "reload" | "restart"; why: string }
   | { kind: "restart-if-pending"; host: string; why: string }
+  /** ALTER SYSTEM RESET of these settings (or their lines out of postgresql.auto.conf while the server is stopped). */
+  | { kind: "reset-auto-conf"; host: string; settings: string[]; why: string }
   | { kind: "ensure-role"; host: string; why: string }
   /** Application roles: created when missing, given LOGIN and their password's verifier. */
   | { kind: "app-roles"; host: string; roles: string[]; why: string }
@@ -81,6 +83,8 @@ export function describeStep(s: Step): string {
       return `${s.action} PostgreSQL`;
     case "restart-if-pending":
       return "restart PostgreSQL if a changed setting needs it";
+    case "reset-auto-conf":
+      return `reset ${s.settings.join(", ")} in postgresql.auto.conf`;
     case "ensure-role":
       return "create or update the replication role";
     case "app-roles":

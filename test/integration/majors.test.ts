@@ -301,6 +301,44 @@ describe("every major, on real servers", () => {
     await stopBoth(o);
   });
 
+  it("PostgreSQL 11: a pair built by hand with pg_basebackup -R (recovery.conf) is adopted without a copy, its own rules and settings kept", async () => {
+    const o: Options = { major: 11, tag: "a" };
+    const [d, b, p] = [dataDir(o), bin(o), port(o)];
+    const start = `runuser -u postgres -- ${b}/pg_ctl -D ${d} -l ${d}/../log -w start >/dev/null`;
+    await rig.sh(
+      "pa",
+      [
+        `mkdir -p ${d}/.. && chown postgres: ${d}/..`,
+        `runuser -u postgres -- ${b}/initdb -D ${d} -A trust >/dev/null`,
+        `printf "%s\\n" "listen_addresses = '*'" "port = ${p}" "unix_socket_directories = '/tmp'" "max_wal_senders = 5" "work_mem = '8MB'   # set by hand" >> ${d}/postgresql.conf`,
+        `echo "host replication repl_hand all md5   # the guide's rule" >> ${d}/pg_hba.conf`,
+        start,
+        `runuser -u postgres -- psql -h /tmp -p ${p} -d postgres -qXc "CREATE ROLE repl_hand REPLICATION LOGIN PASSWORD 'by-hand'"`,
+      ].join(" && "),
+    );
+    await rig.sh(
+      "pb",
+      [
+        `mkdir -p ${d}/.. && chown postgres: ${d}/..`,
+        // Debian's pg_basebackup 15 writes recovery.conf for an 11 server, as 11's own would.
+        `PGPASSWORD=by-hand runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_basebackup -h pa -p ${p} -U repl_hand -D ${d} -R -X stream -c fast`,
+        `test -f ${d}/recovery.conf && touch ${d}/made-by-hand`,
+        start,
+      ].join(" && "),
+    );
+    await rig.waitFor("the hand-made standby to stream", async () => (await sql("pa", o, "SELECT count(*) FROM pg_stat_replication")) === "1");
+    const r = await pgrep(["setup", "-i", inventory(o)]);
+    expect(r.exitCode, r.all).toBe(0);
+    expect(r.stderr).not.toMatch(/clone from/);
+    expect(r.stderr).toMatch(/\[pa\] ✓ restarted for .*wal_log_hints/);
+    expect(await rig.sh("pb", `ls ${d}/made-by-hand && grep -c "application_name=pb" ${d}/recovery.conf`)).toMatch(/made-by-hand\n1\n/);
+    expect(await sql("pa", o, "SELECT application_name || ':' || state FROM pg_stat_replication")).toBe("pb:streaming");
+    expect(await sql("pa", o, "SHOW work_mem")).toBe("8MB");
+    expect(await rig.sh("pa", `grep -c "# the guide's rule" ${d}/pg_hba.conf`)).toBe("1\n");
+    expect((await pgrep(["setup", "-i", inventory(o)])).stderr).toMatch(/Nothing to change/);
+    await stopBoth(o);
+  });
+
   it("PostgreSQL 16 without a pg_basebackup of 16: refused before anything is touched, with the rsync hint", async () => {
     const o = { major: 16, method: "basebackup" as const, tag: "b" };
     const r = await pgrep(["setup", "-i", inventory(o)]);
