@@ -46,12 +46,12 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
   const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
     const h = hostNamed(spec, opts.host);
     if (h.role === "primary") throw new InputError(`${h.name} is the primary of cluster ${spec.name}; unfollow is for a standby`, `to move the primary elsewhere first: pgrep switchover <standby> -i ${shownPath(spec.inventoryFile)}`);
+    if (spec.synchronous?.names.includes(h.name))
+      throw new RefusedError(`${h.name} is named in replication.synchronous: commits could wait for a host that left`, "take it out of replication.synchronous and run pgrep setup first; nothing was changed");
   });
   try {
     const { spec } = session;
     const h = hostNamed(spec, opts.host);
-    if (spec.synchronous?.names.includes(h.name))
-      throw new RefusedError(`${h.name} is named in replication.synchronous: commits could wait for a host that left`, `take it out of replication.synchronous and run pgrep setup first; nothing was changed`);
     const name = opts.name ?? h.name;
     const forkFile = opts.out ?? join(dirname(spec.inventoryFile), `${name}.yml`);
     if (await stat(forkFile).then(() => true, () => false)) throw new InputError(`${forkFile} exists; pgrep will not write over it`, "pass --out FILE, or --name NAME for another file name");
@@ -69,7 +69,11 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
     const fork = clusterFromText(forkFile, forkText);
     if (fork.name === spec.name) throw new InputError(`--name ${name}: that is this cluster's name; the new cluster needs its own`);
 
+    // Its cascading standbys move before it is promoted: afterwards they would follow it onto its new
+    // timeline, away from the cluster's.
+    const names = downstream.map((x) => x.name).join(", ");
     const steps = [
+      ...(downstream.length ? [`first: ${names} stream${downstream.length > 1 ? "" : "s"} from ${h.upstream} instead (cluster ${spec.name}'s setup without ${h.name})`] : []),
       `[${h.name}] promote it on a new timeline of its own — it leaves cluster ${spec.name} and takes writes`,
       `record: ${shownPath(spec.inventoryFile)} without ${h.name}${downstream.length ? `; ${downstream.map((x) => x.name).join(", ")} stream${downstream.length > 1 ? "" : "s"} from ${h.upstream} instead` : ""}, and ${shownPath(forkFile)} for cluster ${name}`,
     ];
@@ -90,6 +94,13 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
     }
 
     out.progress([`Unfollow ${h.name} from cluster ${spec.name}:`, ...steps.map((x) => `  ${x}`)].join("\n"));
+    const report = lineReporter(out);
+    const converge = async () => {
+      const now = await observeWith(session, spec2);
+      const plan = planSetup(spec2, now, { force: new Set(), tls: session.tls });
+      await executePlan(plan, { spec: spec2, snap: now, password: session.password!, tls: session.tls, report, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+    };
+    if (downstream.length) await converge();
     const w = await promoteServer(h, S, sqlTarget(h, S), effectiveMethod(spec.promoteMethod, S.caps));
     out.progress(`[${h.name}] ✓ promoted: takes writes on timeline ${w.timeline}, on its own`);
     // Its credentials come along (generated passwords, pgrep's CA): applications keep connecting to it.
@@ -103,10 +114,7 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
     // Its upstream lets go of its slot once its walsender has seen it leave.
     const U = hostNamed(spec, h.upstream!);
     await walsenderGone(U, reachable(snap, U.name), h.name);
-    const report = lineReporter(out);
-    const snap2 = await observeWith(session, spec2);
-    const plan2 = planSetup(spec2, snap2, { force: new Set(), tls: session.tls });
-    await executePlan(plan2, { spec: spec2, snap: snap2, password: session.password!, tls: session.tls, report, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+    await converge();
 
     const password = (await loadReplicationPassword(fork, true))!;
     const apps = await loadAppPasswords(fork, true);

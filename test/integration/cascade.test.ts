@@ -72,4 +72,28 @@ describe("cascading standbys", () => {
     expect(j.exitCode, j.all).toBe(0);
     expect(j.stderr).toMatch(/\[pg1\] already streams from pg3; nothing to do/);
   });
+
+  it("unfollow of a standby others stream from: they stream from its upstream first, then it leaves; a synchronous one is refused", async () => {
+    inv = rig.inventory({ primary: "pg3", upstreams: { pg1: "pg2" } });
+    expect((await pgrep(["setup", "-i", inv])).exitCode).toBe(0);
+    expect(await senders("pg2")).toBe("pg1:streaming");
+    const sync = rig.inventory({ primary: "pg3", upstreams: { pg1: "pg2" }, file: "sync.yml", extraTop: "replication:\n  synchronous: [pg2]" });
+    const refused = await pgrep(["unfollow", "pg2", "-i", sync]);
+    expect(refused.exitCode, refused.all).toBe(4);
+    expect(refused.stderr).toMatch(/pg2 is named in replication\.synchronous/);
+    const dry = await pgrep(["unfollow", "pg2", "-i", inv, "--dry-run"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/first: pg1 streams from pg3 instead/);
+    const r = await pgrep(["unfollow", "pg2", "-i", inv]);
+    expect(r.exitCode, r.all).toBe(0);
+    // pg1 moved while pg2 was still a standby: it stays on the cluster's timeline, streaming from pg3.
+    expect(await senders("pg3")).toBe("pg1:streaming");
+    expect(await slots("pg3")).toBe("pgrep_pg1:true");
+    expect(await rig.psql("pg2", "SELECT pg_is_in_recovery()")).toBe("f");
+    await rig.psql("pg3", "INSERT INTO c VALUES (502)");
+    await rig.waitReplayed("pg3", "pg1");
+    expect(await rig.psql("pg1", "SELECT count(*) FROM c")).toBe("502");
+    expect(readFileSync(inv, "utf8")).not.toMatch(/pg2/);
+    expect((await pgrep(["setup", "-i", inv, "--dry-run"])).exitCode).toBe(0);
+  });
 });

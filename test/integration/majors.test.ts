@@ -301,14 +301,15 @@ describe("every major, on real servers", () => {
     await stopBoth(o);
   });
 
-  it("PostgreSQL 11: a pair built by hand with pg_basebackup -R (recovery.conf) is adopted without a copy, its own rules and settings kept", async () => {
+  it("PostgreSQL 11: a pair built by hand (pg_basebackup, recovery.conf) is adopted without a copy, its own rules and settings kept", async () => {
     const o: Options = { major: 11, tag: "a" };
     const [d, b, p] = [dataDir(o), bin(o), port(o)];
-    const start = `runuser -u postgres -- ${b}/pg_ctl -D ${d} -l ${d}/../log -w start >/dev/null`;
+    const parent = d.replace(/\/data$/, "");
+    const start = `runuser -u postgres -- ${b}/pg_ctl -D ${d} -l ${parent}/log -w start >/dev/null`;
     await rig.sh(
       "pa",
       [
-        `mkdir -p ${d}/.. && chown postgres: ${d}/..`,
+        `mkdir -p ${parent} && chown postgres: ${parent}`,
         `runuser -u postgres -- ${b}/initdb -D ${d} -A trust >/dev/null`,
         `printf "%s\\n" "listen_addresses = '*'" "port = ${p}" "unix_socket_directories = '/tmp'" "max_wal_senders = 5" "work_mem = '8MB'   # set by hand" >> ${d}/postgresql.conf`,
         `echo "host replication repl_hand all md5   # the guide's rule" >> ${d}/pg_hba.conf`,
@@ -319,10 +320,12 @@ describe("every major, on real servers", () => {
     await rig.sh(
       "pb",
       [
-        `mkdir -p ${d}/.. && chown postgres: ${d}/..`,
-        // Debian's pg_basebackup 15 writes recovery.conf for an 11 server, as 11's own would.
-        `PGPASSWORD=by-hand runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_basebackup -h pa -p ${p} -U repl_hand -D ${d} -R -X stream -c fast`,
-        `test -f ${d}/recovery.conf && touch ${d}/made-by-hand`,
+        `mkdir -p ${parent} && chown postgres: ${parent}`,
+        // The copy by Debian's pg_basebackup (the 11 build has none; its -R would write options 11's libpq
+        // does not know), and recovery.conf written by hand, as the classic guides do.
+        `PGPASSWORD=by-hand runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_basebackup -h pa -p ${p} -U repl_hand -D ${d} -X stream -c fast`,
+        `printf "%s\\n" "standby_mode = 'on'" "primary_conninfo = 'host=pa port=${p} user=repl_hand password=by-hand'" > ${d}/recovery.conf`,
+        `chown postgres: ${d}/recovery.conf && touch ${d}/made-by-hand`,
         start,
       ].join(" && "),
     );
