@@ -1,12 +1,12 @@
 import { assessCluster } from "../cluster/assess.js";
 import { formatStatusTable } from "../cluster/format.js";
-import { EXIT, InputError, PgrepError, RefusedError, type ExitCode } from "../errors.js";
+import { EXIT, PgrepError, RefusedError, type ExitCode } from "../errors.js";
 import { executePlan } from "../apply/execute.js";
-import { suggest } from "../inventory/suggest.js";
 import { lineReporter, type Output } from "../output.js";
 import { formatPlan } from "../plan/format.js";
 import { planRestart } from "../plan/rolling.js";
 import { withoutSwitchover, type Plan } from "../plan/steps.js";
+import { hostNamed } from "./hosts.js";
 import { healthy, openSession } from "./session.js";
 import { switchOver } from "./switchover.js";
 
@@ -25,8 +25,7 @@ export interface RestartCommandOptions {
 /** Restarts hosts one at a time (after a minor-version upgrade, say), each proven streaming before the next. */
 export async function restartCommand(opts: RestartCommandOptions, out: Output): Promise<ExitCode> {
   const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
-    for (const name of opts.hosts)
-      if (!spec.hosts.some((h) => h.name === name)) throw new InputError(`no host named '${name}' in ${opts.inventory}${suggest(name, spec.hosts.map((x) => x.name))}`, `hosts: ${spec.hosts.map((x) => x.name).join(", ")}`);
+    for (const name of opts.hosts) hostNamed(spec, name);
   });
   try {
     const { spec } = session;

@@ -13,7 +13,7 @@ import { forkInventory, replaceInventory, withoutHost, type RoleChange } from ".
 import { lineReporter, type Output } from "../output.js";
 import { formatNotes, formatPhases, textDiff } from "../plan/format.js";
 import { promoted, withHost } from "../plan/hypothetical.js";
-import { planSetup } from "../plan/setup.js";
+import { fileTarget, planSetup } from "../plan/setup.js";
 import type { Phase, Step } from "../plan/steps.js";
 import { blockMarkers } from "../postgres/files.js";
 import { effectiveMethod, promoteServer } from "../postgres/promote.js";
@@ -75,7 +75,7 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
     const steps = [
       ...(downstream.length ? [`first: ${names} stream${downstream.length > 1 ? "" : "s"} from ${h.upstream} instead (cluster ${spec.name}'s setup without ${h.name})`] : []),
       `[${h.name}] promote it on a new timeline of its own — it leaves cluster ${spec.name} and takes writes`,
-      `record: ${shownPath(spec.inventoryFile)} without ${h.name}${downstream.length ? `; ${downstream.map((x) => x.name).join(", ")} stream${downstream.length > 1 ? "" : "s"} from ${h.upstream} instead` : ""}, and ${shownPath(forkFile)} for cluster ${name}`,
+      `record: ${shownPath(spec.inventoryFile)} without ${h.name}${downstream.length ? `; ${names} stream${downstream.length > 1 ? "" : "s"} from ${h.upstream} instead` : ""}, and ${shownPath(forkFile)} for cluster ${name}`,
     ];
     if (opts.dryRun) {
       const lines = [`Unfollow ${h.name} from cluster ${spec.name} (dry run):`, ...steps.map((x) => `  ${x}`), ...textDiff(spec.inventoryFile, before, rest), ...textDiff(forkFile, "", forkText)];
@@ -151,7 +151,7 @@ function renameSteps(h: HostSpec, s: ReachableHost, from: string, to: string): P
   const step: Step = {
     kind: "edit-file",
     host: h.name,
-    file: { path: s.layout.hbaFile, owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o640 },
+    file: fileTarget(h, s, s.layout.hbaFile, 0o640),
     edit: { type: "replace", content: renamed },
     why: `its pgrep block is now cluster ${to}'s`,
   };

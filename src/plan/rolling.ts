@@ -33,7 +33,7 @@ export function loweredMinimums(P: ReachableHost, newSettings: string | null): s
  * The first standby of the primary that streams now: where `--restart-primary switchover` goes. A named
  * host must be such a standby too.
  */
-export function switchoverTarget(spec: ClusterSpec, snap: ClusterSnapshot, wanted: string): { target?: string; problem?: string } {
+function switchoverTarget(spec: ClusterSpec, snap: ClusterSnapshot, wanted: string): { target?: string; problem?: string } {
   const P = snap.hosts.get(spec.primary.name);
   const streams = (h: HostSpec) => !!(P?.reachable && P.sql?.replication.some((r) => r.application_name === h.name && r.state === "streaming"));
   const direct = spec.standbys.filter((h) => h.upstream === spec.primary.name);
@@ -45,6 +45,19 @@ export function switchoverTarget(spec: ClusterSpec, snap: ClusterSnapshot, wante
   }
   const h = direct.find(streams);
   return h ? { target: h.name } : { problem: `--restart-primary switchover: no standby streams from ${spec.primary.name} now` };
+}
+
+/**
+ * How the primary takes its turn: restarted, or (`--restart-primary switchover` / a standby's name) a
+ * switchover, refused when a setting goes down (the standbys could not start below the running primary).
+ */
+export function primaryTurn(spec: ClusterSpec, snap: ClusterSnapshot, restarts: ReadonlyMap<string, RestartStep>, lowered: string[], restartPrimary: string): { primary: PrimaryRestart; problem?: string } {
+  if (restartPrimary === "restart" || !restarts.has(spec.primary.name)) return { primary: { kind: "restart" } };
+  const { target, problem } = switchoverTarget(spec, snap, restartPrimary);
+  if (problem) return { primary: { kind: "restart" }, problem };
+  if (lowered.length)
+    return { primary: { kind: "restart" }, problem: `--restart-primary ${restartPrimary}: ${lowered.join(", ")} goes down, and a standby cannot start below its primary's value; let the primary restart first (leave out --restart-primary)` };
+  return { primary: { kind: "switchover", target: target! } };
 }
 
 /**
@@ -101,11 +114,7 @@ export function planRestart(spec: ClusterSpec, snap: ClusterSnapshot, names: str
   const P = snap.hosts.get(spec.primary.name);
   // The settings file on disk is what the primary's restart applies.
   const lowered = P?.reachable && restarts.has(spec.primary.name) ? loweredMinimums(P, P.files.settings) : [];
-  let primary: PrimaryRestart = { kind: "restart" };
-  if (restartPrimary !== "restart" && restarts.has(spec.primary.name)) {
-    const { target, problem } = switchoverTarget(spec, snap, restartPrimary);
-    if (problem) problems.push(problem);
-    else primary = { kind: "switchover", target: target! };
-  }
+  const { primary, problem } = primaryTurn(spec, snap, restarts, lowered, restartPrimary);
+  if (problem) problems.push(problem);
   return { phases: rollingPhases(spec, snap, restarts, lowered, primary), problems };
 }

@@ -7,7 +7,7 @@ import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine, 
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
-import { loweredMinimums, rollingPhases, switchoverTarget, type PrimaryRestart, type RestartStep } from "./rolling.js";
+import { loweredMinimums, primaryTurn, rollingPhases, type RestartStep } from "./rolling.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
 export interface SetupOptions {
@@ -115,13 +115,8 @@ function rollingRestarts(spec: ClusterSpec, snap: ClusterSnapshot, primarySteps:
   const P = snap.hosts.get(spec.primary.name) as ReachableHost;
   const settings = primarySteps.find((x) => x.kind === "edit-file" && x.file.path === P.layout.settingsFile);
   const lowered = restarts.has(spec.primary.name) ? loweredMinimums(P, settings?.kind === "edit-file" ? applyEdit(P.files.settings, settings.edit) : P.files.settings) : [];
-  let primary: PrimaryRestart = { kind: "restart" };
-  if (restartPrimary !== "restart" && restarts.has(spec.primary.name)) {
-    const { target, problem } = switchoverTarget(spec, snap, restartPrimary);
-    if (problem) refusals.push(problem);
-    else if (lowered.length) refusals.push(`--restart-primary ${restartPrimary}: ${lowered.join(", ")} goes down, and a standby cannot start below its primary's value; let the primary restart first (leave out --restart-primary)`);
-    else primary = { kind: "switchover", target: target! };
-  }
+  const { primary, problem } = primaryTurn(spec, snap, restarts, lowered, restartPrimary);
+  if (problem) refusals.push(problem);
   return rollingPhases(spec, snap, restarts, lowered, primary);
 }
 
@@ -177,7 +172,7 @@ function restartCheck(h: HostSpec, s: ReachableHost, config: Step[], why: string
   return [{ kind: "restart-if-pending", host: h.name, why: s.sql && restartOnly.length ? `${restartOnly.join(", ")} only change${restartOnly.length > 1 ? "" : "s"} at a restart` : why }];
 }
 
-function fileTarget(h: HostSpec, s: ReachableHost, path: string, mode: number): FileTarget {
+export function fileTarget(h: HostSpec, s: ReachableHost, path: string, mode: number): FileTarget {
   return { path, mode, owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "" };
 }
 
@@ -250,9 +245,10 @@ const STANDBY_CRITICAL = ["primary_conninfo", "primary_slot_name"];
  * standby's connection settings are refused (it would stream as someone set it by hand, not as the
  * inventory says, and pgrep could not prove it), and the others are left and named.
  */
-function autoConfSteps(h: HostSpec, s: ReachableHost, settings: string, standby: boolean, opts: SetupOptions, refusals: string[], notes: string[]): Step[] {
+function autoConfSteps(h: HostSpec, s: ReachableHost, config: Step[], standby: boolean, opts: SetupOptions, refusals: string[], notes: string[]): Step[] {
   const auto = parseSettings(s.files.autoConf);
-  const ours = parseSettings(settings);
+  const edit = config.find((x) => x.kind === "edit-file" && x.file.path === s.layout.settingsFile);
+  const ours = parseSettings(edit?.kind === "edit-file" ? applyEdit(s.files.settings, edit.edit) : s.files.settings);
   const over = [...auto.keys()].filter((n) => ours.has(n) || (standby && STANDBY_CRITICAL.includes(n)));
   if (!over.length) return [];
   const set = `postgresql.auto.conf sets ${over.join(", ")} over pgrep's settings`;
@@ -309,7 +305,8 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
   }
   const tls = tlsSteps(spec, h, P, opts.tls);
   steps.push(...tls);
-  const config = [...configSteps(spec, h, P, hba, null, !exists), ...(exists ? autoConfSteps(h, P, settingsContent(spec, h, P, null), false, opts, refusals, notes) : [])];
+  const config = configSteps(spec, h, P, hba, null, !exists);
+  if (exists) config.push(...autoConfSteps(h, P, config, false, opts, refusals, notes));
   steps.push(...config);
   steps.push(...passfileSteps(h, P, "so that this host can stream from another one after a role change"));
   if (!P.running && P.portBusy) refusals.push(portTaken(h));
@@ -447,7 +444,8 @@ function planStandby(
   steps.push(...tls);
   if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
   // A copy's postgresql.auto.conf is the upstream's, cleaned as it is made; one that is kept is checked.
-  const config = [...configSteps(spec, h, S, hba, { host: upstream }, clone), ...(clone || S.pgVersion === undefined ? [] : autoConfSteps(h, S, settingsContent(spec, h, S, { host: upstream }), true, opts, refusals, notes))];
+  const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
+  if (!clone && S.pgVersion !== undefined) config.push(...autoConfSteps(h, S, config, true, opts, refusals, notes));
   steps.push(...config);
   const markerSteps = standbyMarkerSteps(spec, h, S, upstream, clone);
   steps.push(...markerSteps);

@@ -122,6 +122,13 @@ describe("pgrep restart", () => {
     expect(shape(planRestart(s, converged(s), ["db3"], "restart").phases)).toEqual(["db3: restart,wait-streaming"]);
   });
 
+  it("a setting waiting to go down: the primary first, and no switchover (the standbys could not start below it)", () => {
+    const at200 = (h: ReachableHost): ReachableHost => ({ ...h, sql: { ...h.sql!, standbyMinimums: { ...h.sql!.standbyMinimums, max_connections: { now: "200", others: "100", auto: null, boot: "100" } } } });
+    const snap = converged(s, { db1: at200 });
+    expect(shape(planRestart(s, snap, [], "restart").phases)[0]).toBe("db1: restart");
+    expect(planRestart(s, snap, [], "switchover").problems).toEqual(["--restart-primary switchover: max_connections goes down, and a standby cannot start below its primary's value; let the primary restart first (leave out --restart-primary)"]);
+  });
+
   it("refuses a host whose PostgreSQL is not running", () => {
     const snap = converged(s, { db3: (h) => ({ ...h, running: false, sql: undefined }) });
     expect(planRestart(s, snap, [], "restart").problems).toEqual(["db3: PostgreSQL is not running; pgrep setup starts it"]);
