@@ -159,18 +159,33 @@ const QUIET_SESSION = "SET log_statement = 'none'; SET log_min_duration_statemen
 async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, upstreamName: string): Promise<string> {
   const { spec: uh, state: us } = hostOf(ctx, upstreamName);
   const deadline = Date.now() + ctx.streamTimeoutMs;
+  const inRecovery = () => runSql(sqlTarget(h, s), "SELECT pg_is_in_recovery()").catch((e: Error) => `error: ${e.message}`);
+  let standby = inRecovery();
   let last = "";
-  // A standby usually streams within milliseconds of its start or reload: look again soon, then less often.
-  for (let pause = 10; ; pause = Math.min(100, pause * 2)) {
-    const [onUpstream, inRecovery] = await Promise.all([
-      runSql(sqlTarget(uh, us), `SELECT coalesce((SELECT state FROM pg_stat_replication WHERE application_name = ${sqlLiteral(h.name)} ORDER BY state = 'streaming' DESC LIMIT 1), 'absent')`).catch((e: Error) => `error: ${e.message}`),
-      runSql(sqlTarget(h, s), "SELECT pg_is_in_recovery()").catch((e: Error) => `error: ${e.message}`),
-    ]);
-    if (onUpstream.trim() === "streaming" && inRecovery.trim() === "t") return `streaming from ${upstreamName}, read-only`;
-    last = `${upstreamName} sees it as '${onUpstream.trim()}', in recovery: '${inRecovery.trim()}'`;
+  for (;;) {
+    // One session on the upstream looks every 10 ms, up to 2 s a session: a psql for every look cost each
+    // host ~30 ms of CPU, and a standby usually streams within milliseconds of its start or reload.
+    const seen = await runSql(sqlTarget(uh, us), streamingSeenSql(h.name, Math.max(10, Math.min(2_000, deadline - Date.now())))).catch((e: Error) => `error: ${e.message}`);
+    const onUpstream = seen.trim().split("\n").at(-1)!.trim();
+    const recovery = (await standby).trim();
+    if (onUpstream === "streaming" && recovery === "t") return `streaming from ${upstreamName}, read-only`;
+    last = `${upstreamName} sees it as '${onUpstream}', in recovery: '${recovery}'`;
     if (Date.now() > deadline) {
       throw await withServerLog(s, new PgrepError(`${h.name}: not streaming after ${Math.round(ctx.streamTimeoutMs / 1000)}s (${last})`));
     }
-    await new Promise((r) => setTimeout(r, pause));
+    // An answer that came at once (an error, or streaming while the standby's side is not yet right) is
+    // asked again after a pause, not in a tight loop.
+    if (onUpstream === "streaming" || onUpstream.startsWith("error")) await new Promise((r) => setTimeout(r, 100));
+    if (recovery !== "t") standby = inRecovery();
   }
+}
+
+/**
+ * Waits on the upstream, for up to `ms`, until it sees `name` streaming; then says how it sees it. The
+ * activity snapshot is cleared on every look: inside one transaction it would otherwise stay as first read.
+ */
+export function streamingSeenSql(name: string, ms: number): string {
+  const seen = `SELECT state FROM pg_stat_replication WHERE application_name = ${sqlLiteral(name)} ORDER BY state = 'streaming' DESC LIMIT 1`;
+  return `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(ms / 10)} LOOP PERFORM pg_stat_clear_snapshot(); EXIT WHEN (${seen}) = 'streaming'; PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;
+SELECT coalesce((${seen}), 'absent');`;
 }
