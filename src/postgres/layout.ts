@@ -88,7 +88,15 @@ export function resolveLayout(host: HostSpec, facts: HostFacts): Layout {
         argv: ["pg_createcluster", v, c, "--port", String(pg.port), "--user", pg.osUser, ...(pg.dataDir ? ["--datadir", pg.dataDir] : []), ...(pg.dataChecksums ? ["--", "--data-checksums"] : [])],
         user: admin,
       },
-      control: { start: ctl("start"), stop: ctl("stop"), restart: ctl("restart"), reload: ctl("reload"), promote: ctl("promote") },
+      control: {
+        start: ctl("start"),
+        stop: ctl("stop"),
+        restart: ctl("restart"),
+        // A reload is a signal to the postmaster: pg_ctl sends it as pg_ctlcluster would, without a Perl
+        // interpreter's start (about 30 ms of CPU on every host a role change reloads).
+        reload: facts.binDir ? { argv: [posix.join(facts.binDir, "pg_ctl"), "-D", dataDir, "reload"], user: pg.osUser } : ctl("reload"),
+        promote: ctl("promote"),
+      },
       startLingers: true,
       triggerFile: `${dataDir}/pgrep.promote`,
       serverLog: `/var/log/postgresql/postgresql-${v}-${c}.log`,

@@ -57,9 +57,10 @@ describe("layouts", () => {
     expect(without.control.start.user).toBe("postgres");
   });
 
-  it("debian: pg_ctlcluster, configuration in /etc, settings in conf.d", () => {
+  it("debian: pg_ctlcluster (a reload is pg_ctl's signal), configuration in /etc, settings in conf.d", () => {
     const l = emptyHost(spec(13), "db1").layout;
-    expect(l.control.reload.argv).toEqual(["pg_ctlcluster", "13", "main", "reload"]);
+    expect(l.control.restart.argv).toEqual(["pg_ctlcluster", "13", "main", "restart"]);
+    expect(l.control.reload).toEqual({ argv: ["/usr/lib/postgresql/13/bin/pg_ctl", "-D", "/var/lib/postgresql/13/main", "reload"], user: "postgres" });
     expect(l.settingsFile).toBe("/etc/postgresql/13/main/conf.d/pgrep.conf");
     expect(l.includeLine).toBeNull();
   });
