@@ -23,11 +23,15 @@ export async function executePlan(plan: Plan, ctx: ExecContext): Promise<void> {
   for (const phase of plan.phases) {
     const results = await Promise.allSettled(
       phase.lanes.map(async (lane) => {
-        for (const step of lane.steps) {
-          const started = Date.now();
-          ctx.report.step(lane.host, `${describeStep(step)} — ${step.why}`);
-          const note = await runStep(step, ctx);
-          ctx.report.done(lane.host, note ?? describeStep(step), Date.now() - started);
+        for (const batch of batches(lane.steps)) {
+          await Promise.all(
+            batch.map(async (step) => {
+              const started = Date.now();
+              ctx.report.step(lane.host, `${describeStep(step)} — ${step.why}`);
+              const note = await runStep(step, ctx);
+              ctx.report.done(lane.host, note ?? describeStep(step), Date.now() - started);
+            }),
+          );
         }
       }),
     );
@@ -38,6 +42,21 @@ export async function executePlan(plan: Plan, ctx: ExecContext): Promise<void> {
       throw new PgrepError(reasons.join("\n"), { cause: failed[0]!.reason });
     }
   }
+}
+
+/**
+ * A lane's steps in order, in groups run together: consecutive file edits of different files do not depend
+ * on each other, so they are written at the same time (a reload after them waits for all).
+ */
+export function batches(steps: readonly Step[]): Step[][] {
+  const out: Step[][] = [];
+  for (const step of steps) {
+    const last = out.at(-1);
+    const together = step.kind === "edit-file" && last?.every((x) => x.kind === "edit-file" && x.file.path !== step.file.path);
+    if (together) last!.push(step);
+    else out.push([step]);
+  }
+  return out;
 }
 
 async function runStep(step: Step, ctx: ExecContext): Promise<string | void> {
