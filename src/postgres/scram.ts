@@ -38,8 +38,19 @@ export function storedPasswordMatches(kind: PasswordEncryption, stored: string |
   return verifierMatches(stored, password);
 }
 
+// Every standby holds the primary's verifier: a command that reads several hosts computes it once.
+const checked = new Map<string, { password: string; matches: boolean }>();
+
 /** True when a stored SCRAM verifier was made from this password. */
 export function verifierMatches(stored: string | null | undefined, password: string): boolean {
+  const known = stored ? checked.get(stored) : undefined;
+  if (known?.password === password) return known.matches;
+  const matches = computeMatch(stored, password);
+  if (stored) checked.set(stored, { password, matches });
+  return matches;
+}
+
+function computeMatch(stored: string | null | undefined, password: string): boolean {
   const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(stored ?? "");
   if (!m) return false;
   const { storedKey, serverKey } = keys(password, Buffer.from(m[2]!, "base64"), Number(m[1]));
