@@ -91,8 +91,11 @@ export class SshTransport implements Transport {
       } catch (e) {
         throw new UnreachableError(t.name, `cannot read SSH identity file ${t.identityFile}: ${(e as Error).message}`, undefined, undefined, false);
       }
+      // The key alone: ssh2 would first try "none", a round trip that sshd always refuses.
+      config.authHandler = ["publickey"];
     } else if (process.env.SSH_AUTH_SOCK) {
       config.agent = process.env.SSH_AUTH_SOCK;
+      config.authHandler = ["agent"];
     }
     // ssh2 may emit several errors (and a close) for one failed handshake: settle on the first, and keep
     // a listener for the life of the client so that no error is ever unhandled.
@@ -135,7 +138,7 @@ export class SshTransport implements Transport {
     });
   }
 
-  spawn(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput"> = {}, env?: Record<string, string>): Spawned {
+  spawn(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput" | "onStarted"> = {}, env?: Record<string, string>): Spawned {
     const full = becomeArgv(this.loginUser, opts.user, argv);
     const envPrefix = env ? ["env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : [];
     // Shown in messages without the wrapper; sent inside it, so that it dies with this connection.
@@ -158,6 +161,7 @@ export class SshTransport implements Transport {
     const stripPid = pidStripper((p) => {
       pid = p;
       if (killWanted) kill();
+      opts.onStarted?.();
     });
     const done = new Promise<RunResult>((resolve) => {
       this.client.exec(shellCommand(tethered("sshd", [...envPrefix, ...full])), (err: Error | undefined, stream: ClientChannel) => {
