@@ -13,6 +13,7 @@ import { readControl } from "../postgres/control.js";
 import { promoteServer, resumeReplay } from "../postgres/promote.js";
 import { rewind } from "../postgres/rewind.js";
 import { runSql } from "../postgres/sql.js";
+import { warmTemplates } from "../render/index.js";
 import { lineReporter, type Output } from "../output.js";
 import { hostNamed, reachable } from "../commands/hosts.js";
 import { observeWith, type Session } from "../commands/session.js";
@@ -120,7 +121,11 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           const T = await state(step.host);
           const started = Date.now();
           try {
-            const w = await promoteServer(h, T, sqlTarget(h, T), step.method, step.slots);
+            // The converge after it renders every host's files: the templates are compiled while the server
+            // promotes and pgrep only waits (not before: that would hold up the promotion's own start).
+            const templates = T.caps.standbyMechanism === "standby.signal" ? ["pgrep.conf", "pg_hba.block"] : ["pgrep.conf", "pg_hba.block", "recovery.conf"];
+            const warm = steps.some((x) => x.kind === "converge") ? () => setImmediate(() => warmTemplates(templates)) : undefined;
+            const w = await promoteServer(h, T, sqlTarget(h, T), step.method, step.slots, warm);
             if (w.wasPaused) log("its replay was paused: resumed, so that it replays what it has received");
             if (w.unreplayedBytes > 0) log(`${w.unreplayedBytes} bytes had arrived but were not replayed yet: replayed before it became the primary`);
             log(`✓ promoted with ${methodLabel(step.method)}: accepts writes on timeline ${w.timeline} (${((Date.now() - started) / 1000).toFixed(1)} s)`);

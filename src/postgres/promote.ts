@@ -19,7 +19,7 @@ export function effectiveMethod(wanted: PromoteMethod, caps: Capabilities): Meth
  * replayed before it ends recovery). With pg_promote() all of it happens in one session, and the end of
  * recovery is checked every 10 ms (pg_promote's own wait checks every 100 ms): one round trip.
  */
-export async function promoteServer(h: HostSpec, s: ReachableHost, sql: SqlTarget, method: Method, slots: readonly string[] = [], timeoutMs = 120_000): Promise<Promoted> {
+export async function promoteServer(h: HostSpec, s: ReachableHost, sql: SqlTarget, method: Method, slots: readonly string[] = [], onStarted?: () => void, timeoutMs = 120_000): Promise<Promoted> {
   // The slots its standbys will stream through are made first (a standby may have slots): the standbys
   // can follow the moment it is promoted.
   if (method === "pg_promote") {
@@ -31,6 +31,7 @@ export async function promoteServer(h: HostSpec, s: ReachableHost, sql: SqlTarge
 DO $pgrep$ BEGIN FOR i IN 1..${ticks} LOOP EXIT WHEN NOT pg_is_in_recovery(); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;
 ${WRITE_PROOF};`,
       "pg_promote()",
+      onStarted,
     );
     const lines = out.split("\n");
     const w = parseWriteProof(lines.at(-1) ?? "");
@@ -46,6 +47,7 @@ ${WRITE_PROOF};`,
     const c = s.layout.control.promote;
     await s.transport.run(c.argv, { user: c.user, what: "pg_ctl promote", timeoutMs: 180_000 });
   }
+  onStarted?.();
   return { ...(await waitWritable(h.name, sql, timeoutMs)), ...replay };
 }
 

@@ -25,11 +25,13 @@ export function psqlArgv(target: SqlTarget): string[] {
   return ["sh", "-c", PSQL_SCRIPT, "sh", target.dataDir, target.psql];
 }
 
-export async function runSql(target: SqlTarget, sql: string, what = "SQL"): Promise<string> {
+/** `onStarted`: called once psql runs on the host with the SQL sent (pgrep may then use the wait). */
+export async function runSql(target: SqlTarget, sql: string, what = "SQL", onStarted?: () => void): Promise<string> {
   const r = await target.t.run(psqlArgv(target), {
     user: target.osUser,
     stdin: sql,
     what,
+    ...(onStarted ? { onStarted } : {}),
   });
   return r.stdout.trim();
 }

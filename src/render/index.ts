@@ -19,11 +19,30 @@ function engine(): typeof HandlebarsNamespace {
   return hb;
 }
 
-export function renderTemplate(name: string, data: object): string {
+function template(name: string): HandlebarsTemplateDelegate {
   let t = cache.get(name);
   if (!t) {
     t = engine().compile(readFileSync(new URL(`${name}.hbs`, templatesDir), "utf8"), { noEscape: true, strict: true });
     cache.set(name, t);
   }
-  return t(data);
+  return t;
+}
+
+export function renderTemplate(name: string, data: object): string {
+  return template(name)(data);
+}
+
+/**
+ * Loads Handlebars and compiles these templates now, so that a render later costs nothing: a role change
+ * calls it while the server promotes, when pgrep only waits (about 60 ms of CPU off the way to the end).
+ */
+export function warmTemplates(names: readonly string[]): void {
+  for (const name of names) {
+    try {
+      // Handlebars compiles at the first call; with no data the strict template then throws, compiled.
+      template(name)({});
+    } catch {
+      // expected: see above
+    }
+  }
 }

@@ -27,12 +27,12 @@ export class LocalTransport implements Transport {
     return result;
   }
 
-  spawn(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput"> = {}): Spawned {
+  spawn(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput" | "onStarted"> = {}): Spawned {
     return this.start(argv, opts, { stdin: "pipe" });
   }
 
   /** Started inside the tether (anchored to this process), so that it ends if pgrep is killed. */
-  private start(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput" | "env">, input: { input: string | Buffer } | { stdin: "ignore" | "pipe" }): Spawned {
+  private start(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput" | "onStarted" | "env">, input: { input: string | Buffer } | { stdin: "ignore" | "pipe" }): Spawned {
     const full = becomeArgv(this.loginUser, opts.user, argv);
     const wrapped = tethered("parent", full);
     const started = Date.now();
@@ -51,6 +51,7 @@ export class LocalTransport implements Transport {
     const stripPid = pidStripper((p) => {
       pid = p;
       if (killWanted) kill();
+      opts.onStarted?.();
     });
     const child: ResultPromise = execa(wrapped[0]!, wrapped.slice(1), {
       reject: false,

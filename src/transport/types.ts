@@ -14,6 +14,8 @@ export interface RunOptions {
   onOutput?: (chunk: string, stream: "stdout" | "stderr") => void;
   /** Names the command in error messages. */
   what?: string;
+  /** Called once the command runs on the host (its wrapper has said so), with its input already sent. */
+  onStarted?: () => void;
 }
 
 export interface WriteOptions {
@@ -36,7 +38,7 @@ export interface Transport {
   /** Who commands run as by default ("root" or the SSH/local user). */
   readonly loginUser: string;
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
-  spawn(argv: readonly string[], opts?: Pick<RunOptions, "user" | "onOutput">): Spawned;
+  spawn(argv: readonly string[], opts?: Pick<RunOptions, "user" | "onOutput" | "onStarted">): Spawned;
   close(): Promise<void>;
 }
 
