@@ -63,7 +63,10 @@ export async function shutdownCheckpoint(s: ReachableHost): Promise<string> {
 
 export interface RoleRun {
   session: Session;
+  /** The hosts the steps act on (at least); with `all`, only those. */
   snap: ClusterSnapshot;
+  /** Every host, read once asked (after a promotion, or at the converge): the converge plans from it. */
+  all?: () => Promise<ClusterSnapshot>;
   out: Output;
   streamTimeoutMs: number;
   onPromoted?: () => void;
@@ -79,16 +82,17 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
   const state = async (name: string) => reachable(run.snap, name);
   // The hosts as the steps so far have left them, while every step is one whose effect is known exactly
   // (a stop, a promotion): the converge then plans from it instead of reading every host again.
-  let known: ClusterSnapshot | undefined = run.snap;
+  let exact = true;
+  const patches: [string, Parameters<typeof withHost>[2]][] = [];
   let promotedHost: string | undefined;
   // Hosts whose data is copied again (rejoin --allow-reclone, or after a failed pg_rewind).
   const reclone = new Set<string>();
   for (const step of steps) {
     const host = stepHost(step);
     const log = (text: string) => out.progress(host ? `[${host}] ${text}` : text);
-    if (step.kind === "stop") known &&= withHost(known, step.host, stopped);
-    else if (step.kind === "promote") known &&= withHost(known, step.host, promotedWithSlots(step.slots));
-    else if (step.kind !== "fence-command" && step.kind !== "record" && step.kind !== "converge") known = undefined;
+    if (step.kind === "stop") patches.push([step.host, stopped]);
+    else if (step.kind === "promote") patches.push([step.host, promotedWithSlots(step.slots)]);
+    else if (step.kind !== "fence-command" && step.kind !== "record" && step.kind !== "converge") exact = false;
     try {
       switch (step.kind) {
         case "stop": {
@@ -138,6 +142,8 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
             throw new PgrepError(`promoting ${h.name} failed: ${(e as Error).message}; ${back} is the primary again and ${h.name} a standby`, { cause: e });
           }
           promotedHost = step.host;
+          // The other hosts are read now, beside the record: not before, where they slowed the promotion.
+          void run.all?.().catch(() => {});
           run.onPromoted?.();
           break;
         }
@@ -183,6 +189,8 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           break;
         case "converge": {
           const mark = step.markStandby && !reclone.has(step.markStandby) ? step.markStandby : undefined;
+          const seen = run.all ? await run.all() : run.snap;
+          const known = exact ? patches.reduce((sn, [h, p]) => withHost(sn, h, p), seen) : undefined;
           spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), reclone, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, known, ...(mark ? { markStandby: mark } : {}) });
           if (mark && step.rejoinLater) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name} that waits for: pgrep rejoin ${mark}`);
           break;

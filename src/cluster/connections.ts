@@ -15,6 +15,7 @@ export interface ConnectOptions {
  */
 export class Connections {
   private readonly open = new Map<string, Promise<Transport>>();
+  private readonly answered = new Map<string, boolean>();
   private knownHosts: Promise<KnownHosts> | undefined;
 
   constructor(
@@ -26,7 +27,10 @@ export class Connections {
     let t = this.open.get(host.name);
     if (!t) {
       t = this.connect(host);
-      t.catch(() => {}); // observed by whoever awaits it
+      t.then(
+        () => this.answered.set(host.name, true),
+        () => this.answered.set(host.name, false), // and observed by whoever awaits it
+      );
       this.open.set(host.name, t);
     }
     return t;
@@ -60,6 +64,11 @@ export class Connections {
       if (e instanceof UnreachableError) throw e;
       throw new UnreachableError(host.name, (e as Error).message);
     }
+  }
+
+  /** Whether the host's connection is open (false also while it is still being dialled). */
+  connected(name: string): boolean {
+    return this.answered.get(name) === true;
   }
 
   async closeAll(): Promise<void> {

@@ -46,6 +46,39 @@ export async function observeCluster(spec: ClusterSpec, conns: Connections, pass
   return { major, hosts };
 }
 
+/** The hosts a command needs before it acts, read; the others read when the command asks. */
+export interface StagedSnapshot {
+  /** The primary and the named hosts only; the others are not in it. */
+  first: ClusterSnapshot;
+  /** Every host: the first ones as read above, the others read at the first call (once). */
+  all(): Promise<ClusterSnapshot>;
+}
+
+/**
+ * Reads the primary and `first` alone; every other host only when asked, once the command has done what
+ * could not wait: with every probe at once, a small machine was slower at each of them, the one a
+ * promotion waits for included. With the major not in the inventory every host is read first (the
+ * primary decides it).
+ */
+export async function observeStaged(spec: ClusterSpec, conns: Connections, password: string | undefined, resolveOn: readonly string[], first: readonly string[]): Promise<StagedSnapshot> {
+  const known = spec.primary.pg.major;
+  if (known === undefined) {
+    const whole = await observeCluster(spec, conns, password, undefined, resolveOn);
+    return { first: whole, all: () => Promise.resolve(whole) };
+  }
+  const down = new Set((await Promise.all(spec.hosts.map((h) => conns.get(h).then(() => undefined, () => h.name)))).filter((n): n is string => n !== undefined));
+  const read = (h: HostSpec) => observeHost(spec, h, conns, password, known, down, undefined, h === spec.primary || resolveOn.includes(h.name));
+  const isFirst = (h: HostSpec) => h === spec.primary || first.includes(h.name);
+  const firstStates = await Promise.all(spec.hosts.filter(isFirst).map(read));
+  let all: Promise<ClusterSnapshot> | undefined;
+  const readAll = () =>
+    (all ??= Promise.all(spec.hosts.filter((h) => !isFirst(h)).map(read)).then((rest) => {
+      const byName = new Map([...firstStates, ...rest].map((x) => [x.name, x]));
+      return { major: known, hosts: new Map(spec.hosts.map((h) => [h.name, byName.get(h.name)!])) };
+    }));
+  return { first: { major: known, hosts: new Map(firstStates.map((x) => [x.name, x])) }, all: readAll };
+}
+
 async function observeHost(
   spec: ClusterSpec,
   host: HostSpec,

@@ -26,13 +26,17 @@ export interface PromoteCommandOptions {
 
 /** Makes a standby the primary without ever leaving two writable primaries unless told to. */
 export async function promoteCommand(opts: PromoteCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock }, resolveOn: [opts.target] }, (spec) => hostNamed(spec, opts.target));
+  // The target resolves the hosts' names too: after the promotion its pg_hba.conf needs them, and the
+  // other hosts can then follow it without a second look at every host. It and the old primary are read
+  // first, alone; the other standbys once it is promoted (they are only needed after it).
+  const session = await openSession(
+    { ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock }, resolveOn: [opts.target], actsFirstOn: [opts.target] },
+    (spec) => hostNamed(spec, opts.target),
+  );
   try {
     const { spec } = session;
     const th = hostNamed(spec, opts.target);
-    // The target resolves the hosts' names too: after the promotion its pg_hba.conf needs them, and the
-    // other hosts can then follow it without a second look at every host.
-    const snap = await session.observe([th.name]);
+    const { first: snap, all } = await session.observeStaged();
     const T = reachable(snap, th.name);
     if (th.role === "primary") {
       if (T.sql && !T.sql.inRecovery) {
@@ -47,10 +51,12 @@ export async function promoteCommand(opts: PromoteCommandOptions, out: Output): 
     const oldWritable = O.reachable && O.running && !O.sql?.inRecovery;
     const lag = T.sql.inRecovery && oldWritable ? await replayLag(th, T, O.sql?.lsn ?? undefined) : 0;
     if (oldWritable) out.progress(`[${th.name}] is ${lag} bytes behind ${spec.primary.name}`);
-    const steps = planPromote(spec, snap, th, lag, opts, O.reachable && !O.running && (await stoppedCleanlyAndReplayed(O, T)));
-    if (opts.dryRun) return await printRoleDryRun(out, `Promote ${th.name} in cluster ${spec.name}`, session, snap, steps);
+    // The standbys not read yet count as answering when their SSH connection did.
+    const answers = (name: string) => snap.hosts.get(name)?.reachable ?? session.conns.connected(name);
+    const steps = planPromote(spec, snap, th, lag, opts, O.reachable && !O.running && (await stoppedCleanlyAndReplayed(O, T)), answers);
+    if (opts.dryRun) return await printRoleDryRun(out, `Promote ${th.name} in cluster ${spec.name}`, session, await all(), steps);
     if (opts.force && oldWritable) out.progress(`[${spec.primary.name}] WARNING: still running and writable (--force): there will be two primaries`);
-    const spec2 = await executeRoleSteps({ session, snap, out, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 }, steps);
+    const spec2 = await executeRoleSteps({ session, snap, all, out, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 }, steps);
     const converge = steps.find((x) => x.kind === "converge");
     // The old primary, when it was declared down or left for rejoin, is not expected in line yet.
     const code = await finishRoleChange(session, spec2, out, th.name, converge?.kind === "converge" ? converge.skip : []);
@@ -75,7 +81,15 @@ async function stoppedCleanlyAndReplayed(O: ReachableHost, T: ReachableHost): Pr
  * The promotion's steps, or a refusal. The split-brain guard lives here: a reachable primary that accepts
  * writes must be fenced first; an unreachable one must be declared down or fenced by the inventory's command.
  */
-export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSpec, lagBytes: number, opts: PromoteCommandOptions, oldStoppedCleanly = false): RoleStep[] {
+export function planPromote(
+  spec: ClusterSpec,
+  snap: ClusterSnapshot,
+  th: HostSpec,
+  lagBytes: number,
+  opts: PromoteCommandOptions,
+  oldStoppedCleanly = false,
+  answers: (host: string) => boolean = (n) => !!snap.hosts.get(n)?.reachable,
+): RoleStep[] {
   const T = snap.hosts.get(th.name) as ReachableHost;
   const old = spec.primary;
   const O = snap.hosts.get(old.name)!;
@@ -110,7 +124,7 @@ export function planPromote(spec: ClusterSpec, snap: ClusterSnapshot, th: HostSp
   const fenced = steps.some((s) => s.kind === "stop");
   const follows = O.reachable && (fenced || (!O.running && oldStoppedCleanly));
   const stopped = O.reachable && (!O.running || fenced);
-  for (const p of steps) if (p.kind === "promote") p.slots = followerSlots(spec, snap, record, follows);
+  for (const p of steps) if (p.kind === "promote") p.slots = followerSlots(spec, snap, record, follows, answers);
   steps.push({
     kind: "converge",
     skip: follows ? [] : [old.name],

@@ -3,7 +3,7 @@ import { Connections } from "../cluster/connections.js";
 import { debug } from "../debug.js";
 import { acquireClusterLock, type HeldLock } from "../cluster/lock.js";
 import type { ClusterSpec } from "../cluster/model.js";
-import { observeCluster } from "../cluster/observe.js";
+import { observeCluster, observeStaged, type StagedSnapshot } from "../cluster/observe.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 import { InputError, UnreachableError } from "../errors.js";
 import { checkLocalFiles, loadCluster } from "../inventory/index.js";
@@ -23,6 +23,11 @@ export interface SessionOptions {
   apps?: "create" | "read";
   /** Standbys whose first observe also resolves the hosts' names (a promotion's target). */
   resolveOn?: string[];
+  /**
+   * Hosts the command acts on first (with the primary): read alone, before the others, which are read while
+   * it acts (`observeStaged`). Commands that change the cluster only; the lock is held before any read.
+   */
+  actsFirstOn?: string[];
 }
 
 export interface Session {
@@ -35,6 +40,8 @@ export interface Session {
   appPasswords: Map<string, string> | undefined;
   /** `resolveOn`: standbys that look up the hosts' names too (one about to become the primary). */
   observe(resolveOn?: readonly string[]): Promise<ClusterSnapshot>;
+  /** The first look as `actsFirstOn` asked for it (without it, or without a lock, every host at once). */
+  observeStaged(): Promise<StagedSnapshot>;
   close(): Promise<void>;
 }
 
@@ -52,14 +59,19 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
   const tls = mode === "optional" ? await loadTls(spec, false).catch(() => undefined) : await loadTls(spec, mode === "create");
   const appPasswords = opts.apps ? await loadAppPasswords(spec, opts.apps === "create") : undefined;
   const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
-  let lock: HeldLock<ClusterSnapshot> | undefined;
+  let lock: HeldLock<StagedSnapshot> | undefined;
   const resolveOn = opts.resolveOn ?? [];
   const observe = (on: readonly string[]) => observeCluster(spec, conns, password, appPasswords, on);
+  const firstLook = async (): Promise<StagedSnapshot> => {
+    if (opts.actsFirstOn) return observeStaged(spec, conns, password, resolveOn, opts.actsFirstOn);
+    const whole = await observe(resolveOn);
+    return { first: whole, all: () => Promise.resolve(whole) };
+  };
   if (opts.lock) {
     for (const h of spec.hosts) conns.get(h); // every host is dialled at once; the lock waits for them
     try {
       // The first look at every host runs beside the locking of all but the first.
-      lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.lock.waitSeconds, onWait: (holder) => process.stderr.write(`Waiting for the cluster lock: held by ${holder}\n`) }, () => observe(resolveOn));
+      lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.lock.waitSeconds, onWait: (holder) => process.stderr.write(`Waiting for the cluster lock: held by ${holder}\n`) }, firstLook);
     } catch (e) {
       await conns.closeAll();
       throw e;
@@ -74,10 +86,16 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
     appPasswords,
     observe: async (on = []) => {
       const same = on.length === resolveOn.length && on.every((n) => resolveOn.includes(n));
-      const snap = first && same ? first : await observe(on);
+      const snap = first && same ? await first.all() : await observe(on);
       first = undefined;
       debug("observed every host");
       return snap;
+    },
+    observeStaged: async () => {
+      const staged = first ?? (await firstLook());
+      first = undefined;
+      debug("observed the hosts the command acts on first");
+      return staged;
     },
     close: async () => {
       await lock?.release().catch(() => {});

@@ -82,13 +82,19 @@ export function recordNewPrimary(spec: ClusterSpec, target: string): Extract<Rol
  * The slots the new primary will serve once `record` has made it the primary: one per host that will
  * stream from it and answers now (a host that is down must not pin WAL), less those it has.
  */
-export function followerSlots(spec: ClusterSpec, snap: ClusterSnapshot, record: Extract<RoleStep, { kind: "record" }>, oldPrimaryFollows: boolean): string[] {
+export function followerSlots(
+  spec: ClusterSpec,
+  snap: ClusterSnapshot,
+  record: Extract<RoleStep, { kind: "record" }>,
+  oldPrimaryFollows: boolean,
+  answers: (host: string) => boolean = (n) => !!snap.hosts.get(n)?.reachable,
+): string[] {
   if (!spec.slots) return [];
   const target = record.changes.find((c) => c.role === "primary")!.host;
   const T = snap.hosts.get(target);
   const have = new Set(T?.reachable && T.sql ? T.sql.slots.map((x) => x.name) : []);
   return record.changes
-    .filter((c) => c.role === "standby" && c.upstream === null && snap.hosts.get(c.host)?.reachable && (c.host !== spec.primary.name || oldPrimaryFollows))
+    .filter((c) => c.role === "standby" && c.upstream === null && answers(c.host) && (c.host !== spec.primary.name || oldPrimaryFollows))
     .map((c) => slotName(c.host))
     .filter((n) => !have.has(n));
 }
