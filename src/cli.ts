@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { EXIT, PgrepError } from "./errors.js";
+import { packagePath } from "./paths.js";
 
 // Commander wiring only. Commands are imported when they run, so `pgrep --help` loads no SSH code.
 // This file is the one place that turns an error into a message and an exit code.
 
-const DEMO = new URL("../inventories/local.yml", import.meta.url).pathname;
+const DEMO = packagePath("inventories", "local.yml");
 let debug = process.argv.includes("--debug");
 
 function inventoryOption(): Option {

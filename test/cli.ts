@@ -1,8 +1,11 @@
 import { execa } from "execa";
 import { fileURLToPath } from "node:url";
 
-// Runs the built CLI as a user would: a child process, its exit code, stdout and stderr.
-export const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
+// Runs the built CLI as a user would (the bundle package.json's bin names): a child process, its exit code,
+// stdout and stderr.
+export const CLI = fileURLToPath(new URL("../dist/bundle/cli.js", import.meta.url));
+/** The same code one file per module, as tsc emits it: for a test that swaps a module (the recorder). */
+export const CLI_MODULES = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 
 export interface CliResult {
   exitCode: number;

@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type HandlebarsNamespace from "handlebars";
+import { packagePath } from "../paths.js";
 
 // An isolated Handlebars: noEscape (HTML escaping would corrupt conninfo strings) and strict (a missing
 // value is an error, not an empty string). Loaded at the first render, not at start: a promotion reaches
 // the new primary's first write before it renders anything.
 
-const templatesDir = new URL("../../templates/", import.meta.url);
 const cache = new Map<string, HandlebarsTemplateDelegate>();
 let hb: typeof HandlebarsNamespace | undefined;
 
@@ -22,7 +22,7 @@ function engine(): typeof HandlebarsNamespace {
 function template(name: string): HandlebarsTemplateDelegate {
   let t = cache.get(name);
   if (!t) {
-    t = engine().compile(readFileSync(new URL(`${name}.hbs`, templatesDir), "utf8"), { noEscape: true, strict: true });
+    t = engine().compile(readFileSync(packagePath("templates", `${name}.hbs`), "utf8"), { noEscape: true, strict: true });
     cache.set(name, t);
   }
   return t;

@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { parse } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
-import { CLI } from "../cli.js";
+import { CLI_MODULES } from "../cli.js";
 
 // The bad-input corpus (test/fixtures/bad-input/cases.yml) through the real CLI, with every transport
 // replaced by a recorder: a case passes only if nothing was contacted.
@@ -20,7 +20,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function run(name: string, args: string[]) {
   const record = join(dir, `${name.replace(/[^a-z0-9]+/gi, "_")}.record`);
-  const r = await execa("node", ["--import", HOOK, CLI, ...args], {
+  const r = await execa("node", ["--import", HOOK, CLI_MODULES, ...args], {
     cwd: dir,
     reject: false,
     stdin: "ignore",
