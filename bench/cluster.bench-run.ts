@@ -323,8 +323,8 @@ setup of 4 hosts: ${perHost(setupLogins)} ${oneEach(setupLogins) ? "✓" : "✗ 
   on as soon as the server answers, and then waits until it is seen streaming, as they do.
 - pgrep's setup of one standby pays costs the baseline does not: every host is read and locked before
   planning, on Debian the cluster's \`/etc\` configuration is made by \`pg_createcluster\` (beside the
-  copy), the configuration is written file by file, and the standby must be seen streaming. They do not
-  grow with the data.
+  copy), the configuration files are written (each its own round trip), and the standby must be seen
+  streaming. They do not grow with the data.
 - repmgr is set up on the same primary as its quick-start guide says (a superuser \`repmgr\` and its
   database, trust in pg_hba.conf from the hosts' network, a repmgr.conf per node); only its commands are
   timed. Its promotion promotes one standby; pgrep's also re-points the other standbys and sees them
