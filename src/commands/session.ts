@@ -24,8 +24,8 @@ export interface SessionOptions {
   /** Standbys whose first observe also resolves the hosts' names (a promotion's target). */
   resolveOn?: string[];
   /**
-   * Hosts the command acts on first (with the primary): read alone, before the others, which are read while
-   * it acts (`observeStaged`). Commands that change the cluster only; the lock is held before any read.
+   * Hosts the command acts on first (with the primary): read alone, the others only when the command asks
+   * for them, after it has acted (`observeStaged`). With a lock, it is held before any read.
    */
   actsFirstOn?: string[];
 }
@@ -40,7 +40,7 @@ export interface Session {
   appPasswords: Map<string, string> | undefined;
   /** `resolveOn`: standbys that look up the hosts' names too (one about to become the primary). */
   observe(resolveOn?: readonly string[]): Promise<ClusterSnapshot>;
-  /** The first look as `actsFirstOn` asked for it (without it, or without a lock, every host at once). */
+  /** The first look as `actsFirstOn` asked for it (without it, every host at once). */
   observeStaged(): Promise<StagedSnapshot>;
   close(): Promise<void>;
 }
