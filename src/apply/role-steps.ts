@@ -8,7 +8,7 @@ import { formatNotes } from "../plan/format.js";
 import { describeRoleStep, methodLabel, stepHost, type RoleStep } from "../plan/role-steps.js";
 import { planMarkStandby, planSetup, rejoinMarker } from "../plan/setup.js";
 import { stepCount } from "../plan/steps.js";
-import { promotedWithSlots, stopped, withHost } from "../plan/hypothetical.js";
+import { roleStepPatch, withHost, type Patch } from "../plan/hypothetical.js";
 import { readControl } from "../postgres/control.js";
 import { promoteServer, resumeReplay } from "../postgres/promote.js";
 import { rewind } from "../postgres/rewind.js";
@@ -83,15 +83,15 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
   // The hosts as the steps so far have left them, while every step is one whose effect is known exactly
   // (a stop, a promotion): the converge then plans from it instead of reading every host again.
   let exact = true;
-  const patches: [string, Parameters<typeof withHost>[2]][] = [];
+  const patches: [string, Patch][] = [];
   let promotedHost: string | undefined;
   // Hosts whose data is copied again (rejoin --allow-reclone, or after a failed pg_rewind).
   const reclone = new Set<string>();
   for (const step of steps) {
     const host = stepHost(step);
     const log = (text: string) => out.progress(host ? `[${host}] ${text}` : text);
-    if (step.kind === "stop") patches.push([step.host, stopped]);
-    else if (step.kind === "promote") patches.push([step.host, promotedWithSlots(step.slots)]);
+    const patch = roleStepPatch(step);
+    if (patch) patches.push(patch);
     else if (step.kind !== "fence-command" && step.kind !== "record" && step.kind !== "converge") exact = false;
     try {
       switch (step.kind) {

@@ -24,7 +24,7 @@ export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[
 /** `resolveOn`: standbys that resolve the hosts' names too, as the primary does (the target of a promotion). */
 export async function observeCluster(spec: ClusterSpec, conns: Connections, password: string | undefined, appPasswords?: ReadonlyMap<string, string>, resolveOn: readonly string[] = []): Promise<ClusterSnapshot> {
   const hosts = new Map<string, HostState>();
-  const dials = spec.hosts.map((h) => conns.get(h).then(() => undefined, () => h.name)); // every connection starts now
+  const dialled = unreachableHosts(spec, conns); // every connection starts now
   const resolvers = spec.standbys.filter((h) => resolveOn.includes(h.name));
   const others = spec.standbys.filter((h) => !resolveOn.includes(h.name));
   // With the major in the inventory every host is read at once; otherwise the primary decides it first.
@@ -32,7 +32,7 @@ export async function observeCluster(spec: ClusterSpec, conns: Connections, pass
   const early = known === undefined ? [] : others.map((h) => observeHost(spec, h, conns, password, known));
   // The primary resolves the others' names for pg_hba, but not those of hosts that are down: a name that
   // went with its host (a deleted VM) can take the resolver many seconds to give up on.
-  const down = new Set((await Promise.all(dials)).filter((n): n is string => n !== undefined));
+  const down = await dialled;
   const resolving = resolvers.map((h) => observeHost(spec, h, conns, password, known, down, undefined, true));
   const primaryState = await observeHost(spec, spec.primary, conns, password, known, down, appPasswords, true);
   hosts.set(spec.primary.name, primaryState);
@@ -44,6 +44,12 @@ export async function observeCluster(spec: ClusterSpec, conns: Connections, pass
     throw primaryState.reachable ? new InputError("cannot tell the PostgreSQL major") : primaryState.error;
   }
   return { major, hosts };
+}
+
+/** Dials every host (once per run) and names those whose connection failed. */
+async function unreachableHosts(spec: ClusterSpec, conns: Connections): Promise<Set<string>> {
+  const failed = await Promise.all(spec.hosts.map((h) => conns.get(h).then(() => undefined, () => h.name)));
+  return new Set(failed.filter((n): n is string => n !== undefined));
 }
 
 /** The hosts a command needs before it acts, read; the others read when the command asks. */
@@ -66,7 +72,7 @@ export async function observeStaged(spec: ClusterSpec, conns: Connections, passw
     const whole = await observeCluster(spec, conns, password, undefined, resolveOn);
     return { first: whole, all: () => Promise.resolve(whole) };
   }
-  const down = new Set((await Promise.all(spec.hosts.map((h) => conns.get(h).then(() => undefined, () => h.name)))).filter((n): n is string => n !== undefined));
+  const down = await unreachableHosts(spec, conns);
   const read = (h: HostSpec) => observeHost(spec, h, conns, password, known, down, undefined, h === spec.primary || resolveOn.includes(h.name));
   const isFirst = (h: HostSpec) => h === spec.primary || first.includes(h.name);
   const firstStates = await Promise.all(spec.hosts.filter(isFirst).map(read));

@@ -8,7 +8,7 @@ import { clusterFromText } from "../inventory/index.js";
 import { withTopology } from "../inventory/update.js";
 import type { Output } from "../output.js";
 import { formatNotes, formatPhases, textDiff } from "../plan/format.js";
-import { edited, promotedWithSlots, stopped, withHost } from "../plan/hypothetical.js";
+import { edited, roleStepPatch, withHost, type Patch } from "../plan/hypothetical.js";
 import { describeRoleStep, stepHost, type RoleStep } from "../plan/role-steps.js";
 import { planMarkStandby, planSetup } from "../plan/setup.js";
 import type { Phase } from "../plan/steps.js";
@@ -47,12 +47,12 @@ async function formatRoleDryRun(title: string, session: Session, snap: ClusterSn
   const lines = [`${title} (dry run):`];
   let spec2 = spec;
   // What the steps before the setup plan would have done, replayed on what observe sees.
-  const patches: [string, Parameters<typeof withHost>[2]][] = [];
+  const patches: [string, Patch][] = [];
   for (const step of steps) {
     const host = stepHost(step);
     lines.push(`  ${host ? `[${host}] ` : ""}${describeRoleStep(step)} — ${step.why}`);
-    if (step.kind === "stop") patches.push([step.host, stopped]);
-    if (step.kind === "promote") patches.push([step.host, promotedWithSlots(step.slots)]);
+    const patch = roleStepPatch(step);
+    if (patch) patches.push(patch);
     if (step.kind === "record") {
       const before = await readFile(step.file, "utf8");
       const next = withTopology(step.file, before, step.changes);

@@ -1,11 +1,12 @@
 import type { ClusterSnapshot, HostState, ReachableHost } from "../cluster/state.js";
 import { applyEdit } from "./setup.js";
+import type { RoleStep } from "./role-steps.js";
 import type { Step } from "./steps.js";
 
 // What the hosts would look like after steps that a dry run does not take, so that the plan for what comes
 // next (the setup plan after a promotion) can be computed and shown with its diffs. Pure; copies only.
 
-type Patch = (s: ReachableHost) => ReachableHost;
+export type Patch = (s: ReachableHost) => ReachableHost;
 
 export function withHost(snap: ClusterSnapshot, name: string, patch: Patch): ClusterSnapshot {
   const hosts = new Map<string, HostState>(snap.hosts);
@@ -33,6 +34,13 @@ export function promotedWithSlots(slots: readonly string[]): Patch {
     const added = slots.filter((n) => !p.sql!.slots.some((x) => x.name === n)).map((name) => ({ name, active: false, retained_bytes: 0, wal_status: "reserved" }));
     return { ...p, sql: { ...p.sql, slots: [...p.sql.slots, ...added] } };
   };
+}
+
+/** What a role change's stop or promotion leaves of its host (other steps: nothing known exactly). */
+export function roleStepPatch(step: RoleStep): [string, Patch] | undefined {
+  if (step.kind === "stop") return [step.host, stopped];
+  if (step.kind === "promote") return [step.host, promotedWithSlots(step.slots)];
+  return undefined;
 }
 
 /** File edits of `steps` applied to what observe saw. */
