@@ -10,6 +10,9 @@
 export const PID_MARK = "\x1epgrep-pid ";
 
 // POSIX sh (dash): builtins only where it runs for every command, and `kill -SIG -PGID` (dash has no `--`).
+// Whether a process is still there is asked of /proc, never of `kill -0`: a command run through sudo is
+// a root process for moments of its life, and the login user's `kill -0` then fails (EPERM) although it
+// runs; taken for "gone", that ended the command a moment later, when the signal got through again.
 const SCRIPT = String.raw`mode=$1; shift
 a=$PPID
 if [ "$mode" = sshd ]; then
@@ -27,10 +30,10 @@ exec 3<&0
 setsid "$@" <&3 3<&- &
 c=$!
 exec 3<&- </dev/null
-trap 'kill -TERM -$c 2>/dev/null; setsid sh -c "i=0; while [ \$i -lt 30 ] && kill -0 -$c; do sleep 0.1; i=\$((i+1)); done; kill -KILL -$c" >/dev/null 2>&1 &' TERM INT HUP
-setsid sh -c 'while [ -d /proc/$1 ] && kill -0 $2; do sleep 1; done; for i in 1 2 3 4 5 6 7 8 9 10; do kill -TERM -$2 || exit 0; sleep 0.3; done; kill -KILL -$2' watchdog $a $c >/dev/null 2>&1 &
+trap 'kill -TERM -$c 2>/dev/null; setsid sh -c "i=0; while [ \$i -lt 30 ] && [ -d /proc/$c ]; do sleep 0.1; i=\$((i+1)); done; kill -KILL -$c" >/dev/null 2>&1 &' TERM INT HUP
+setsid sh -c 'while [ -d /proc/$1 ] && [ -d /proc/$2 ]; do sleep 1; done; for i in 1 2 3 4 5 6 7 8 9 10; do kill -TERM -$2 2>/dev/null || [ -d /proc/$2 ] || exit 0; sleep 0.3; done; kill -KILL -$2' watchdog $a $c >/dev/null 2>&1 &
 w=$!
-while :; do wait $c; s=$?; kill -0 $c 2>/dev/null || break; done
+while :; do wait $c; s=$?; [ -d /proc/$c ] || break; done
 kill -KILL -$w 2>/dev/null
 exit $s`;
 

@@ -10,9 +10,11 @@ BASE_IMAGE=${PGREP_RIG_BASE:-pgrep-base:bookworm-$(printf %s "$PACKAGES" | md5su
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 say() { echo "rig: $*"; }
 
+# strace: a unit test makes a kill() fail on purpose (test/unit/transport/tether.test.ts).
 need=()
 for pair in docker:docker.io dockerd:docker.io debootstrap:debootstrap rsync:rsync \
-            sshd:openssh-server ssh-keygen:openssh-client pg_ctlcluster:postgresql-common; do
+            sshd:openssh-server ssh-keygen:openssh-client pg_ctlcluster:postgresql-common \
+            strace:strace; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
