@@ -1,7 +1,7 @@
 import { debug } from "../debug.js";
 import { UnreachableError } from "../errors.js";
 import { KnownHosts } from "../transport/known-hosts.js";
-import { SshTransport } from "../transport/ssh.js";
+import { openSocket, SshTransport } from "../transport/ssh.js";
 import type { Transport } from "../transport/types.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
 
@@ -43,9 +43,11 @@ export class Connections {
       const { LocalTransport } = await import("../transport/local.js");
       return new LocalTransport(host.name);
     }
-    this.knownHosts ??= KnownHosts.load(this.spec.knownHostsFile);
     const started = Date.now();
     debug(`${host.name}: dialling ${c.user}@${c.host}:${c.port} (timeout ${c.connectTimeoutMs / 1000} s)`);
+    // The TCP connection first: the host's sshd starts its session while known_hosts and ssh2 load.
+    const sock = openSocket(c.host, c.port);
+    this.knownHosts ??= KnownHosts.load(this.spec.knownHostsFile);
     try {
       const t = await SshTransport.connect({
         name: host.name,
@@ -56,7 +58,7 @@ export class Connections {
         knownHosts: await this.knownHosts,
         acceptNewHostKeys: this.opts.acceptNewHostKeys,
         connectTimeoutMs: c.connectTimeoutMs,
-      });
+      }, sock);
       debug(`${host.name}: connected in ${Date.now() - started} ms`);
       return t;
     } catch (e) {

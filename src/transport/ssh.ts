@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { Socket } from "node:net";
-import { Client, type ClientChannel, type ConnectConfig } from "ssh2";
+import type { Client, ClientChannel, ConnectConfig } from "ssh2";
 import { CommandError, PgrepError, UnreachableError, type RunResult } from "../errors.js";
 import { becomeArgv } from "./become.js";
 import { fingerprint, keyType, type KnownHosts } from "./known-hosts.js";
@@ -23,6 +23,33 @@ export interface SshTarget {
 /** Counts connections opened by this process, so benchmarks and tests can check "one per host". */
 export const sshStats = { connections: 0 };
 
+let ssh2: Promise<typeof import("ssh2")> | undefined;
+/** ssh2 takes ~70 ms to load (it checks the crypto it can use): loaded once a host is being dialled. */
+function loadSsh2(): Promise<typeof import("ssh2")> {
+  return (ssh2 ??= import("ssh2"));
+}
+
+/**
+ * A TCP connection to a host's sshd, opened before ssh2 is loaded: sshd accepts it and starts the
+ * session's process while pgrep is still loading the library. Its error, if any, is kept for connect().
+ */
+export interface OpenedSocket {
+  sock: Socket;
+  openedAt: number;
+  error: Error | undefined;
+}
+
+export function openSocket(host: string, port: number): OpenedSocket {
+  // pgrep's own socket, without Nagle's algorithm: with it, each command's small packets waited for the
+  // server's delayed ACK (about 40 ms a round trip, on every command).
+  const sock = new Socket();
+  sock.setNoDelay(true);
+  const opened: OpenedSocket = { sock, openedAt: Date.now(), error: undefined };
+  sock.on("error", (e) => (opened.error ??= e));
+  sock.connect({ host, port });
+  return opened;
+}
+
 /** One SSH connection per host for the whole run; each command is a channel on it. */
 export class SshTransport implements Transport {
   private constructor(
@@ -32,21 +59,20 @@ export class SshTransport implements Transport {
     private readonly sock: Socket,
   ) {}
 
-  static async connect(t: SshTarget): Promise<SshTransport> {
-    const client = new Client();
+  /** `opened`: the host's TCP connection when it was opened earlier (openSocket), else it is opened here. */
+  static async connect(t: SshTarget, opened: OpenedSocket = openSocket(t.host, t.port)): Promise<SshTransport> {
+    const lib = loadSsh2();
     let keyProblem: PgrepError | undefined;
     const pendingAdds: Promise<void>[] = [];
-    // pgrep's own socket, without Nagle's algorithm: with it, each command's small packets waited for the
-    // server's delayed ACK (about 40 ms a round trip, on every command). readyTimeout still bounds the dial.
-    const sock = new Socket();
-    sock.setNoDelay(true);
+    const { sock } = opened;
     const config: ConnectConfig = {
       host: t.host,
       port: t.port,
       username: t.user,
-      // Bounds TCP connect, handshake and authentication together: a frozen host (its kernel completes the
-      // TCP handshake, sshd never answers) costs this much once per command, never more.
-      readyTimeout: t.connectTimeoutMs ?? 3_000,
+      // Bounds TCP connect, handshake and authentication together, counted from the socket's opening: a
+      // frozen host (its kernel completes the TCP handshake, sshd never answers) costs this much once per
+      // command, never more.
+      readyTimeout: Math.max(1, (t.connectTimeoutMs ?? 3_000) - (Date.now() - opened.openedAt)),
       // A host that freezes after connecting is declared gone after about 3 missed keepalives.
       keepaliveInterval: 5_000,
       keepaliveCountMax: 3,
@@ -97,6 +123,7 @@ export class SshTransport implements Transport {
       config.agent = process.env.SSH_AUTH_SOCK;
       config.authHandler = ["agent"];
     }
+    const client = new (await lib).Client();
     // ssh2 may emit several errors (and a close) for one failed handshake: settle on the first, and keep
     // a listener for the life of the client so that no error is ever unhandled.
     await new Promise<void>((resolve, reject) => {
@@ -111,7 +138,9 @@ export class SshTransport implements Transport {
       client.on("error", (err: Error & { level?: string; code?: string }) => settle(keyProblem ?? describeConnectError(t, err)));
       client.on("close", () => settle(keyProblem ?? new UnreachableError(t.name, `SSH connection to ${t.user}@${t.host}:${t.port} closed during the handshake`)));
       sshStats.connections++;
-      sock.connect({ host: t.host, port: t.port });
+      // Refused, or the name did not resolve, before ssh2 was there to see it.
+      if (opened.error) return settle(describeConnectError(t, opened.error));
+      if (sock.destroyed) return settle(new UnreachableError(t.name, `SSH connection to ${t.user}@${t.host}:${t.port} closed during the handshake`));
       client.connect({ ...config, sock });
     });
     await Promise.all(pendingAdds);

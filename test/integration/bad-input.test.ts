@@ -45,7 +45,14 @@ describe("the bad-input corpus", () => {
   it("the recorder sees a run that does contact hosts (so an empty record means something)", async () => {
     const r = await run("control", ["setup", "-i", "good.yml"]);
     expect(r.exitCode, r.stderr).toBe(3);
-    expect(r.record.trim().split("\n").sort()).toEqual(["ssh db1 deploy@10.0.0.1:22", "ssh db2 deploy@10.0.0.2:22", "ssh db3 deploy@10.0.0.3:22"]);
+    expect(r.record.trim().split("\n").sort()).toEqual([
+      "ssh db1 deploy@10.0.0.1:22",
+      "ssh db2 deploy@10.0.0.2:22",
+      "ssh db3 deploy@10.0.0.3:22",
+      "tcp 10.0.0.1:22",
+      "tcp 10.0.0.2:22",
+      "tcp 10.0.0.3:22",
+    ]);
   });
 
   it.concurrent.each(Object.entries(cases.inventories))("%s: exit 2, one line, nothing contacted", async (file, error) => {
