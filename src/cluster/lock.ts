@@ -12,17 +12,19 @@ import type { ClusterSpec, HostSpec } from "./model.js";
 // tether, so the lock goes when pgrep ends, is killed or loses the connection: nobody ever unlocks by
 // hand. Commands that change a cluster hold it; read-only ones do not.
 
-const LOCK_SCRIPT = [
+// The first host's lock is on the way to everything a command does: builtins where they do (no dirname,
+// id or cat processes), and mkdir only for a directory that is not there yet. $3 is "root" when it runs as root.
+export const LOCK_SCRIPT = [
   // /run/pgrep is root's alone: a file another user could plant there would be written through as root.
-  'f=$1; d=$(dirname "$f")',
-  'if [ "$(id -u)" = 0 ]; then mkdir -p -m 700 "$d" && [ -O "$d" ] || { echo "$d is not root\'s own directory" >&2; exit 1; }; else mkdir -p "$d" || exit 1; fi',
+  'f=$1; d=${f%/*}',
+  'if [ "$3" = root ]; then { [ -d "$d" ] || mkdir -p -m 700 "$d"; } && [ -O "$d" ] || { echo "$d is not root\'s own directory" >&2; exit 1; }; else [ -d "$d" ] || mkdir -p "$d" || exit 1; fi',
   // Append mode: opening must not wipe the holder's line before the lock is ours.
   'exec 9>>"$f" || exit 1',
   'command -v flock >/dev/null || { echo "flock is not installed (util-linux)" >&2; exit 1; }',
   'if ! flock -n 9; then printf "BUSY %s\\n" "$(cat "$f")"; exit 0; fi',
   'printf "%s\\n" "$2" > "$f"',
   "echo LOCKED",
-  "cat >/dev/null",
+  "while read -r _; do :; done",
   ': > "$f"',
 ].join("\n");
 
@@ -129,7 +131,7 @@ async function lockOne(t: Transport, path: string, user: string, holder: string)
   let out = "";
   let answered: (line: string) => void = () => {};
   const answer = new Promise<string>((resolve) => (answered = resolve));
-  const p = t.spawn(["sh", "-c", LOCK_SCRIPT, "sh", path, holder], {
+  const p = t.spawn(["sh", "-c", LOCK_SCRIPT, "sh", path, holder, user === "root" ? "root" : ""], {
     user,
     onOutput: (chunk, stream) => {
       if (stream !== "stdout") return;
