@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import type { ClusterSpec, HostSpec } from "../cluster/model.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
+import { debug } from "../debug.js";
 import { EXIT, PgrepError, RefusedError } from "../errors.js";
 import { loadCluster } from "../inventory/index.js";
 import { recordTopology } from "../inventory/update.js";
@@ -217,7 +218,9 @@ async function converge(
   opts: { skip: Set<string>; markStandby?: string; rejoinLater?: boolean; reclone: Set<string>; streamTimeoutMs: number; known?: ClusterSnapshot | undefined },
 ): Promise<ClusterSpec> {
   const spec = await loadCluster(inventoryFile);
-  let snap = opts.known && resolvesAll(spec, opts.known) ? opts.known : await observeWith(session, spec);
+  const reuse = opts.known && resolvesAll(spec, opts.known);
+  debug(reuse ? "converge: planned from the hosts as read and as the steps left them" : "converge: reading every host again");
+  let snap = reuse ? opts.known! : await observeWith(session, spec);
   const m = opts.markStandby ? snap.hosts.get(opts.markStandby) : undefined;
   // Marking writes the standby files whatever the host holds: only ever on a stopped server.
   if (m?.reachable && !m.running) {

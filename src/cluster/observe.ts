@@ -8,7 +8,7 @@ import { capabilities, isSupportedMajor, REWIND_FUNCTIONS, type Capabilities } f
 import type { Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "./model.js";
-import { parseKv, PROBE_SCRIPT } from "./probe.sh.js";
+import { parseKv, PROBE_SCRIPT, RESOLVE_SCRIPT } from "./probe.sh.js";
 import type { ClusterSnapshot, HostState, ReachableHost, SqlState } from "./state.js";
 import { appObjectsExpression, parseAppObjects } from "../postgres/app-objects.js";
 
@@ -63,8 +63,9 @@ export interface StagedSnapshot {
 /**
  * Reads the primary and `first` alone; every other host only when asked, once the command has done what
  * could not wait: with every probe at once, a small machine was slower at each of them, the one a
- * promotion waits for included. With the major not in the inventory every host is read first (the
- * primary decides it).
+ * promotion waits for included. The names `resolveOn` hosts look up (for the pg_hba.conf they will write
+ * as the primary) are looked up then too, not in the first read. With the major not in the inventory
+ * every host is read first (the primary decides it).
  */
 export async function observeStaged(spec: ClusterSpec, conns: Connections, password: string | undefined, resolveOn: readonly string[], first: readonly string[]): Promise<StagedSnapshot> {
   const known = spec.primary.pg.major;
@@ -72,17 +73,36 @@ export async function observeStaged(spec: ClusterSpec, conns: Connections, passw
     const whole = await observeCluster(spec, conns, password, undefined, resolveOn);
     return { first: whole, all: () => Promise.resolve(whole) };
   }
-  const down = await unreachableHosts(spec, conns);
-  const read = (h: HostSpec) => observeHost(spec, h, conns, password, known, down, undefined, h === spec.primary || resolveOn.includes(h.name));
+  const read = (h: HostSpec) => observeHost(spec, h, conns, password, known);
   const isFirst = (h: HostSpec) => h === spec.primary || first.includes(h.name);
+  // Every host is dialled now; nothing in the first read resolves names, so it need not wait for the
+  // other hosts' dials. The command does, before it plans: which of them answer decides slots.
+  const dialled = unreachableHosts(spec, conns);
   const firstStates = await Promise.all(spec.hosts.filter(isFirst).map(read));
+  await dialled;
   let all: Promise<ClusterSnapshot> | undefined;
   const readAll = () =>
-    (all ??= Promise.all(spec.hosts.filter((h) => !isFirst(h)).map(read)).then((rest) => {
-      const byName = new Map([...firstStates, ...rest].map((x) => [x.name, x]));
+    (all ??= (async () => {
+      const down = await unreachableHosts(spec, conns);
+      const names = spec.hosts.filter((h) => !isIP(h.address) && !down.has(h.name)).map((h) => h.address);
+      const [rest, lookedUp] = await Promise.all([
+        Promise.all(spec.hosts.filter((h) => !isFirst(h)).map(read)),
+        Promise.all(firstStates.map(async (x) => (x.reachable && resolveOn.includes(x.name) && names.length ? { ...x, resolved: await resolveNames(x.transport, x.layout.admin, names) } : x))),
+      ]);
+      const byName = new Map([...lookedUp, ...rest].map((x) => [x.name, x]));
       return { major: known, hosts: new Map(spec.hosts.map((h) => [h.name, byName.get(h.name)!])) };
-    }));
+    })());
   return { first: { major: known, hosts: new Map(firstStates.map((x) => [x.name, x])) }, all: readAll };
+}
+
+/** The addresses each name resolves to on that host, sorted, as a probe's resolve items give them. */
+async function resolveNames(t: Transport, user: string, names: readonly string[]): Promise<Record<string, string[]>> {
+  const r = await t.run(["sh", "-c", RESOLVE_SCRIPT, "sh", ...names], { user, what: "looking up the hosts' names" });
+  return resolvedFrom(parseKv(r.stdout));
+}
+
+function resolvedFrom(kv: Map<string, string>): Record<string, string[]> {
+  return Object.fromEntries([...kv].filter(([k]) => k.startsWith("resolve_")).map(([k, v]) => [k.slice(8), [...new Set(v.split(" ").filter(Boolean))].sort()]));
 }
 
 async function observeHost(
@@ -178,9 +198,7 @@ async function observeHost(
       passfileCurrent: password !== undefined && passfileText !== null && mergePgpass(passfileText, pgpassEntries(spec, password)) === passfileText,
       tls: { ca: kv.get("sha_tlsCa") ?? null, cert: kv.get("sha_tlsCert") ?? null, key: kv.get("sha_tlsKey") ?? null },
     },
-    resolved: Object.fromEntries(
-      [...kv].filter(([k]) => k.startsWith("resolve_")).map(([k, v]) => [k.slice(8), [...new Set(v.split(" ").filter(Boolean))].sort()]),
-    ),
+    resolved: resolvedFrom(kv),
     sql: undefined,
     sqlError: undefined,
   };

@@ -1,3 +1,18 @@
+// Prints resolve_NAME=<addresses> for one name. Bounded: a resolver that cannot answer must not hold up
+// the run (timeout is coreutils'). Each line starts with an address (each address is on several lines);
+// the reader sorts them.
+const RESOLVE_FUNCTION = String.raw`resolve() {
+  a=$1; t=""; command -v timeout >/dev/null && t="timeout 3"
+  ips=""; r=$($t getent ahosts "$a")
+  while read -r ip _rest; do case " $ips" in *" $ip "*) ;; *) ips="$ips$ip ";; esac; done <<PGREP_EOF
+$r
+PGREP_EOF
+  echo "resolve_$a=$ips"
+}`;
+
+/** Looks up the names given as arguments, as the probe's resolve items do. */
+export const RESOLVE_SCRIPT = `${RESOLVE_FUNCTION}\nfor n in "$@"; do resolve "$n"; done`;
+
 // Shell run on each host, as root or as the PostgreSQL OS user, reading everything observe needs in one
 // round trip. Prints key=value lines; file contents are base64 so that any byte survives.
 // Arguments: os_user bin_dir major data_dir, then items "file:KEY=PATH" ("~/" = the OS user's home)
@@ -8,6 +23,7 @@
 // script leans on shell builtins: parameter expansion instead of cut/sed, read instead of cat.
 // "%{" stands for the shell's "${", which a template literal cannot hold.
 export const PROBE_SCRIPT = String.raw`
+${RESOLVE_FUNCTION}
 osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""; ver=""; psqlbin=""
 # One word of a list, without a subshell (a function's arguments are its own).
 word() { w=$1; }
@@ -77,14 +93,7 @@ for item in "$@"; do
     port:*) p=%{item#port:}
       # Another program on the port while this server is down (ss from iproute2; unknown without it).
       if [ -z "$running" ] && command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then echo "port_busy=1"; fi;;
-    # Bounded: a resolver that cannot answer must not hold up the run (timeout is coreutils'). Each line
-    # starts with an address (each address is on several lines); the reader sorts them.
-    resolve:*) a=%{item#resolve:}; t=""; command -v timeout >/dev/null && t="timeout 3"
-      ips=""; r=$($t getent ahosts "$a")
-      while read -r ip _rest; do case " $ips" in *" $ip "*) ;; *) ips="$ips$ip ";; esac; done <<PGREP_EOF
-$r
-PGREP_EOF
-      echo "resolve_$a=$ips";;
+    resolve:*) resolve "%{item#resolve:}";;
     sql:*) if [ -n "$running" ] && [ -n "$psqlbin" ]; then
         { read -r _l1; read -r _l2; read -r _l3; read -r port; read -r sock; } < "$datadir/postmaster.pid"
         as=""; [ "%{item#sql:}" = runuser ] && as="runuser -u $osuser --"

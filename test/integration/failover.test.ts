@@ -181,6 +181,8 @@ describe("failover under real faults", () => {
       // One dial per host for the whole command, the frozen one included, bounded by the connect timeout.
       for (const h of ["pg1", "pg2", "pg3"]) expect(r.stderr.match(new RegExp(`^debug: \\S+ ${h}: dialling`, "gm")) ?? [], h).toHaveLength(1);
       expect(r.stderr).toMatch(/^debug: \S+ pg1: not connected after \d+ ms: pg1: SSH connection to .* timed out after 3 s/m);
+      // pg3's name was looked up on pg2 after the promotion, so the converge needed no second read of every host.
+      expect(r.stderr).toMatch(/^debug: \S+ converge: planned from the hosts as read/m);
       expect(await rig.psql("pg2", "SELECT pg_is_in_recovery()")).toBe("f");
       expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg2/);
       const dry = await pgrep(["setup", "-i", inv, "--dry-run"]);
