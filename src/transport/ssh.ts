@@ -138,9 +138,10 @@ export class SshTransport implements Transport {
       client.on("error", (err: Error & { level?: string; code?: string }) => settle(keyProblem ?? describeConnectError(t, err)));
       client.on("close", () => settle(keyProblem ?? new UnreachableError(t.name, `SSH connection to ${t.user}@${t.host}:${t.port} closed during the handshake`)));
       sshStats.connections++;
-      // Refused, or the name did not resolve, before ssh2 was there to see it.
+      // Refused, the name did not resolve, or closed at once (a proxy in front of a host whose sshd is
+      // gone accepts, then closes), before ssh2 was there to see it: said as ssh2 would have.
       if (opened.error) return settle(describeConnectError(t, opened.error));
-      if (sock.destroyed) return settle(new UnreachableError(t.name, `SSH connection to ${t.user}@${t.host}:${t.port} closed during the handshake`));
+      if (sock.destroyed || sock.readableEnded) return settle(describeConnectError(t, new Error("Connection lost before handshake")));
       client.connect({ ...config, sock });
     });
     await Promise.all(pendingAdds);
