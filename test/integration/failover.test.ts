@@ -172,6 +172,10 @@ describe("failover under real faults", () => {
   });
 
   it("a frozen primary (packets dropped): failover dials each host once, re-points the survivor, then rejoins it", async () => {
+    // Both standbys hold all of pg1's WAL when it freezes: this test is about a host that freezes, not
+    // about a target with less WAL than the other standby (which then cannot follow it).
+    const caughtUp = await pgrep(["wait", "-i", inv, "--max-lag-bytes", "0", "--timeout", "30"]);
+    expect(caughtUp.exitCode, caughtUp.all).toBe(0);
     const p1 = rig.host("pg1").container.getId();
     spawnSync("docker", ["pause", p1]);
     try {
