@@ -83,7 +83,7 @@ export async function observeStaged(spec: ClusterSpec, conns: Connections, passw
   let all: Promise<ClusterSnapshot> | undefined;
   const readAll = () =>
     (all ??= (async () => {
-      const down = await unreachableHosts(spec, conns);
+      const down = await dialled;
       const names = spec.hosts.filter((h) => !isIP(h.address) && !down.has(h.name)).map((h) => h.address);
       const [rest, lookedUp] = await Promise.all([
         Promise.all(spec.hosts.filter((h) => !isFirst(h)).map(read)),

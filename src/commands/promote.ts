@@ -26,9 +26,9 @@ export interface PromoteCommandOptions {
 
 /** Makes a standby the primary without ever leaving two writable primaries unless told to. */
 export async function promoteCommand(opts: PromoteCommandOptions, out: Output): Promise<ExitCode> {
-  // The target resolves the hosts' names too: after the promotion its pg_hba.conf needs them, and the
-  // other hosts can then follow it without a second look at every host. It and the old primary are read
-  // first, alone; the other standbys once it is promoted (they are only needed after it).
+  // The target and the old primary are read first, alone; the other standbys once it is promoted (they
+  // are only needed after it), while the target looks up the hosts' names: its pg_hba.conf needs them
+  // after the promotion, and the other hosts can then follow it without a second look at every host.
   const session = await openSession(
     { ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock }, resolveOn: [opts.target], actsFirstOn: [opts.target] },
     (spec) => hostNamed(spec, opts.target),

@@ -21,7 +21,10 @@ export interface SessionOptions {
   lock?: { waitSeconds: number } | undefined;
   /** setup: read the application roles' passwords (create the generated ones) and observe roles and databases. */
   apps?: "create" | "read";
-  /** Standbys whose first observe also resolves the hosts' names (a promotion's target). */
+  /**
+   * Standbys that also look up the hosts' names (a promotion's target): in the first observe, or with
+   * `actsFirstOn`, once the other hosts are read.
+   */
   resolveOn?: string[];
   /**
    * Hosts the command acts on first (with the primary): read alone, the others only when the command asks

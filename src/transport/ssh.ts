@@ -59,8 +59,8 @@ export class SshTransport implements Transport {
     private readonly sock: Socket,
   ) {}
 
-  /** `opened`: the host's TCP connection when it was opened earlier (openSocket), else it is opened here. */
-  static async connect(t: SshTarget, opened: OpenedSocket = openSocket(t.host, t.port)): Promise<SshTransport> {
+  /** `opened`: the host's TCP connection, opened (openSocket) before ssh2 is loaded. */
+  static async connect(t: SshTarget, opened: OpenedSocket): Promise<SshTransport> {
     const lib = loadSsh2();
     let keyProblem: PgrepError | undefined;
     const pendingAdds: Promise<void>[] = [];
