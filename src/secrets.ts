@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { ClusterSpec, PasswordSource } from "./cluster/model.js";
+import type { ClusterSpec, PasswordSource } from "./model/cluster.js";
 import { InputError } from "./errors.js";
 
 /** The replication password, from the inventory's source; generated once and kept 0600 when none is given. */

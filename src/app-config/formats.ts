@@ -1,4 +1,4 @@
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import { renderTemplate } from "../render/index.js";
 
 // How applications connect to the cluster: writes to the primary, reads from the standbys. Pure text from

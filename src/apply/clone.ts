@@ -1,6 +1,6 @@
 import { isIP } from "node:net";
 import { onInterrupt } from "../cleanup.js";
-import type { HostSpec } from "../cluster/model.js";
+import type { HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { CommandError, PgrepError, RefusedError } from "../errors.js";
 import { replicationConninfo, slotName } from "../postgres/replication.js";

@@ -1,4 +1,4 @@
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import type { SqlTarget } from "../postgres/sql.js";
 import type { TlsMaterial } from "../tls/material.js";

@@ -6,7 +6,7 @@ import { appRolesSql, connectSql, createDatabaseSql } from "../postgres/app-obje
 import { REWIND_FUNCTIONS } from "../postgres/versions.js";
 import { createSlotsSql, dropSlotsSql } from "../postgres/replication.js";
 import { pgpassEntries } from "../cluster/observe.js";
-import type { HostSpec } from "../cluster/model.js";
+import type { HostSpec } from "../model/cluster.js";
 import { recordCreated } from "../state-store.js";
 import { readFileText, replaceFileIfUnchanged, writeFileAtomic } from "../transport/files.js";
 import { observedContent, type ReachableHost } from "../cluster/state.js";

@@ -1,4 +1,4 @@
-import type { HostSpec } from "../cluster/model.js";
+import type { HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { CommandError, lastLines, PgrepError, type RunResult } from "../errors.js";
 import { runSql } from "../postgres/sql.js";

@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { debug } from "../debug.js";
 import { EXIT, PgrepError, RefusedError } from "../errors.js";
@@ -16,8 +16,8 @@ import { rewind } from "../postgres/rewind.js";
 import { runSql } from "../postgres/sql.js";
 import { warmTemplates } from "../render/index.js";
 import { lineReporter, type Output } from "../output.js";
-import { hostNamed, reachable } from "../commands/hosts.js";
-import { observeWith, type Session } from "../commands/session.js";
+import { hostNamed, reachable } from "../session/hosts.js";
+import { observeWith, type Session } from "../session/session.js";
 import { sqlTarget, type ExecContext } from "./context.js";
 import { executePlan } from "./execute.js";
 import { control, dropCopiedConninfo } from "./host-ops.js";

@@ -1,6 +1,6 @@
 import { PgrepError } from "../errors.js";
 import { slotName } from "../postgres/replication.js";
-import type { ClusterSpec } from "./model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "./state.js";
 
 // Compares what the inventory wants with what a snapshot shows. Pure.

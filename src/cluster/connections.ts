@@ -3,7 +3,7 @@ import { UnreachableError } from "../errors.js";
 import { KnownHosts } from "../transport/known-hosts.js";
 import { openSocket, SshTransport } from "../transport/ssh.js";
 import type { Transport } from "../transport/types.js";
-import type { ClusterSpec, HostSpec } from "./model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 
 export interface ConnectOptions {
   acceptNewHostKeys: boolean;

@@ -1,6 +1,6 @@
 import { parseSettings } from "../postgres/files.js";
 import type { Plan } from "../plan/steps.js";
-import type { ClusterSpec } from "./model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import { observedContent, type ClusterSnapshot } from "./state.js";
 
 // What differs from the inventory on a host that is otherwise healthy: a file pgrep manages that is not

@@ -4,7 +4,7 @@ import { EXIT, lastLines, PgrepError } from "../errors.js";
 import { draftLayout } from "../postgres/layout.js";
 import type { Spawned, Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
-import type { ClusterSpec, HostSpec } from "./model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 
 // The cluster lock lives on the hosts, not on the operator's machine: an flock on a file named after the
 // data directory (in /run/pgrep as root, else beside the data directory) held by a process that pgrep

@@ -7,7 +7,7 @@ import { storedPasswordMatches, type PasswordEncryption } from "../postgres/scra
 import { capabilities, isSupportedMajor, REWIND_FUNCTIONS, type Capabilities } from "../postgres/versions.js";
 import type { Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
-import type { ClusterSpec, HostSpec } from "./model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import { parseKv, PROBE_SCRIPT, RESOLVE_SCRIPT } from "./probe.sh.js";
 import type { ClusterSnapshot, HostState, ReachableHost, SqlState } from "./state.js";
 import { appObjectsExpression, parseAppObjects } from "../postgres/app-objects.js";

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { appConfig, railsInitializer, type AppFormat } from "../app-config/formats.js";
-import type { AppRole } from "../cluster/model.js";
+import type { AppRole } from "../model/cluster.js";
 import { EXIT, InputError, type ExitCode } from "../errors.js";
 import { loadCluster } from "../inventory/index.js";
 import type { Output } from "../output.js";

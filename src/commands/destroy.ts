@@ -6,7 +6,7 @@ import type { Output } from "../output.js";
 import { forgetCreated, readCreated, type Created } from "../state-store.js";
 import { Connections } from "../cluster/connections.js";
 import { acquireClusterLock } from "../cluster/lock.js";
-import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import { LocalTransport } from "../transport/local.js";
 
 const STOP_SCRIPT =

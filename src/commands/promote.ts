@@ -1,14 +1,14 @@
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import { effectiveMethod } from "../postgres/promote.js";
 import { cleanlyShutDown, lsnValue, readControl } from "../postgres/control.js";
-import { hostNamed, reachable } from "./hosts.js";
+import { hostNamed, reachable } from "../session/hosts.js";
 import { finishRoleChange, printRoleDryRun } from "./role-change.js";
 import { executeRoleSteps, replayLag } from "../apply/role-steps.js";
 import { followerSlots, recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
-import { openSession } from "./session.js";
+import { openSession } from "../session/session.js";
 
 export interface PromoteCommandOptions {
   inventory: string;

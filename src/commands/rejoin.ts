@@ -2,10 +2,10 @@ import { assessCluster } from "../cluster/assess.js";
 import { EXIT, InputError, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
-import { hostNamed, reachable } from "./hosts.js";
+import { hostNamed, reachable } from "../session/hosts.js";
 import { finishRoleChange, printRoleDryRun } from "./role-change.js";
 import { executeRoleSteps } from "../apply/role-steps.js";
-import { openSession } from "./session.js";
+import { openSession } from "../session/session.js";
 
 export interface RejoinCommandOptions {
   inventory: string;

@@ -6,8 +6,8 @@ import { lineReporter, type Output } from "../output.js";
 import { formatPlan } from "../plan/format.js";
 import { planRestart } from "../plan/rolling.js";
 import { withoutSwitchover, type Plan } from "../plan/steps.js";
-import { hostNamed } from "./hosts.js";
-import { healthy, openSession } from "./session.js";
+import { hostNamed } from "../session/hosts.js";
+import { healthy, openSession } from "../session/session.js";
 import { switchOver } from "./switchover.js";
 
 export interface RestartCommandOptions {

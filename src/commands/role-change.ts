@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { assessCluster } from "../cluster/assess.js";
 import { formatStatusTable } from "../cluster/format.js";
-import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 import { EXIT, PgrepError, type ExitCode } from "../errors.js";
 import { clusterFromText } from "../inventory/index.js";
@@ -12,7 +12,7 @@ import { edited, roleStepPatch, withHost, type Patch } from "../plan/hypothetica
 import { describeRoleStep, stepHost, type RoleStep } from "../plan/role-steps.js";
 import { planMarkStandby, planSetup } from "../plan/setup.js";
 import type { Phase } from "../plan/steps.js";
-import { observeWith, type Session } from "./session.js";
+import { observeWith, type Session } from "../session/session.js";
 
 // What promote, rejoin and switchover share around the executor: their dry run, and how they end.
 

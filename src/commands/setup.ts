@@ -8,7 +8,7 @@ import { formatNotes, formatPlan } from "../plan/format.js";
 import { stepCount, withoutSwitchover } from "../plan/steps.js";
 import { lineReporter, type Output } from "../output.js";
 import { assessCluster } from "../cluster/assess.js";
-import { healthy, openSession } from "./session.js";
+import { healthy, openSession } from "../session/session.js";
 import { switchOver } from "./switchover.js";
 
 export interface SetupCommandOptions {

@@ -2,11 +2,11 @@ import { assessCluster } from "../cluster/assess.js";
 import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import { effectiveMethod } from "../postgres/promote.js";
-import { hostNamed, reachable } from "./hosts.js";
+import { hostNamed, reachable } from "../session/hosts.js";
 import { finishRoleChange, printRoleDryRun } from "./role-change.js";
 import { executeRoleSteps, replayLag } from "../apply/role-steps.js";
 import { followerSlots, recordNewPrimary, type RoleStep } from "../plan/role-steps.js";
-import { openSession, requireAllReachable, type Session } from "./session.js";
+import { openSession, requireAllReachable, type Session } from "../session/session.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 
 export interface SwitchoverCommandOptions {

@@ -2,7 +2,7 @@ import { cp, readFile, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { assessCluster } from "../cluster/assess.js";
 import { formatStatusTable } from "../cluster/format.js";
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import { observeCluster } from "../cluster/observe.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { EXIT, InputError, PgrepError, RefusedError, type ExitCode } from "../errors.js";
@@ -21,8 +21,8 @@ import { slotName } from "../postgres/replication.js";
 import { runSql, sqlLiteral } from "../postgres/sql.js";
 import { loadAppPasswords, loadReplicationPassword } from "../secrets.js";
 import { loadTls } from "../tls/material.js";
-import { hostNamed, reachable } from "./hosts.js";
-import { healthy, observeWith, openSession } from "./session.js";
+import { hostNamed, reachable } from "../session/hosts.js";
+import { healthy, observeWith, openSession } from "../session/session.js";
 
 export interface UnfollowCommandOptions {
   inventory: string;

@@ -2,7 +2,7 @@ import { suggest } from "../inventory/suggest.js";
 import { assessCluster, type HostReport } from "../cluster/assess.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
-import { openSession } from "./session.js";
+import { openSession } from "../session/session.js";
 
 export interface WaitCommandOptions {
   inventory: string;

@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import type { AccessRule } from "../cluster/model.js";
+import type { AccessRule } from "../model/cluster.js";
 import type { Capabilities } from "../postgres/versions.js";
 import type { Inventory } from "./schema.js";
 

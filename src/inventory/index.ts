@@ -1,5 +1,5 @@
 import { relative } from "node:path";
-import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import { InventoryError, loadInventoryText, parseInventory, type InventoryProblem } from "./load.js";
 import { resolveCluster } from "./resolve.js";
 

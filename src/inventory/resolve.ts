@@ -2,7 +2,7 @@ import { suggest } from "./suggest.js";
 import { userInfo, homedir } from "node:os";
 import { basename, dirname, extname, isAbsolute, join, resolve as resolvePath } from "node:path";
 import type { Document, LineCounter } from "yaml";
-import type { AppsSpec, ClusterSpec, Connection, HostSpec, PasswordSource } from "../cluster/model.js";
+import type { AppsSpec, ClusterSpec, Connection, HostSpec, PasswordSource } from "../model/cluster.js";
 import { checkAccessRule } from "./access.js";
 import { capabilities, isSupportedMajor, settingProblem, SUPPORTED_MAJORS } from "../postgres/versions.js";
 import { InventoryError, keyPathText, positionOf, type InventoryProblem } from "./load.js";

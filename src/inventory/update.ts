@@ -2,7 +2,7 @@ import { readFile, rename, stat, writeFile } from "node:fs/promises";
 import { isMap, isPair, isScalar, isSeq, parseDocument, type Pair, type YAMLMap } from "yaml";
 import { isDeepStrictEqual } from "node:util";
 import { PgrepError } from "../errors.js";
-import type { Role } from "../cluster/model.js";
+import type { Role } from "../model/cluster.js";
 
 export interface RoleChange {
   host: string;

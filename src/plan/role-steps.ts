@@ -1,4 +1,4 @@
-import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 import { slotName } from "../postgres/replication.js";
 import type { RoleChange } from "../inventory/update.js";

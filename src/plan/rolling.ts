@@ -1,4 +1,4 @@
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { parseSettings } from "../postgres/files.js";
 import { hopsFromPrimary } from "../postgres/replication.js";

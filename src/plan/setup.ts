@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError, UnreachableError } from "../errors.js";
 import { connectMatches, sameLocale } from "../postgres/app-objects.js";

@@ -1,4 +1,4 @@
-import type { AppDatabase, AppsSpec } from "../cluster/model.js";
+import type { AppDatabase, AppsSpec } from "../model/cluster.js";
 import { verifierMatches } from "./scram.js";
 import { createRoleIfMissing, sqlIdent, sqlLiteral } from "./sql.js";
 

@@ -1,5 +1,5 @@
 import { posix } from "node:path";
-import type { HostSpec } from "../cluster/model.js";
+import type { HostSpec } from "../model/cluster.js";
 
 // Where a layout keeps things and how it controls the server. Pure: the host facts come from observe.
 

@@ -1,4 +1,4 @@
-import type { HostSpec, PromoteMethod } from "../cluster/model.js";
+import type { HostSpec, PromoteMethod } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { PgrepError } from "../errors.js";
 import { createSlotsSql } from "./replication.js";

@@ -1,4 +1,4 @@
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { Layout } from "./layout.js";
 import { conninfo } from "./files.js";
 import { sqlLiteral } from "./sql.js";

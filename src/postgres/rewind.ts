@@ -1,4 +1,4 @@
-import type { ClusterSpec, HostSpec } from "../cluster/model.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { PgrepError } from "../errors.js";
 import { cleanlyShutDown, readControl } from "./control.js";

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
-import type { HostSpec } from "../cluster/model.js";
+import type { HostSpec } from "../model/cluster.js";
 import type { HostTls } from "./material.js";
 
 // X.509 with node-forge (Node's crypto cannot build or sign certificates); the RSA keys come from Node's

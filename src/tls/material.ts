@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import { InputError } from "../errors.js";
 
 // Certificates for replication over TLS (made in certs.ts). Without a CA of the user's, pgrep's own lives in

@@ -1,4 +1,4 @@
-import type { ClusterSpec } from "../../../src/cluster/model.js";
+import type { ClusterSpec } from "../../../src/model/cluster.js";
 import type { ClusterSnapshot, ReachableHost, SqlState } from "../../../src/cluster/state.js";
 import { parseInventory } from "../../../src/inventory/load.js";
 import { resolveCluster } from "../../../src/inventory/resolve.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { RefusedError } from "../../../src/errors.js";
-import type { ClusterSpec } from "../../../src/cluster/model.js";
+import type { ClusterSpec } from "../../../src/model/cluster.js";
 import type { ReachableHost } from "../../../src/cluster/state.js";
 import { parseInventory } from "../../../src/inventory/load.js";
 import { resolveCluster } from "../../../src/inventory/resolve.js";

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { RefusedError } from "../../../src/errors.js";
 import { applyEdit, planSetup } from "../../../src/plan/setup.js";
 import { stepCount, type Plan } from "../../../src/plan/steps.js";
-import type { ClusterSpec } from "../../../src/cluster/model.js";
+import type { ClusterSpec } from "../../../src/model/cluster.js";
 import { emptyHost, runningHost, snapshot, spec } from "./fixtures.js";
 
 const none = { force: new Set<string>() };

@@ -2,7 +2,7 @@ import type { HostReport } from "../cluster/assess.js";
 import { Connections } from "../cluster/connections.js";
 import { debug } from "../debug.js";
 import { acquireClusterLock, type HeldLock } from "../cluster/lock.js";
-import type { ClusterSpec } from "../cluster/model.js";
+import type { ClusterSpec } from "../model/cluster.js";
 import { observeCluster, observeStaged, type StagedSnapshot } from "../cluster/observe.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 import { InputError, UnreachableError } from "../errors.js";
