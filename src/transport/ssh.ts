@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { Socket } from "node:net";
 import type { Client, ClientChannel, ConnectConfig } from "ssh2";
@@ -5,7 +6,7 @@ import { CommandError, PgrepError, UnreachableError, type RunResult } from "../e
 import { becomeArgv } from "./become.js";
 import { fingerprint, keyType, type KnownHosts } from "./known-hosts.js";
 import { shellCommand } from "./quote.js";
-import { pidStripper, tethered } from "./tether.js";
+import { HEARTBEAT_MS, HEARTBEAT_SCRIPT, pidStripper, tethered } from "./tether.js";
 import type { RunOptions, Spawned, Transport } from "./types.js";
 
 export interface SshTarget {
@@ -52,12 +53,33 @@ export function openSocket(host: string, port: number): OpenedSocket {
 
 /** One SSH connection per host for the whole run; each command is a channel on it. */
 export class SshTransport implements Transport {
+  /** The file the connection's heartbeat keeps on the host (see tether.ts), and its beat. */
+  private readonly heartbeat = `/tmp/.pgrep-hb-${randomBytes(12).toString("hex")}`;
+  private beat: { timer: NodeJS.Timeout; channel: ClientChannel } | undefined;
+
   private constructor(
     readonly host: string,
     readonly loginUser: string,
     private readonly client: Client,
     private readonly sock: Socket,
   ) {}
+
+  /**
+   * Starts the heartbeat: a channel whose command bumps a counter for every line pgrep sends. Without
+   * it (it could not start), commands still end with the connection, as sshd sees it.
+   */
+  private startHeartbeat(): void {
+    this.client.exec(shellCommand(["sh", "-c", HEARTBEAT_SCRIPT, "pgrep-heartbeat", this.heartbeat]), (err, channel) => {
+      if (err) return;
+      channel.on("error", () => {});
+      channel.resume();
+      channel.stderr.resume();
+      channel.write("\n");
+      const timer = setInterval(() => channel.write("\n"), HEARTBEAT_MS);
+      timer.unref();
+      this.beat = { timer, channel };
+    });
+  }
 
   /** `opened`: the host's TCP connection, opened (openSocket) before ssh2 is loaded. */
   static async connect(t: SshTarget, opened: OpenedSocket): Promise<SshTransport> {
@@ -145,7 +167,9 @@ export class SshTransport implements Transport {
       client.connect({ ...config, sock });
     });
     await Promise.all(pendingAdds);
-    return new SshTransport(t.name, t.user, client, sock);
+    const transport = new SshTransport(t.name, t.user, client, sock);
+    transport.startHeartbeat();
+    return transport;
   }
 
   run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
@@ -194,7 +218,7 @@ export class SshTransport implements Transport {
       opts.onStarted?.();
     });
     const done = new Promise<RunResult>((resolve) => {
-      this.client.exec(shellCommand(tethered("sshd", [...envPrefix, ...full])), (err: Error | undefined, stream: ClientChannel) => {
+      this.client.exec(shellCommand(tethered("sshd", [...envPrefix, ...full], this.heartbeat)), (err: Error | undefined, stream: ClientChannel) => {
         const result = (exitCode: number | null, signal: string | null, stdout: string, stderr: string): RunResult => ({
           host: this.host,
           command,
@@ -233,6 +257,7 @@ export class SshTransport implements Transport {
    * cluster lock was released first (its holder gone), so the next pgrep finds the cluster free.
    */
   async close(): Promise<void> {
+    if (this.beat) clearInterval(this.beat.timer);
     this.client.end();
     this.sock.unref();
   }

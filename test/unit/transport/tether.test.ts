@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { tethered } from "../../../src/transport/tether.js";
+import { existsSync } from "node:fs";
+import { HEARTBEAT_SCRIPT, tethered } from "../../../src/transport/tether.js";
 
 // The wrapper every command runs in, run for real by this machine's sh.
 
@@ -35,5 +36,30 @@ describe("the tether", () => {
     const deadline = Date.now() + 5_000;
     while (alive(marker) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(alive(marker)).toBe(false);
+  });
+
+  it("ends the command when its connection's heartbeat ends, with its anchor still there", async () => {
+    const file = `/tmp/.pgrep-hb-unit-${process.pid}`;
+    const beat = spawn("sh", ["-c", HEARTBEAT_SCRIPT, "hb", file], { stdio: ["pipe", "ignore", "ignore"] });
+    beat.stdin.write("\n");
+    // The heartbeat's file is there before the command starts (as it is once a connection is up).
+    const made = Date.now() + 5_000;
+    while (!existsSync(file) && Date.now() < made) await new Promise((r) => setTimeout(r, 20));
+    const marker = `sleep 42.${process.pid}`;
+    // The anchor (this test's process) stays; only the heartbeat goes.
+    const cmd = spawn(tethered("parent", ["sh", "-c", `exec ${marker}`], file)[0]!, tethered("parent", ["sh", "-c", `exec ${marker}`], file).slice(1), { stdio: "ignore" });
+    try {
+      const up = Date.now() + 5_000;
+      while (!alive(marker) && Date.now() < up) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(marker)).toBe(true);
+      beat.stdin.end(); // the connection closed: the file goes
+      const deadline = Date.now() + 5_000;
+      while (alive(marker) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(existsSync(file)).toBe(false);
+      expect(alive(marker)).toBe(false);
+    } finally {
+      cmd.kill("SIGKILL");
+      beat.kill();
+    }
   });
 });
