@@ -7,18 +7,18 @@ import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 
 // The cluster lock lives on the hosts, not on the operator's machine: an flock on a file named after the
-// data directory (in /run/pgrep as root, else beside the data directory) held by a process that pgrep
-// keeps open on each host. That process reads its stdin until pgrep closes it, and runs under the
-// tether, so the lock goes when pgrep ends, is killed or loses the connection: nobody ever unlocks by
-// hand. Commands that change a cluster hold it; read-only ones do not.
+// data directory, in the PostgreSQL OS user's home (~/.pgrep/locks), held by a process that pgrep keeps
+// open on each host. Whoever pgrep logs in as (root, a sudo user, or that OS user itself), the lock is
+// taken as that OS user on that one file, so two commands exclude each other however they logged in. The
+// process reads its stdin until pgrep closes it, and runs under the tether, so the lock goes when pgrep
+// ends, is killed or loses the connection: nobody ever unlocks by hand. Commands that change a cluster
+// hold it; read-only ones do not.
 
-// The first host's lock is on the way to everything a command does: builtins where they do (no dirname,
-// id or cat processes), and mkdir only for a directory that is not there yet. $3 is "root" when it runs as root.
-export const LOCK_SCRIPT = [
-  // /run/pgrep is root's alone: a file another user could plant there would be written through as root.
+// The holder, run as the OS user: $1 the lock file, $2 the holder's line. Append mode: opening must not
+// wipe the holder's line before the lock is ours.
+const HOLD = [
   'f=$1; d=${f%/*}',
-  'if [ "$3" = root ]; then { [ -d "$d" ] || mkdir -p -m 700 "$d"; } && [ -O "$d" ] || { echo "$d is not root\'s own directory" >&2; exit 1; }; else [ -d "$d" ] || mkdir -p "$d" || exit 1; fi',
-  // Append mode: opening must not wipe the holder's line before the lock is ours.
+  '[ -d "$d" ] || mkdir -p -m 700 "$d" || exit 1',
   'exec 9>>"$f" || exit 1',
   'command -v flock >/dev/null || { echo "flock is not installed (util-linux)" >&2; exit 1; }',
   'if ! flock -n 9; then printf "BUSY %s\\n" "$(cat "$f")"; exit 0; fi',
@@ -26,6 +26,22 @@ export const LOCK_SCRIPT = [
   "echo LOCKED",
   "while read -r _; do :; done",
   ': > "$f"',
+].join("\n");
+
+// $1 the OS user, $2 the holder's line, $3 the lock's name, $4 "root" when it runs as root (which becomes
+// the OS user for it). Before PostgreSQL's OS user exists (nothing to lock but the host), root's own
+// /run/pgrep: a file another user could plant there would be written through as root, so it must be root's.
+export const LOCK_SCRIPT = [
+  `hold='${HOLD.replaceAll("'", "'\\''")}'`,
+  'u=$1; holder=$2; name=$3',
+  'pw=$(getent passwd "$u"); home=${pw#*:*:*:*:*:}; home=${home%%:*}',
+  'if [ -n "$pw" ] && [ -n "$home" ]; then',
+  '  if [ "$4" = root ]; then exec runuser -u "$u" -- sh -c "$hold" sh "$home/.pgrep/locks/$name.lock" "$holder"; fi',
+  '  exec sh -c "$hold" sh "$home/.pgrep/locks/$name.lock" "$holder"',
+  "fi",
+  '[ "$4" = root ] || { echo "the OS user $u does not exist" >&2; exit 1; }',
+  'd=/run/pgrep; { [ -d "$d" ] || mkdir -p -m 700 "$d"; } && [ -O "$d" ] || { echo "$d is not root\'s own directory" >&2; exit 1; }',
+  'exec sh -c "$hold" sh "$d/$name.lock" "$holder"',
 ].join("\n");
 
 export interface HeldLock<T = undefined> {
@@ -42,9 +58,9 @@ export interface LockOptions {
   onWait?: (holder: string) => void;
 }
 
-/** Root keeps its locks in /run (cleared at boot); another admin user beside the data directory it owns. */
-export function lockPath(dataDir: string, admin: string): string {
-  return admin === "root" ? `/run/pgrep/${dataDir.replace(/[^A-Za-z0-9._-]/g, "_")}.lock` : `${dataDir}.pgrep-lock`;
+/** The lock's file name: the data directory's path, one per cluster on the host. */
+export function lockName(dataDir: string): string {
+  return dataDir.replace(/[^A-Za-z0-9._-]/g, "_");
 }
 
 function holderLine(): string {
@@ -80,7 +96,7 @@ export async function acquireClusterLock<T = undefined>(spec: ClusterSpec, conns
       }
       const L = draftLayout(h, t.loginUser);
       try {
-        const r = await lockOne(t, lockPath(L.dataDir, L.admin), L.admin, holder);
+        const r = await lockOne(t, h.pg.osUser, lockName(L.dataDir), L.admin, holder);
         if (r.held) held.push({ host: h.name, p: r.held });
         else busy ??= `${r.busy} (on ${h.name})`;
       } catch (e) {
@@ -127,11 +143,11 @@ function settled<T>(p: Promise<T>): Promise<{ value: T } | { error: unknown }> {
 }
 
 /** Starts the holding process on one host; it answers LOCKED (and holds until released) or BUSY <holder>. */
-async function lockOne(t: Transport, path: string, user: string, holder: string): Promise<{ held?: Spawned; busy?: string }> {
+async function lockOne(t: Transport, osUser: string, name: string, user: string, holder: string): Promise<{ held?: Spawned; busy?: string }> {
   let out = "";
   let answered: (line: string) => void = () => {};
   const answer = new Promise<string>((resolve) => (answered = resolve));
-  const p = t.spawn(["sh", "-c", LOCK_SCRIPT, "sh", path, holder, user === "root" ? "root" : ""], {
+  const p = t.spawn(["sh", "-c", LOCK_SCRIPT, "sh", osUser, holder, name, user === "root" ? "root" : ""], {
     user,
     onOutput: (chunk, stream) => {
       if (stream !== "stdout") return;
@@ -145,7 +161,7 @@ async function lockOne(t: Transport, path: string, user: string, holder: string)
   if (line === "LOCKED") return { held: p };
   if (line.startsWith("BUSY ")) return { busy: line.slice(5).trim() || "a command that is just starting or ending" };
   p.end();
-  throw new PgrepError(`${t.host}: cannot take the cluster lock at ${path}: ${line.slice(7)}`);
+  throw new PgrepError(`${t.host}: cannot take the cluster lock (${name}.lock in ${osUser}'s ~/.pgrep/locks): ${line.slice(7)}`);
 }
 
 async function releaseAll(held: Held[]): Promise<void> {
