@@ -31,8 +31,11 @@ export class Rig {
     return join(this.dir, "known_hosts");
   }
 
-  /** `mounts`: host directories made visible read-only in every host (e.g. PostgreSQL builds). */
-  static async start(names: string[], mounts: { source: string; target: string }[] = [], tmpfs: Record<string, Record<string, string>> = {}): Promise<Rig> {
+  /**
+   * `mounts`: host directories made visible read-only in every host (e.g. PostgreSQL builds);
+   * `capabilities`: given to every host (NET_ADMIN: a test takes a host's network down).
+   */
+  static async start(names: string[], mounts: { source: string; target: string }[] = [], tmpfs: Record<string, Record<string, string>> = {}, capabilities: string[] = []): Promise<Rig> {
     const dir = mkdtempSync(join(tmpdir(), "pgrep-rig-"));
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pgrep-test", "-f", join(dir, "id_ed25519")]);
     const pub = readFileSync(join(dir, "id_ed25519.pub"), "utf8");
@@ -50,7 +53,10 @@ export class Rig {
               { content: pub, target: "/root/.ssh/authorized_keys", mode: 0o600 },
               // Root-owned and world-readable: sshd reads it as deploy, and StrictModes accepts root as owner.
               { content: pub, target: "/home/deploy/.ssh/authorized_keys", mode: 0o644 },
+              // PostgreSQL's OS user may log in too (an inventory with ssh.user: postgres).
+              { content: pub, target: "/var/lib/postgresql/.ssh/authorized_keys", mode: 0o644 },
             ])
+            .withAddedCapabilities(...capabilities)
             .withBindMounts(mounts.map((m) => ({ ...m, mode: "ro" as const })))
             // A size-limited filesystem (a small disk) where a test asks for one.
             .withTmpFs(tmpfs[name] ?? {})
@@ -111,17 +117,21 @@ export class Rig {
   }
 
   /**
-   * Everything a pgrep run could change on a (Debian-layout) host: pgrep's and PostgreSQL's files, the
-   * server processes, its start time and role. What moves by itself is left out: autovacuum workers come
-   * and go, and walsender titles and the startup process carry WAL positions.
+   * Everything a pgrep run could change on a (Debian-layout) host: pgrep's and PostgreSQL's files, which
+   * server processes exist, its start time and role. Not the words a server rewrites by itself: a
+   * standby's startup and walreceiver titles carry WAL positions and states ("waiting for" / "recovering",
+   * "streaming 0/…"), a walsender's its client's port; autovacuum workers come and go.
    */
   fingerprint(name: string, ...files: string[]): Promise<string> {
     return this.sh(
       name,
       [
-        "ls -la --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; ls /var/lib/postgresql/15/main 2>&1",
+        // Not pgrep's lock directory (every run takes the lock, a dry run too), nor "." and ".." whose times
+        // it moves when it is first made.
+        "ls -lA -I .pgrep --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; ls /var/lib/postgresql/15/main 2>&1",
         `md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass ${files.join(" ")} 2>&1`,
-        "pgrep -a postgres | grep -v 'autovacuum worker' | sed -E 's| [0-9A-F]+/[0-9A-F]+$||; s| [0-9A-F]{24}$||'",
+        // The postmaster's whole command line; its children by what they are.
+        "ps -o args= -u postgres | sed -nE 's#^postgres: [^:]+: (logger|checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher|stats collector|archiver|startup|walreceiver|walsender)( .*)?$#\\1#p; /^\\//p' | sort",
         "runuser -u postgres -- psql -XAtc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery()' 2>&1",
         "true",
       ].join("; "),
@@ -165,6 +175,33 @@ export class Rig {
         );
         return hits.flat();
       },
+    };
+  }
+
+  /**
+   * The standby's WAL receiver frozen (SIGSTOP), so that it falls behind without anything on the network
+   * changing; a commit of more WAL than socket buffers hold then stays out of its reach.
+   */
+  async holdReceiver(name: string): Promise<void> {
+    await this.sh(name, "p=$(pgrep -f '[w]alreceiver'); [ -n \"$p\" ] && kill -STOP $p");
+  }
+
+  /** The WAL receiver thawed: it reads what its socket still holds, and goes on. */
+  async releaseReceiver(name: string): Promise<void> {
+    await this.sh(name, "kill -CONT $(pgrep -f '[w]alreceiver') 2>/dev/null; true");
+  }
+
+  /**
+   * The host's network interface down (the host needs NET_ADMIN): every packet to and from it is dropped,
+   * nothing is closed. Returns a function that brings it back (with its default route).
+   */
+  async netDown(name: string): Promise<() => Promise<void>> {
+    // Every interface but lo: the host is on the rig's network and on Docker's bridge.
+    const links = (await this.sh(name, "ls /sys/class/net")).split(/\s+/).filter((l) => l && l !== "lo");
+    const route = (await this.sh(name, "ip route show default")).trim();
+    await this.sh(name, links.map((l) => `ip link set ${l} down`).join("; "));
+    return async () => {
+      await this.sh(name, [...links.map((l) => `ip link set ${l} up`), route ? `ip route replace ${route}` : "true"].join("; "));
     };
   }
 
