@@ -30,6 +30,10 @@ function streamTimeoutOption(what: string): Option {
   return new Option("--stream-timeout <seconds>", `how long to wait for ${what} to stream`).argParser(numberArg("--stream-timeout", 1)).default(120);
 }
 
+function promoteTimeoutOption(): Option {
+  return new Option("--promote-timeout <seconds>", "how long the promotion may take; then its request is withdrawn and nothing is promoted").argParser(numberArg("--promote-timeout", 1)).default(60);
+}
+
 function dryRunOption(): Option {
   return new Option("--dry-run", "print the plan, with a diff of every file it would write; change nothing").default(false);
 }
@@ -138,28 +142,36 @@ program
     );
   });
 
-program
-  .command("promote <host>")
-  .description("make a standby the primary; the other standbys follow it, and the inventory records it")
-  .addOption(inventoryOption())
-  .addOption(new Option("--fence", "stop the current primary cleanly first (nothing it acknowledged is lost)").default(false).conflicts("oldPrimaryIsDown"))
-  .option("--old-primary-is-down", "the current primary cannot be reached and you have made sure it is down", false)
-  .addOption(maxLagOption())
-  .option("--force", "promote even if it is behind, or while the current primary still accepts writes (two primaries!)", false)
-  .addOption(dryRunOption())
-  .addOption(hostKeysOption())
-  .addOption(streamTimeoutOption("each standby"))
-  .addOption(waitLockOption())
-  .addOption(quietOption())
+/** What promote and failover share: how the old primary is dealt with, and the bounds of the role change. */
+function promotionCommand(name: string, description: string, force: boolean): Command {
+  const c = program
+    .command(name)
+    .description(description)
+    .addOption(inventoryOption())
+    .addOption(new Option("--fence", "the primary is up: stop it cleanly first (nothing it acknowledged is lost)").default(false).conflicts("oldPrimaryIsDown"))
+    .option("--old-primary-is-down", "the primary cannot be reached and you have made sure it is down", false)
+    .addOption(maxLagOption());
+  if (force) c.option("--force", "promote even if another standby holds more WAL, it is behind, or the primary still accepts writes (two primaries!)", false);
+  return c.addOption(dryRunOption()).addOption(hostKeysOption()).addOption(streamTimeoutOption("each standby")).addOption(promoteTimeoutOption()).addOption(waitLockOption()).addOption(quietOption());
+}
+
+/** The options both take, as their commands want them. */
+function promotionArgs(o: Record<string, any>) {
+  return { inventory: inventoryPath(o.inventory), waitLock: o.waitLock, fence: o.fence, oldPrimaryIsDown: o.oldPrimaryIsDown, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout, promoteTimeoutSeconds: o.promoteTimeout };
+}
+
+promotionCommand("promote <host>", "make a standby the primary; the other standbys follow it, and the inventory records it", true)
   .addHelpText("after", "\nExamples:\n  pgrep promote db2 -i prod.yml --fence --dry-run     # the steps and every file change, touching nothing\n  pgrep promote db2 -i prod.yml --fence               # db1 is up: stop it, then promote db2\n  pgrep promote db2 -i prod.yml --old-primary-is-down # db1 is gone\n  pgrep switchover db2 -i prod.yml                     # planned swap: db1 comes back as a standby")
   .action(async (host: string, o) => {
     const { promoteCommand } = await import("./commands/promote.js");
-    return finish(
-      promoteCommand(
-        { inventory: inventoryPath(o.inventory), waitLock: o.waitLock, target: host, fence: o.fence, force: o.force, oldPrimaryIsDown: o.oldPrimaryIsDown, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout },
-        await output(o.quiet),
-      ),
-    );
+    return finish(promoteCommand({ ...promotionArgs(o), target: host, force: o.force }, await output(o.quiet)));
+  });
+
+promotionCommand("failover", "the primary is lost or must go: compare the standbys, print the candidates, promote the one that received the most WAL; the others follow", false)
+  .addHelpText("after", "\nExamples:\n  pgrep failover -i prod.yml --old-primary-is-down --dry-run   # the candidates and the plan; touches nothing\n  pgrep failover -i prod.yml --old-primary-is-down             # db1 is gone: the standby with the most WAL takes over\n  pgrep failover -i prod.yml                                   # db1's PostgreSQL crashed, its host is up: what it wrote is salvaged\n  pgrep failover -i prod.yml --fence                           # db1 is up but must go")
+  .action(async (o) => {
+    const { failoverCommand } = await import("./commands/failover.js");
+    return finish(failoverCommand(promotionArgs(o), await output(o.quiet)));
   });
 
 program
@@ -186,12 +198,13 @@ program
   .addOption(dryRunOption())
   .addOption(hostKeysOption())
   .addOption(streamTimeoutOption("each standby"))
+  .addOption(promoteTimeoutOption())
   .addOption(waitLockOption())
   .addOption(quietOption())
   .addHelpText("after", "\nExamples:\n  pgrep switchover db2 -i prod.yml --dry-run\n  pgrep switchover db2 -i prod.yml")
   .action(async (host: string, o) => {
     const { switchoverCommand } = await import("./commands/switchover.js");
-    return finish(switchoverCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, target: host, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+    return finish(switchoverCommand({ inventory: inventoryPath(o.inventory), waitLock: o.waitLock, target: host, maxLagBytes: o.maxLagBytes, dryRun: o.dryRun, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout, promoteTimeoutSeconds: o.promoteTimeout }, await output(o.quiet)));
   });
 
 program

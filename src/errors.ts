@@ -10,6 +10,7 @@ export const EXIT = {
   degraded: 5, // the cluster is not in the wanted state (status), or a role change happened but not everything is in line
   busy: 6, // another pgrep command holds the cluster's lock
   differs: 7, // setup --dry-run has changes to make, or status/dry run found settings that differ from the inventory
+  splitBrain: 8, // status: a host the inventory calls a standby accepts writes
   internal: 70,
 } as const;
 

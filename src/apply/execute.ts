@@ -6,6 +6,7 @@ import { appRolesSql, connectSql, createDatabaseSql } from "../postgres/app-obje
 import { REWIND_FUNCTIONS } from "../postgres/versions.js";
 import { createSlotsSql, dropSlotsSql } from "../postgres/replication.js";
 import { pgpassEntries } from "../cluster/observe.js";
+import { TIMELINE_SQL } from "../cluster/positions.js";
 import type { HostSpec } from "../model/cluster.js";
 import { recordCreated } from "../state-store.js";
 import { readFileText, replaceFileIfUnchanged, writeFileAtomic } from "../transport/files.js";
@@ -185,10 +186,16 @@ async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, up
     // One session on the upstream looks every 10 ms, up to 2 s a session: a psql for every look cost each
     // host ~30 ms of CPU, and a standby usually streams within milliseconds of its start or reload.
     const seen = await runSql(sqlTarget(uh, us), streamingSeenSql(h.name, Math.max(10, Math.min(2_000, deadline - Date.now())))).catch((e: Error) => `error: ${e.message}`);
-    const onUpstream = seen.trim().split("\n").at(-1)!.trim();
+    const [onUpstream = "", timeline = ""] = seen.trim().split("\n").at(-1)!.trim().split(" ");
     const recovery = (await standby).trim();
-    if (onUpstream === "streaming" && recovery === "t") return `streaming from ${upstreamName}, read-only`;
-    last = `${upstreamName} sees it as '${onUpstream}', in recovery: '${recovery}'`;
+    if (onUpstream === "streaming" && recovery === "t") {
+      // The upstream's view alone can be fooled: a standby that cannot follow its timeline (it went past
+      // where it began) streams the old timeline's tail for a moment on every retry. Its own receiver must
+      // stream the upstream's timeline, seen twice.
+      const mine = (await runSql(sqlTarget(h, s), receiverOnTimelineSql(Number(timeline))).catch((e: Error) => `error: ${e.message}`)).trim().split("\n").at(-1)!.trim();
+      if (mine === `streaming ${timeline}`) return `streaming from ${upstreamName} on timeline ${timeline}, read-only`;
+      last = `${upstreamName} sees it streaming, but its WAL receiver says '${mine}' (${upstreamName} is on timeline ${timeline})`;
+    } else last = `${upstreamName} sees it as '${onUpstream}', in recovery: '${recovery}'`;
     if (Date.now() > deadline) {
       throw await withServerLog(s, new PgrepError(`${h.name}: not streaming after ${Math.round(ctx.streamTimeoutMs / 1000)}s (${last})`));
     }
@@ -199,6 +206,13 @@ async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, up
   }
 }
 
+/** On the standby, up to ~0.5 s: its WAL receiver streams `timeline`, seen on two looks in a row; then how it is. */
+export function receiverOnTimelineSql(timeline: number): string {
+  const ok = `EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming' AND received_tli = ${Number.isInteger(timeline) ? timeline : 0})`;
+  return `DO $pgrep$ DECLARE seen int := 0; BEGIN FOR i IN 1..25 LOOP IF ${ok} THEN seen := seen + 1; ELSE seen := 0; END IF; EXIT WHEN seen >= 2; PERFORM pg_sleep(0.02); END LOOP; END $pgrep$;
+SELECT coalesce((SELECT status || ' ' || received_tli FROM pg_stat_wal_receiver), 'no WAL receiver');`;
+}
+
 /**
  * Waits on the upstream, for up to `ms`, until it sees `name` streaming; then says how it sees it. The
  * activity snapshot is cleared on every look: inside one transaction it would otherwise stay as first read.
@@ -206,5 +220,5 @@ async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, up
 export function streamingSeenSql(name: string, ms: number): string {
   const seen = `SELECT state FROM pg_stat_replication WHERE application_name = ${sqlLiteral(name)} ORDER BY state = 'streaming' DESC LIMIT 1`;
   return `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(ms / 10)} LOOP PERFORM pg_stat_clear_snapshot(); EXIT WHEN (${seen}) = 'streaming'; PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;
-SELECT coalesce((${seen}), 'absent');`;
+SELECT coalesce((${seen}), 'absent') || ' ' || ${TIMELINE_SQL};`;
 }

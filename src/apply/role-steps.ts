@@ -11,7 +11,7 @@ import { planMarkStandby, planSetup, rejoinMarker } from "../plan/setup.js";
 import { stepCount } from "../plan/steps.js";
 import { roleStepPatch, withHost, type Patch } from "../plan/hypothetical.js";
 import { readControl } from "../postgres/control.js";
-import { promoteServer, resumeReplay } from "../postgres/promote.js";
+import { promoteServer, resumeReplay, withdrawPromotion } from "../postgres/promote.js";
 import { rewind } from "../postgres/rewind.js";
 import { runSql } from "../postgres/sql.js";
 import { warmTemplates } from "../render/index.js";
@@ -21,6 +21,7 @@ import { observeWith, type Session } from "../session/session.js";
 import { sqlTarget, type ExecContext } from "./context.js";
 import { executePlan } from "./execute.js";
 import { control, dropCopiedConninfo } from "./host-ops.js";
+import { salvageWal } from "./salvage.js";
 
 // The executor of role changes (promote, switchover, rejoin): it acts on the steps their planners made.
 
@@ -70,6 +71,8 @@ export interface RoleRun {
   all?: () => Promise<ClusterSnapshot>;
   out: Output;
   streamTimeoutMs: number;
+  /** How long a promotion may take before it is withdrawn (default 60 s). */
+  promoteTimeoutMs?: number;
   onPromoted?: () => void;
 }
 
@@ -88,6 +91,9 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
   let promotedHost: string | undefined;
   // Hosts whose data is copied again (rejoin --allow-reclone, or after a failed pg_rewind).
   const reclone = new Set<string>();
+  // Old primaries whose WAL could not be salvaged: they may hold what the new primary lacks.
+  const unsalvaged = new Set<string>();
+  let checkpointed: Promise<void> | undefined;
   for (const step of steps) {
     const host = stepHost(step);
     const log = (text: string) => out.progress(host ? `[${host}] ${text}` : text);
@@ -130,22 +136,42 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
             // promotes and pgrep only waits (not before: that would hold up the promotion's own start).
             const templates = T.caps.standbyMechanism === "standby.signal" ? ["pgrep.conf", "pg_hba.block"] : ["pgrep.conf", "pg_hba.block", "recovery.conf"];
             const warm = steps.some((x) => x.kind === "converge") ? () => setImmediate(() => warmTemplates(templates)) : undefined;
-            const w = await promoteServer(h, T, sqlTarget(h, T), step.method, step.slots, warm);
+            const w = await promoteServer(h, T, sqlTarget(h, T), step.method, step.slots, warm, run.promoteTimeoutMs ?? 60_000);
             if (w.wasPaused) log("its replay was paused: resumed, so that it replays what it has received");
             if (w.unreplayedBytes > 0) log(`${w.unreplayedBytes} bytes had arrived but were not replayed yet: replayed before it became the primary`);
             log(`✓ promoted with ${methodLabel(step.method)}: accepts writes on timeline ${w.timeline} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
           } catch (e) {
-            const isPrimary = (await runSql(sqlTarget(h, T), "SELECT NOT pg_is_in_recovery()").catch(() => "")).trim() === "t";
-            if (isPrimary || !step.restartOnFailure) throw e;
+            const isPrimary = await withdrawn(h, T, log);
+            if (isPrimary) throw new PgrepError(`promoting ${h.name} reported a failure, but it accepts writes now: ${(e as Error).message}`, { cause: e });
             const back = step.restartOnFailure;
+            if (!back) throw new PgrepError(`promoting ${h.name} failed: ${(e as Error).message}; the promote request was withdrawn and ${h.name} is still a standby: nothing was promoted`, { cause: e });
             out.progress(`[${back}] promotion of ${h.name} failed: starting ${back} again as the primary`);
             await control(hostNamed(spec, back), await state(back), "start");
             throw new PgrepError(`promoting ${h.name} failed: ${(e as Error).message}; ${back} is the primary again and ${h.name} a standby`, { cause: e });
           }
           promotedHost = step.host;
+          // A checkpoint of the new timeline at once, beside the rest (PostgreSQL's own after a promotion
+          // is spread over minutes): standbys replay it, so that their restartpoints, which pg_rewind (15
+          // and older) takes a standby's timeline from, can be on this timeline should one diverge later.
+          checkpointed = runSql(sqlTarget(h, T), "CHECKPOINT", "CHECKPOINT after the promotion").then(
+            () => undefined,
+            () => undefined,
+          );
           // The other hosts are read now, beside the record: not before, where they slowed the promotion.
           void run.all?.().catch(() => {});
           run.onPromoted?.();
+          break;
+        }
+        case "salvage": {
+          log(`${describeRoleStep(step)} — ${step.why}`);
+          const at = (name: string) => ({ h: hostNamed(spec, name), s: reachable(run.snap, name) });
+          try {
+            await salvageWal({ target: at(step.host), source: at(step.from), timeline: step.timeline, from: step.have, end: step.end, segmentSize: step.segmentSize, timeoutMs: run.streamTimeoutMs }, log);
+            log(`✓ salvaged: it has replayed ${step.from}'s WAL up to ${step.end}, so nothing ${step.from} wrote is lost`);
+          } catch (e) {
+            unsalvaged.add(step.from);
+            log(`salvaging failed (${(e as Error).message}): promoting it without that WAL; ${step.from} keeps it and waits for pgrep rejoin`);
+          }
           break;
         }
         case "admit": {
@@ -168,7 +194,11 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           const S = await state(step.host);
           try {
             log(`${describeRoleStep(step)} — ${step.why}`);
-            await rewind(spec, h, S, hostNamed(spec, step.from));
+            await rewind(spec, h, S, hostNamed(spec, step.from), async () => {
+              log("it stopped uncleanly as a standby: started and stopped cleanly as one first");
+              await control(h, S, "start");
+              await control(h, S, "stop");
+            });
             await dropCopiedConninfo(h, S);
             // It holds nothing the primary lacks any more: setup may start it as a standby.
             await S.transport.run(["rm", "-f", "--", rejoinMarker(S)], { user: S.layout.admin });
@@ -189,11 +219,13 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
           out.progress(`Recorded in ${step.file}: ${step.changes.map((c) => `${c.host} is ${c.role === "primary" ? "the primary" : `a standby of ${c.upstream ?? "the primary"}`}`).join("; ")}.`);
           break;
         case "converge": {
-          const mark = step.markStandby && !reclone.has(step.markStandby) ? step.markStandby : undefined;
+          // An old primary that was to follow because its WAL was salvaged holds more than the new one.
+          const c = step.markStandby && unsalvaged.has(step.markStandby) ? { ...step, rejoinLater: true, skip: [...new Set([...step.skip, step.markStandby])] } : step;
+          const mark = c.markStandby && !reclone.has(c.markStandby) ? c.markStandby : undefined;
           const seen = run.all ? await run.all() : run.snap;
           const known = exact ? patches.reduce((sn, [h, p]) => withHost(sn, h, p), seen) : undefined;
-          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(step.skip), reclone, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!step.rejoinLater, known, ...(mark ? { markStandby: mark } : {}) });
-          if (mark && step.rejoinLater) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name} that waits for: pgrep rejoin ${mark}`);
+          spec = await converge(session, spec.inventoryFile, out, { skip: new Set(c.skip), reclone, streamTimeoutMs: run.streamTimeoutMs, rejoinLater: !!c.rejoinLater, known, ...(mark ? { markStandby: mark } : {}) });
+          if (mark && c.rejoinLater) out.progress(`[${mark}] is marked as a standby of ${spec.primary.name} that waits for: pgrep rejoin ${mark}`);
           break;
         }
       }
@@ -208,6 +240,7 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
       });
     }
   }
+  await checkpointed;
   return spec;
 }
 
@@ -244,6 +277,23 @@ function resolvesAll(spec: ClusterSpec, snap: ClusterSnapshot): boolean {
   const P = snap.hosts.get(spec.primary.name);
   if (!P?.reachable) return false;
   return spec.hosts.every((h) => isIP(h.address) || !snap.hosts.get(h.name)?.reachable || h.address in P.resolved);
+}
+
+/**
+ * After a failed promotion: the request is withdrawn (its files removed) before anything else happens, and
+ * up to 12, where a signal already delivered promotes without its file, the server is restarted to drop
+ * it. Says whether it accepts writes all the same (it promoted late).
+ */
+async function withdrawn(h: HostSpec, T: ReachableHost, log: (text: string) => void): Promise<boolean> {
+  const writable = async () => (await runSql(sqlTarget(h, T), "SELECT NOT pg_is_in_recovery()").catch(() => "")).trim() === "t";
+  await withdrawPromotion(h, T);
+  if (await writable()) return true;
+  if (!T.caps.promoteRequestNeedsFile) {
+    log(`restarting it as a standby: on PostgreSQL ${T.caps.major} a promote signal it has not handled yet would still promote it`);
+    await control(h, T, "restart");
+  }
+  log("the promote request was withdrawn: it stays a standby");
+  return writable();
 }
 
 /** The inventory's fence command, on this machine; it must succeed before anything is promoted. */

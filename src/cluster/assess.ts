@@ -1,5 +1,7 @@
 import { PgrepError } from "../errors.js";
 import { slotName } from "../postgres/replication.js";
+import { bytes } from "./format.js";
+import { divergence } from "./positions.js";
 import type { ClusterSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "./state.js";
 
@@ -10,7 +12,7 @@ export interface HostReport {
   address: string;
   wanted: "primary" | "standby";
   observed: "primary" | "standby" | "unknown";
-  state: "running" | "streaming" | "catchup" | "not streaming" | "stopped" | "unreachable" | "conflicting primary" | "running as standby" | "not a cluster" | "needs rejoin";
+  state: "running" | "streaming" | "catchup" | "not streaming" | "stopped" | "unreachable" | "split brain" | "diverged" | "running as standby" | "not a cluster" | "needs rejoin";
   ok: boolean;
   upstream: string | null;
   timeline: number | null;
@@ -40,6 +42,8 @@ export interface HostReport {
 }
 
 export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostReport[] {
+  const P = snap.hosts.get(spec.primary.name);
+  const primarySql = P?.reachable && P.sql && !P.sql.inRecovery ? P.sql : undefined;
   return spec.hosts.map((h) => {
     const s = snap.hosts.get(h.name);
     const base: HostReport = {
@@ -88,7 +92,24 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       if (q.inRecovery) return { ...r, state: "running as standby", problem: "the inventory says primary but the server is in recovery" };
       return { ...r, state: "running", ok: true };
     }
-    if (!q.inRecovery) return { ...r, state: "conflicting primary", problem: "the inventory says standby but the server accepts writes" };
+    if (!q.inRecovery)
+      return {
+        ...r,
+        state: "split brain",
+        problem: primarySql
+          ? `it accepts writes, and so does ${spec.primary.name}, the inventory's primary: two primaries. The next pgrep command that changes the cluster stops it and marks it for pgrep rejoin ${h.name}`
+          : `it accepts writes, but the inventory says standby (and ${spec.primary.name}, its primary, does not accept writes): was it promoted outside pgrep? Record it as the primary in the inventory, or pgrep rejoin ${h.name}`,
+      };
+    const d = primarySql ? divergence(primarySql, q.position) : undefined;
+    if (d)
+      return {
+        ...r,
+        state: "diverged",
+        // Its data includes writes the primary never had: no reads should go there.
+        appLagSeconds: null,
+        withinLagLimit: false,
+        problem: `it replayed ${bytes(d.beyond)} of timeline ${d.timeline} past ${d.switchpoint}, where ${spec.primary.name}'s timeline ${primarySql!.position.timeline} began: it cannot follow; needs pgrep rejoin ${h.name} (pg_rewind)`,
+      };
     const up = snap.hosts.get(h.upstream ?? "");
     const upSql = up?.reachable ? (up as ReachableHost).sql : undefined;
     if (spec.slots && upSql) {
@@ -105,7 +126,8 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       ...r,
       state,
       ok: state === "streaming",
-      lagBytes: row.lag_bytes,
+      // A standby ahead of its upstream (on another timeline) is not "negative bytes behind".
+      lagBytes: row.lag_bytes === null ? null : Math.max(0, row.lag_bytes),
       lagSeconds: row.replay_lag_s ?? 0,
       syncState: row.sync_state,
       problem: state === "streaming" ? null : `walsender state is '${row.state}'`,

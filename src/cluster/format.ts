@@ -8,7 +8,7 @@ function glyph(r: HostReport): string {
   return r.wanted === "primary" ? "*" : " ";
 }
 
-function bytes(n: number | null): string {
+export function bytes(n: number | null): string {
   if (n === null) return "";
   if (n < 1024) return `${n} B`;
   const units = ["kB", "MB", "GB", "TB"];

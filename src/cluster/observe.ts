@@ -9,8 +9,9 @@ import type { Transport } from "../transport/types.js";
 import type { Connections } from "./connections.js";
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import { parseKv, PROBE_SCRIPT, RESOLVE_SCRIPT } from "./probe.sh.js";
-import type { ClusterSnapshot, HostState, ReachableHost, SqlState } from "./state.js";
+import type { ClusterSnapshot, HostState, PositionRead, ReachableHost, SqlState } from "./state.js";
 import { appObjectsExpression, parseAppObjects } from "../postgres/app-objects.js";
+import { HISTORY_SQL, parseHistory, positionFieldsSql, positionFrom, positionRead, positionSql, type RawPosition } from "./positions.js";
 
 /** The .pgpass entries every host gets: one per cluster host, so any host can become the upstream. */
 export function pgpassEntries(spec: ClusterSpec, password: string): PgpassEntry[] {
@@ -56,6 +57,8 @@ async function unreachableHosts(spec: ClusterSpec, conns: Connections): Promise<
 export interface StagedSnapshot {
   /** The primary and the named hosts only; the others are not in it. */
   first: ClusterSnapshot;
+  /** The positions of the other hosts, read lightly beside the first ones (a promotion compares them). */
+  positions: PositionRead[];
   /** Every host: the first ones as read above, the others read at the first call (once). */
   all(): Promise<ClusterSnapshot>;
 }
@@ -71,14 +74,14 @@ export async function observeStaged(spec: ClusterSpec, conns: Connections, passw
   const known = spec.primary.pg.major;
   if (known === undefined) {
     const whole = await observeCluster(spec, conns, password, undefined, resolveOn);
-    return { first: whole, all: () => Promise.resolve(whole) };
+    return { first: whole, positions: [...whole.hosts.values()].filter((x) => !first.includes(x.name) && x.name !== spec.primary.name).map(positionRead), all: () => Promise.resolve(whole) };
   }
   const read = (h: HostSpec) => observeHost(spec, h, conns, password, known);
   const isFirst = (h: HostSpec) => h === spec.primary || first.includes(h.name);
   // Every host is dialled now; nothing in the first read resolves names, so it need not wait for the
   // other hosts' dials. The command does, before it plans: which of them answer decides slots.
   const dialled = unreachableHosts(spec, conns);
-  const firstStates = await Promise.all(spec.hosts.filter(isFirst).map(read));
+  const [firstStates, positions] = await Promise.all([Promise.all(spec.hosts.filter(isFirst).map(read)), observePositions(spec.hosts.filter((h) => !isFirst(h)), conns, known)]);
   await dialled;
   let all: Promise<ClusterSnapshot> | undefined;
   const readAll = () =>
@@ -92,7 +95,34 @@ export async function observeStaged(spec: ClusterSpec, conns: Connections, passw
       const byName = new Map([...lookedUp, ...rest].map((x) => [x.name, x]));
       return { major: known, hosts: new Map(spec.hosts.map((h) => [h.name, byName.get(h.name)!])) };
     })());
-  return { first: { major: known, hosts: new Map(firstStates.map((x) => [x.name, x])) }, all: readAll };
+  return { first: { major: known, hosts: new Map(firstStates.map((x) => [x.name, x])) }, positions, all: readAll };
+}
+
+/**
+ * A light read of standbys' positions (what a promotion compares its target with), in one round trip
+ * each: the probe without files or name look-ups, and one small query.
+ */
+export async function observePositions(hosts: readonly HostSpec[], conns: Connections, major: number): Promise<PositionRead[]> {
+  const sql = positionSql(capabilities(major));
+  return Promise.all(
+    hosts.map(async (host): Promise<PositionRead> => {
+      let t: Transport;
+      try {
+        t = await conns.get(host);
+      } catch (e) {
+        return { name: host.name, position: undefined, why: `unreachable: ${(e as Error).message.replace(`${host.name}: `, "")}` };
+      }
+      const draft = draftLayout(host, t.loginUser);
+      const args = [host.pg.osUser, host.pg.binDir ?? "", String(major), draft.dataDir, `sql:${draft.admin === host.pg.osUser ? "direct" : "runuser"}`];
+      const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "reading its WAL position", stdin: sql, allowFailure: true });
+      const kv = parseKv(r.stdout);
+      if (r.exitCode !== 0) return { name: host.name, position: undefined, why: `reading its position failed: ${lastLines(r.stderr, 1)}` };
+      if (kv.get("running") !== "1") return { name: host.name, position: undefined, why: "PostgreSQL is not running" };
+      const answer = kv.has("sql_json") ? parseJson(kv.get("sql_json")!) : undefined;
+      if (!answer) return { name: host.name, position: undefined, why: `cannot query: ${kv.has("sql_error") ? lastLines(Buffer.from(kv.get("sql_error")!, "base64").toString("utf8"), 1) : "no psql"}` };
+      return { name: host.name, position: positionFrom(host.name, answer as unknown as RawPosition), needsRejoin: kv.has("needs_rejoin") };
+    }),
+  );
 }
 
 /** The addresses each name resolves to on that host, sorted, as a probe's resolve items give them. */
@@ -204,7 +234,7 @@ async function observeHost(
   };
   const answer = kv.has("sql_json") ? parseJson(kv.get("sql_json")!) : undefined;
   if (answer) {
-    state.sql = parseServerState(answer, spec.replicationUser, password, spec.passwordEncryption, apps?.passwords);
+    state.sql = parseServerState(host.name, answer, spec.replicationUser, password, spec.passwordEncryption, apps?.passwords);
   } else if (kv.has("sql_error")) {
     state.sqlError = `${host.name}: reading server state failed: ${lastLines(Buffer.from(kv.get("sql_error")!, "base64").toString("utf8"), 2)}`;
   } else if (state.running && state.psql) {
@@ -230,7 +260,7 @@ export async function observeSql(
     serverStateSql(s.caps, replUser, apps?.expression),
     "reading server state",
   );
-  return parseServerState(raw, replUser, password, encryption, apps?.passwords);
+  return parseServerState(host.name, raw, replUser, password, encryption, apps?.passwords);
 }
 
 /** The probe's JSON answer, or undefined when something else came with it (then psql is asked again). */
@@ -248,15 +278,12 @@ function serverStateSql(caps: Capabilities, replUser: string, appsExpression: st
   const recv = caps.receiverFlushColumn;
   return `WITH pos AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
 SELECT json_build_object(
-  'in_recovery', pg_is_in_recovery(),
   'version_num', current_setting('server_version_num')::int,
   'sysid', (SELECT system_identifier::text FROM pg_control_system()),
-  'timeline', CASE WHEN pg_is_in_recovery()
-      THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
-      ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
   'lsn', (SELECT lsn::text FROM pos),
-  'receive_lsn', pg_last_wal_receive_lsn()::text,
-  'replay_gap', CASE WHEN pg_is_in_recovery() THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) END,
+  ${positionFieldsSql(caps)},
+  'history', ${HISTORY_SQL},
+  'replay_gap', CASE WHEN pg_is_in_recovery() THEN greatest(0, pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())) END,
   'replay_lag_s', CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END,
   'started_at', pg_postmaster_start_time()::text,
   'pending_restart', (SELECT coalesce(json_agg(name), '[]') FROM pg_settings WHERE pending_restart),
@@ -281,13 +308,15 @@ SELECT json_build_object(
 )`;
 }
 
-function parseServerState(raw: Record<string, unknown>, replUser: string, password: string | undefined, encryption: PasswordEncryption, appPasswords: ReadonlyMap<string, string> | undefined): SqlState {
+function parseServerState(name: string, raw: Record<string, unknown>, replUser: string, password: string | undefined, encryption: PasswordEncryption, appPasswords: ReadonlyMap<string, string> | undefined): SqlState {
   const role = raw.role as { can_login: boolean; replication: boolean; verifier: string | null; rewind: boolean } | null;
   return {
     inRecovery: raw.in_recovery as boolean,
     versionNum: raw.version_num as number,
     sysid: raw.sysid as string,
     timeline: raw.timeline as number,
+    position: positionFrom(name, raw as unknown as RawPosition),
+    history: parseHistory(raw.history as string | null),
     lsn: raw.lsn as string | null,
     receiveLsn: raw.receive_lsn as string | null,
     replayGapBytes: raw.replay_gap === null || raw.replay_gap === undefined ? null : Number(raw.replay_gap),

@@ -16,6 +16,22 @@ export interface ReplicationRow {
   replay_lag_s: number | null;
 }
 
+/** Where a server is in the WAL (a standby's received, an old primary's written): what a failover compares. */
+export interface Position {
+  name: string;
+  inRecovery: boolean;
+  /** A primary's: the one it writes; a standby's: the one it receives, or the newest it knows. */
+  timeline: number;
+  /** WAL on its disk: a standby's received (or replayed, when its receiver has not started since a restart); a primary's written. */
+  received: string | null;
+  replayed: string | null;
+  /** A standby's WAL receiver streams now. */
+  streaming: boolean;
+}
+
+/** What a light read (or a full one) tells of a standby's position, or why it tells nothing. */
+export type PositionRead = { name: string; position: Position; needsRejoin: boolean } | { name: string; position: undefined; why: string };
+
 export interface SqlState {
   inRecovery: boolean;
   versionNum: number;
@@ -37,6 +53,9 @@ export interface SqlState {
    */
   standbyMinimums: Record<string, { now: string; others: string | null; auto: string | null; boot: string }>;
   replication: ReplicationRow[];
+  position: Position;
+  /** A primary's timeline history: each parent timeline and the LSN where it ended (empty on timeline 1). */
+  history: { tli: number; switchpoint: string }[];
   receiver: { status: string; conninfo: string | null } | null;
   /** Physical replication slots; wal_status exists on 13+. retained: WAL held back from this server's position. */
   slots: { name: string; active: boolean; retained_bytes: number | null; wal_status: string | null }[];

@@ -1,4 +1,7 @@
 import { assessCluster } from "../cluster/assess.js";
+import type { ReachableHost } from "../cluster/state.js";
+import type { ClusterSpec } from "../model/cluster.js";
+import { observeAndFence } from "../apply/fence.js";
 import { EXIT, InputError, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import type { RoleStep } from "../plan/role-steps.js";
@@ -18,6 +21,13 @@ export interface RejoinCommandOptions {
   streamTimeoutSeconds: number;
 }
 
+/** Why pg_rewind cannot work here, found before anything is stopped. */
+function noRewindReason(spec: ClusterSpec, S: ReachableHost): string | undefined {
+  if (!S.caps.rewindWithoutSuperuser) return `pg_rewind on PostgreSQL ${S.caps.major} needs a superuser on the source, and the replication role ${spec.replicationUser} is not one`;
+  if (!S.hasPgRewind) return `there is no pg_rewind of PostgreSQL ${S.caps.major} on ${S.name} (in ${S.layout.binDir})`;
+  return undefined;
+}
+
 /** Brings a former primary back as a standby of the current one: stop, rewind, configure, start, verify. */
 export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Promise<ExitCode> {
   const session = await openSession({ ...opts, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } }, (spec) => {
@@ -28,7 +38,7 @@ export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Pr
     const { spec } = session;
     const h = hostNamed(spec, opts.host);
     const log = (text: string) => out.progress(`[${h.name}] ${text}`);
-    const snap = await session.observe();
+    const snap = await observeAndFence(session, out, opts.dryRun);
     const S = reachable(snap, h.name);
     const P = reachable(snap, spec.primary.name);
     if (!P.sql || P.sql.inRecovery) throw new RefusedError(`${spec.primary.name}, the inventory's primary, is not running as a primary`, "run pgrep status");
@@ -38,14 +48,13 @@ export async function rejoinCommand(opts: RejoinCommandOptions, out: Output): Pr
       return EXIT.ok;
     }
     const steps: RoleStep[] = [];
+    // A standby that cannot follow (it diverged) records its last checkpoint first: pg_rewind takes the
+    // timeline it is on from there (15 and older), and its last restartpoint may be of an older timeline.
+    if (S.running && S.sql?.inRecovery && !noRewindReason(spec, S)) steps.push({ kind: "checkpoint", host: h.name, why: "a restartpoint: pg_rewind reads the timeline it is on from its last checkpoint" });
     // It must never run as a second primary, and pg_rewind needs it stopped.
     if (S.running) steps.push({ kind: "stop", host: h.name, why: S.sql && !S.sql.inRecovery ? "it runs as a second primary" : "pg_rewind needs it stopped" });
     // Found before anything is stopped: where pg_rewind cannot work, say so and offer the copy that does.
-    const noRewind = !S.caps.rewindWithoutSuperuser
-      ? `pg_rewind on PostgreSQL ${S.caps.major} needs a superuser on the source, and the replication role ${spec.replicationUser} is not one`
-      : !S.hasPgRewind
-        ? `there is no pg_rewind of PostgreSQL ${S.caps.major} on ${h.name} (in ${S.layout.binDir})`
-        : undefined;
+    const noRewind = noRewindReason(spec, S);
     if (noRewind && !opts.allowReclone)
       throw new RefusedError(`${h.name} cannot be rewound: ${noRewind}; nothing was changed`, `pass --allow-reclone to copy the whole data directory from ${spec.primary.name} instead`);
     if (noRewind) steps.push({ kind: "reclone", host: h.name, from: spec.primary.name, why: noRewind });

@@ -1,4 +1,5 @@
 import { assessCluster } from "../cluster/assess.js";
+import { observeAndFence } from "../apply/fence.js";
 import { formatStatusTable } from "../cluster/format.js";
 import { EXIT, PgrepError, RefusedError, type ExitCode } from "../errors.js";
 import { executePlan } from "../apply/execute.js";
@@ -29,7 +30,7 @@ export async function restartCommand(opts: RestartCommandOptions, out: Output): 
   });
   try {
     const { spec } = session;
-    const snap = await session.observe();
+    const snap = await observeAndFence(session, out, opts.dryRun);
     const { phases, problems } = planRestart(spec, snap, opts.hosts, opts.restartPrimary);
     const notInLine = assessCluster(spec, snap).filter((r) => !r.ok);
     if (notInLine.length) problems.push(`the cluster is not healthy: ${notInLine.map((r) => `${r.name} ${r.state}`).join(", ")}`);

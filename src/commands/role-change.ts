@@ -25,10 +25,14 @@ export async function finishRoleChange(session: Session, spec: ClusterSpec, out:
   out.result(formatStatusTable(reports));
   const bad = reports.filter((r) => !r.ok && !expected.includes(r.name));
   if (!bad.length) return EXIT.ok;
-  throw new PgrepError(`${primary} is the primary, but not every host is in line: ${bad.map((r) => `${r.name} (${r.state})`).join(", ")}`, {
-    exitCode: EXIT.degraded,
-    hint: `once ${bad.map((r) => r.name).join(" and ")} ${bad.length > 1 ? "answer" : "answers"}, run pgrep setup with the same inventory (see the problems above)`,
-  });
+  // A host that cannot follow is brought back by rejoin; the others by the next setup, once they answer.
+  const rejoin = bad.filter((r) => r.state === "diverged" || r.state === "needs rejoin").map((r) => r.name);
+  const later = bad.filter((r) => !rejoin.includes(r.name)).map((r) => r.name);
+  const hints = [
+    ...(later.length ? [`once ${later.join(" and ")} ${later.length > 1 ? "answer" : "answers"}, run pgrep setup with the same inventory (see the problems above)`] : []),
+    ...rejoin.map((n) => `pgrep rejoin ${n} brings ${n} back (pg_rewind)`),
+  ];
+  throw new PgrepError(`${primary} is the primary, but not every host is in line: ${bad.map((r) => `${r.name} (${r.state})`).join(", ")}`, { exitCode: EXIT.degraded, hint: hints.join("; ") });
 }
 
 /** Prints a role change's dry run and says nothing was changed. Await it inside the try: it reads over the open session. */

@@ -1,4 +1,5 @@
 import { suggest } from "../inventory/suggest.js";
+import { observeAndFence } from "../apply/fence.js";
 import { clusterDrift } from "../cluster/drift.js";
 import { formatDrift, formatStatusTable } from "../cluster/format.js";
 import { EXIT, InputError, PgrepError, type ExitCode } from "../errors.js";
@@ -39,7 +40,7 @@ export async function setupCommand(opts: SetupCommandOptions, out: Output): Prom
   });
   try {
     const { spec } = session;
-    const snap = await session.observe();
+    const snap = await observeAndFence(session, out, opts.dryRun);
     // Standbys that are down (or wait for rejoin) are left out; the others converge. The primary must answer.
     const plan = planSetup(spec, snap, { force: new Set(opts.force), tls: session.tls, apps: true, restartPrimary: opts.restartPrimary, resetAutoConf: opts.resetAutoConf });
     if (opts.dryRun) {

@@ -26,8 +26,9 @@ export interface StatusCommandOptions {
 }
 
 /**
- * Exit 0 when every host is as the inventory wants; 3 when a host cannot be reached; 5 (degraded) when one
- * is not in line; 7 when all are healthy but something differs from the inventory (see clusterDrift).
+ * Exit 0 when every host is as the inventory wants; 8 when a host the inventory calls a standby accepts
+ * writes (split brain); 3 when a host cannot be reached; 5 (degraded) when one is not in line; 7 when all
+ * are healthy but something differs from the inventory (see clusterDrift).
  */
 export async function statusCommand(opts: StatusCommandOptions, out: Output): Promise<ExitCode> {
   const session = await openSession({ ...opts, password: "optional" });
@@ -37,11 +38,14 @@ export async function statusCommand(opts: StatusCommandOptions, out: Output): Pr
     const reports = assessCluster(spec, snap);
     const drift = clusterDrift(spec, snap, plannedOrNothing(spec, snap, session.tls));
     const { maxLagSeconds } = spec.apps;
+    const splitBrain = reports.filter((r) => r.state === "split brain").map((r) => r.name);
+    const headline = splitBrain.length ? [`SPLIT BRAIN: ${splitBrain.join(", ")} accept${splitBrain.length > 1 ? "" : "s"} writes, but the inventory's primary is ${spec.primary.name} (see the problems below)`, ""] : [];
     out.result(
       opts.json
-        ? JSON.stringify({ cluster: spec.name, healthy: healthy(reports), differs: drift.size > 0, maxLagSeconds, hosts: reports.map((r) => ({ ...r, differs: drift.get(r.name) ?? [] })) }, null, 2)
-        : formatStatusTable(reports, maxLagSeconds, drift),
+        ? JSON.stringify({ cluster: spec.name, healthy: healthy(reports), splitBrain, differs: drift.size > 0, maxLagSeconds, hosts: reports.map((r) => ({ ...r, differs: drift.get(r.name) ?? [] })) }, null, 2)
+        : [...headline, formatStatusTable(reports, maxLagSeconds, drift)].join("\n"),
     );
+    if (splitBrain.length) return EXIT.splitBrain;
     if (reports.some((r) => r.state === "unreachable")) return EXIT.unreachable;
     if (!healthy(reports)) return EXIT.degraded;
     return drift.size ? EXIT.differs : EXIT.ok;

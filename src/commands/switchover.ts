@@ -1,4 +1,5 @@
 import { assessCluster } from "../cluster/assess.js";
+import { observeAndFence } from "../apply/fence.js";
 import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import { effectiveMethod } from "../postgres/promote.js";
@@ -18,6 +19,8 @@ export interface SwitchoverCommandOptions {
   dryRun: boolean;
   acceptNewHostKeys: boolean;
   streamTimeoutSeconds: number;
+  /** How long the promotion may take before it is withdrawn (default 60). */
+  promoteTimeoutSeconds?: number;
 }
 
 /**
@@ -32,14 +35,14 @@ export async function switchoverCommand(opts: SwitchoverCommandOptions, out: Out
       out.progress(`${opts.target} already is the primary; nothing to do.`);
       return EXIT.ok;
     }
-    return await switchOver(session, await session.observe(), opts, out);
+    return await switchOver(session, await observeAndFence(session, out, opts.dryRun), opts, out);
   } finally {
     await session.close();
   }
 }
 
 /** The switchover itself, on an open session that holds the lock (also the last step of a rolling restart). */
-export async function switchOver(session: Session, snap: ClusterSnapshot, opts: Pick<SwitchoverCommandOptions, "target" | "maxLagBytes" | "dryRun" | "streamTimeoutSeconds">, out: Output): Promise<ExitCode> {
+export async function switchOver(session: Session, snap: ClusterSnapshot, opts: Pick<SwitchoverCommandOptions, "target" | "maxLagBytes" | "dryRun" | "streamTimeoutSeconds" | "promoteTimeoutSeconds">, out: Output): Promise<ExitCode> {
   const { spec } = session;
   const th = hostNamed(spec, opts.target);
   const old = spec.primary;
@@ -67,6 +70,7 @@ export async function switchOver(session: Session, snap: ClusterSnapshot, opts: 
       snap,
       out,
       streamTimeoutMs: opts.streamTimeoutSeconds * 1000,
+      promoteTimeoutMs: (opts.promoteTimeoutSeconds ?? 60) * 1000,
       onPromoted: () => out.progress(`[${th.name}] ✓ is the primary; writes resume (paused ${((Date.now() - pauseStarted) / 1000).toFixed(1)} s)`),
     },
     steps,

@@ -1,4 +1,5 @@
 import { cp, readFile, stat, writeFile } from "node:fs/promises";
+import { observeAndFence } from "../apply/fence.js";
 import { basename, dirname, join } from "node:path";
 import { assessCluster } from "../cluster/assess.js";
 import { formatStatusTable } from "../cluster/format.js";
@@ -55,7 +56,7 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
     const name = opts.name ?? h.name;
     const forkFile = opts.out ?? join(dirname(spec.inventoryFile), `${name}.yml`);
     if (await stat(forkFile).then(() => true, () => false)) throw new InputError(`${forkFile} exists; pgrep will not write over it`, "pass --out FILE, or --name NAME for another file name");
-    const snap = await session.observe();
+    const snap = await observeAndFence(session, out, opts.dryRun);
     const S = reachable(snap, h.name);
     if (!S.running || !S.sql?.inRecovery) throw new RefusedError(`${h.name} is not running as a standby (${S.running ? "it accepts writes" : "PostgreSQL is stopped"})`, "pgrep setup brings it back as a standby first");
 

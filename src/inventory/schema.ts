@@ -174,6 +174,8 @@ export const inventorySchema = z
             ssh: sshSettings.optional(),
             postgres: postgresHost.optional(),
             clone: z.object({ method: z.enum(cloneMethods).optional(), max_rate: rate.optional() }).strict().optional(),
+            /** pgrep failover: among standbys that hold the same WAL, a higher priority is chosen first; 0: never chosen. */
+            failover: z.object({ priority: z.number().int().min(0).max(1000).default(1) }).strict().optional(),
             /** This host's own server certificate and key (PEM files on this machine), instead of one pgrep issues. */
             tls: z.object({ cert: path, key: path }).strict().optional(),
           })

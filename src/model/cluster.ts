@@ -35,6 +35,8 @@ export interface HostSpec {
   pg: PgSpec;
   /** How this host is cloned when it is a standby. */
   clone: { method: CloneMethod; maxRate: string | undefined };
+  /** pgrep failover: among standbys that hold the same WAL, the higher is chosen first; 0: never chosen. */
+  failoverPriority: number;
   /** Its own server certificate and key (files on this machine), when the inventory gives them. */
   tlsFiles: { cert: string; key: string } | undefined;
 }

@@ -1,3 +1,4 @@
+import { bytes } from "../cluster/format.js";
 import type { ClusterSpec } from "../model/cluster.js";
 import type { ClusterSnapshot } from "../cluster/state.js";
 import { slotName } from "../postgres/replication.js";
@@ -16,6 +17,12 @@ export type RoleStep =
    * once. `restartOnFailure`: the host to start again when the promotion fails (switchover).
    */
   | { kind: "promote"; host: string; method: Method; slots: string[]; restartOnFailure?: string; why: string }
+  /**
+   * WAL the stopped old primary `from` wrote after `have` (what `host` holds) up to `end`, copied from its
+   * pg_wal into host's and replayed before the promotion. When it fails, the promotion goes on without it
+   * and `from` waits for pgrep rejoin.
+   */
+  | { kind: "salvage"; host: string; from: string; have: string; end: string; timeline: number; segmentSize: number; bytes: number; why: string }
   | { kind: "checkpoint"; host: string; why: string }
   /** The setup plan's primary phase alone (pg_hba, role), so that the primary accepts `host` before it is rewound. */
   | { kind: "admit"; host: string; primary: string; why: string }
@@ -43,6 +50,8 @@ export function describeRoleStep(s: RoleStep): string {
       return "run the inventory's fence command";
     case "promote":
       return `promote with ${methodLabel(s.method)}, after replaying what it has received${s.slots.length ? ` and making its standbys' slot${s.slots.length > 1 ? "s" : ""} ${s.slots.join(", ")}` : ""}`;
+    case "salvage":
+      return `copy the ${bytes(s.bytes)} of WAL ${s.from} wrote after ${s.have} (up to ${s.end}) from its pg_wal, restart on it and replay it`;
     case "checkpoint":
       return "CHECKPOINT";
     case "admit":

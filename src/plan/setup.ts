@@ -7,6 +7,7 @@ import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine, 
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
+import { divergence } from "../cluster/positions.js";
 import { loweredMinimums, primaryTurn, rollingPhases, type RestartStep } from "./rolling.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
@@ -34,6 +35,8 @@ export interface SetupOptions {
  */
 export function hostsLeftAlone(spec: ClusterSpec, snap: ClusterSnapshot, opts: Pick<SetupOptions, "skip" | "force" | "reclone">): Map<string, string> {
   const alone = new Map<string, string>();
+  const P = snap.hosts.get(spec.primary.name);
+  const primarySql = P?.reachable && P.sql && !P.sql.inRecovery ? P.sql : undefined;
   const byHops = [...spec.standbys].sort((a, b) => hopsFromPrimary(spec, a) - hopsFromPrimary(spec, b));
   for (const h of byHops) {
     const s = snap.hosts.get(h.name);
@@ -44,6 +47,8 @@ export function hostsLeftAlone(spec: ClusterSpec, snap: ClusterSnapshot, opts: P
       alone.set(h.name, `unreachable: ${s.error.message.replace(`${h.name}: `, "")}`);
     }
     else if (s.needsRejoin && !opts.force.has(h.name) && !opts.reclone?.has(h.name)) alone.set(h.name, `a former primary, waiting for: pgrep rejoin ${h.name}`);
+    else if (primarySql && s.sql && !opts.force.has(h.name) && !opts.reclone?.has(h.name) && divergence(primarySql, s.sql.position))
+      alone.set(h.name, `diverged: it replayed WAL past where ${spec.primary.name}'s timeline began, so it cannot follow; bring it back with: pgrep rejoin ${h.name}`);
     else if (h.upstream && alone.has(h.upstream)) alone.set(h.name, `its upstream ${h.upstream} is left as it is`);
   }
   return alone;

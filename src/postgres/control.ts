@@ -3,7 +3,7 @@ import type { Transport } from "../transport/types.js";
 // global/pg_control read directly: the fields pgrep needs sit at the same offsets in 10-18
 // (system_identifier @0 u64, state @16 i32, checkPoint @32 u64), and no binary of the right major is needed.
 
-export const DB_STATE = { shutDown: 1, shutDownInRecovery: 2 } as const;
+export const DB_STATE = { shutDown: 1, shutDownInRecovery: 2, inArchiveRecovery: 5 } as const;
 
 export interface ControlData {
   sysid: string;

@@ -45,10 +45,19 @@ ${WRITE_PROOF};`,
     await s.transport.run(["touch", s.layout.triggerFile], { user: h.pg.osUser, what: "creating the trigger file" });
   } else {
     const c = s.layout.control.promote;
-    await s.transport.run(c.argv, { user: c.user, what: "pg_ctl promote", timeoutMs: 180_000 });
+    await s.transport.run(c.argv, { user: c.user, what: "pg_ctl promote", timeoutMs });
   }
   onStarted?.();
   return { ...(await waitWritable(h.name, sql, timeoutMs)), ...replay };
+}
+
+/**
+ * Takes back a promote request the server has not acted on: its signal files and the trigger file go, so
+ * that a server that did not promote in time cannot become a second primary later.
+ */
+export async function withdrawPromotion(h: HostSpec, s: ReachableHost): Promise<void> {
+  const d = s.layout.dataDir;
+  await s.transport.run(["rm", "-f", "--", `${d}/promote`, `${d}/fallback_promote`, s.layout.triggerFile], { user: h.pg.osUser, what: "withdrawing the promote request" });
 }
 
 // "resumed N" or "replaying N": whether replay was paused, and the bytes received but not yet replayed.

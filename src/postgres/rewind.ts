@@ -1,7 +1,7 @@
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { PgrepError } from "../errors.js";
-import { cleanlyShutDown, readControl } from "./control.js";
+import { cleanlyShutDown, DB_STATE, readControl } from "./control.js";
 import { replicationConninfo } from "./replication.js";
 
 /**
@@ -11,12 +11,16 @@ import { replicationConninfo } from "./replication.js";
  * cannot find a postgresql.conf kept outside the data directory before 15 (Debian), and none runs with a
  * standby marker present.
  */
-export async function rewind(spec: ClusterSpec, h: HostSpec, s: ReachableHost, source: HostSpec): Promise<void> {
+export async function rewind(spec: ClusterSpec, h: HostSpec, s: ReachableHost, source: HostSpec, restartAsStandby: () => Promise<void>): Promise<void> {
   const pgRewind = `${s.layout.binDir}/pg_rewind`;
   const has = await s.transport.run(["test", "-x", pgRewind], { allowFailure: true });
   if (has.exitCode !== 0) throw new PgrepError(`${h.name}: no pg_rewind of PostgreSQL ${s.caps.major} in ${s.layout.binDir}`, { hint: "install the server package of that major, or pass --allow-reclone" });
   const control = await readControl(s.transport, s.layout.dataDir, s.layout.admin);
-  if (control && !cleanlyShutDown(control)) await finishCrashRecovery(h, s);
+  // A standby that stopped uncleanly finishes its recovery as a standby (a crash recovery would end
+  // recovery at its last checkpoint's timeline, short of what its pages already hold); a primary in
+  // single-user mode.
+  if (control?.state === DB_STATE.inArchiveRecovery) await restartAsStandby();
+  else if (control && !cleanlyShutDown(control)) await finishCrashRecovery(h, s);
   const args = [
     pgRewind,
     `--target-pgdata=${s.layout.dataDir}`,

@@ -17,6 +17,11 @@ export interface Capabilities {
   /** Trigger-file promotion: recovery.conf trigger_file ≤11, the promote_trigger_file setting 12–15, none 16+. */
   triggerFileSetting: "trigger_file" | "promote_trigger_file" | null;
   hasPgPromote: boolean;
+  /**
+   * A promote request needs its signal file when the startup process acts on it (13+): removing the file
+   * withdraws a request that was not acted on yet. Up to 12 the signal alone promotes once it is handled.
+   */
+  promoteRequestNeedsFile: boolean;
   backupApi: { start: "pg_start_backup" | "pg_backup_start"; stop: "pg_stop_backup" | "pg_backup_stop"; takesExclusiveArg: boolean };
   /** pg_rewind's source may be a role with EXECUTE on four file functions instead of a superuser. */
   rewindWithoutSuperuser: boolean;
@@ -46,6 +51,7 @@ export function capabilities(major: number): Capabilities {
     primaryConninfoApply: major <= 12 ? "restart" : "reload",
     triggerFileSetting: major <= 11 ? "trigger_file" : major <= 15 ? "promote_trigger_file" : null,
     hasPgPromote: major >= 12,
+    promoteRequestNeedsFile: major >= 13,
     backupApi:
       major <= 14
         ? { start: "pg_start_backup", stop: "pg_stop_backup", takesExclusiveArg: true }

@@ -25,7 +25,7 @@ export interface SessionOptions {
    * Standbys that also look up the hosts' names (a promotion's target): in the first observe, or with
    * `actsFirstOn`, once the other hosts are read.
    */
-  resolveOn?: string[];
+  resolveOn?: string[] | "standbys";
   /**
    * Hosts the command acts on first (with the primary): read alone, the others only when the command asks
    * for them, after it has acted (`observeStaged`). With a lock, it is held before any read.
@@ -63,12 +63,12 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
   const appPasswords = opts.apps ? await loadAppPasswords(spec, opts.apps === "create") : undefined;
   const conns = new Connections(spec, { acceptNewHostKeys: opts.acceptNewHostKeys ?? false });
   let lock: HeldLock<StagedSnapshot> | undefined;
-  const resolveOn = opts.resolveOn ?? [];
+  const resolveOn = opts.resolveOn === "standbys" ? spec.standbys.map((h) => h.name) : (opts.resolveOn ?? []);
   const observe = (on: readonly string[]) => observeCluster(spec, conns, password, appPasswords, on);
   const firstLook = async (): Promise<StagedSnapshot> => {
     if (opts.actsFirstOn) return observeStaged(spec, conns, password, resolveOn, opts.actsFirstOn);
     const whole = await observe(resolveOn);
-    return { first: whole, all: () => Promise.resolve(whole) };
+    return { first: whole, positions: [], all: () => Promise.resolve(whole) };
   };
   if (opts.lock) {
     for (const h of spec.hosts) conns.get(h); // every host is dialled at once; the lock waits for them

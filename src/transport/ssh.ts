@@ -69,7 +69,8 @@ export class SshTransport implements Transport {
    * it (it could not start), commands still end with the connection, as sshd sees it.
    */
   private startHeartbeat(): void {
-    this.client.exec(shellCommand(["sh", "-c", HEARTBEAT_SCRIPT, "pgrep-heartbeat", this.heartbeat]), (err, channel) => {
+    // Itself under the tether, on its own counter: silent, it ends too.
+    this.client.exec(shellCommand(tethered("sshd", ["sh", "-c", HEARTBEAT_SCRIPT, "pgrep-heartbeat", this.heartbeat], this.heartbeat)), (err, channel) => {
       if (err) return;
       channel.on("error", () => {});
       channel.resume();

@@ -156,7 +156,7 @@ describe("role changes", () => {
     expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg1/);
   });
 
-  it("after a crash: promote needs the acknowledgement, the old primary shows as conflicting, rejoin rewinds it", async () => {
+  it("after a crash: promote needs the acknowledgement, the old primary that comes back is a split brain: status says so, setup fences it, rejoin rewinds it", async () => {
     // Rows that reach no standby: the standbys are stopped while pg1 takes them, then pg1 crashes.
     await rig.sh("pg2", "pg_ctlcluster 15 main stop");
     await rig.sh("pg3", "pg_ctlcluster 15 main stop");
@@ -180,30 +180,34 @@ describe("role changes", () => {
     await rig.waitReplayed("pg2", "pg3");
     expect(await rig.psql("pg3", "SELECT count(*) FROM t WHERE id > 6000")).toBe("5");
 
-    // The old primary comes back by itself, as a primary with its divergent rows.
+    // The old primary comes back by itself, as a primary with its divergent rows: a split brain.
     await rig.startSshd("pg1");
     await rig.sh("pg1", "pg_ctlcluster 15 main start");
     expect(await rig.psql("pg1", "SELECT count(*) FROM t WHERE src = 'lost'")).toBe("10");
     const status = await pgrep(["status", "-i", inv]);
-    expect(status.exitCode, status.all).toBe(5);
-    expect(status.stdout).toMatch(/!\s+pg1\s+standby\s+conflicting primary/);
-    const setup = await pgrep(["setup", "-i", inv]);
-    expect(setup.exitCode, setup.all).toBe(4); // setup never silently demotes a writable server
-    expect(setup.stderr).toMatch(/pg1: refusing to replace its data: it is running as a primary/);
-
+    expect(status.exitCode, status.all).toBe(8);
+    expect(status.stdout).toMatch(/^SPLIT BRAIN: pg1 accepts writes, but the inventory's primary is pg2/);
+    expect(status.stdout).toMatch(/!\s+pg1\s+standby\s+split brain/);
+    // A dry run says what it would do and does nothing: pg1 still takes writes.
     const before = await everything();
     const dry = await pgrep(["rejoin", "pg1", "-i", inv, "--dry-run"]);
     expect(dry.exitCode, dry.all).toBe(0);
-    expect(dry.stdout).toMatch(/\[pg1\] stop PostgreSQL — it runs as a second primary/);
+    expect(dry.stderr).toMatch(/\[pg1\] split brain: it accepts writes, and so does pg2, the inventory's primary: pgrep would stop it first and mark it for pgrep rejoin pg1/);
     expect(dry.stdout).toMatch(/\[pg1\] pg_rewind against pg2/);
     expect(dry.stdout).toMatch(/\+primary_conninfo = 'host=pg2 /);
     expect(await everything()).toEqual(before);
     expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("f");
+    // The next command that changes the cluster fences it first, says so, and goes on without it.
+    const setup = await pgrep(["setup", "-i", inv]);
+    expect(setup.exitCode, setup.all).toBe(5);
+    expect(setup.stderr).toMatch(/\[pg1\] split brain: it accepts writes, and so does pg2, the inventory's primary: stopping it and marking it for pgrep rejoin pg1/);
+    expect(setup.stderr).toMatch(/\[pg1\] ✓ fenced/);
+    expect(setup.stdout).toMatch(/!\s+pg1\s+standby\s+needs rejoin/);
+    expect(await rig.sh("pg1", "pg_lsclusters -h | awk '{print $4}'")).toMatch(/^down/);
 
     const j = await pgrep(["rejoin", "pg1", "-i", inv]);
     console.log(`rejoin took ${j.ms} ms`);
     expect(j.exitCode, j.all).toBe(0);
-    expect(j.stderr).toMatch(/\[pg1\] stop PostgreSQL — it runs as a second primary/);
     expect(j.stderr).toMatch(/\[pg1\] ✓ rewound/);
     expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("t");
     await rig.waitReplayed("pg2", "pg1");

@@ -67,7 +67,10 @@ export function emptyHost(s: ClusterSpec, name: string, systemd = false): Reacha
 }
 
 export function sql(over: Partial<SqlState> = {}): SqlState {
+  const inRecovery = over.inRecovery ?? false;
   return {
+    position: { name: "", inRecovery, timeline: 1, received: "0/3000000", replayed: "0/3000000", streaming: inRecovery },
+    history: [],
     inRecovery: false,
     versionNum: 150000,
     sysid: "7000000000000000001",
