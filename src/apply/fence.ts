@@ -13,13 +13,18 @@ import { control } from "./host-ops.js";
 // fences it before anything else: stopped, and marked as a standby that waits for `pgrep rejoin`, so that
 // it can never take writes again until it is rewound. Its own writes stay on its disk until then.
 
-/** The standbys that accept writes while the inventory's primary does too. */
+/**
+ * The standbys that accept writes while the inventory's primary does too, and are of its cluster (the same
+ * system identifier): another cluster's primary on a standby's host is someone else's data, which setup
+ * refuses to touch — never fenced.
+ */
 export function strayPrimaries(session: Session, snap: ClusterSnapshot): ReachableHost[] {
   const P = snap.hosts.get(session.spec.primary.name);
   if (!P?.reachable || !P.sql || P.sql.inRecovery) return [];
+  const sysid = P.sql.sysid;
   return session.spec.standbys.flatMap((h) => {
     const s = snap.hosts.get(h.name);
-    return s?.reachable && s.running && s.sql && !s.sql.inRecovery ? [s] : [];
+    return s?.reachable && s.running && s.sql && !s.sql.inRecovery && s.sql.sysid === sysid ? [s] : [];
   });
 }
 

@@ -12,7 +12,7 @@ export interface HostReport {
   address: string;
   wanted: "primary" | "standby";
   observed: "primary" | "standby" | "unknown";
-  state: "running" | "streaming" | "catchup" | "not streaming" | "stopped" | "unreachable" | "split brain" | "diverged" | "running as standby" | "not a cluster" | "needs rejoin";
+  state: "running" | "streaming" | "catchup" | "not streaming" | "stopped" | "unreachable" | "split brain" | "conflicting primary" | "diverged" | "running as standby" | "not a cluster" | "needs rejoin";
   ok: boolean;
   upstream: string | null;
   timeline: number | null;
@@ -92,6 +92,9 @@ export function assessCluster(spec: ClusterSpec, snap: ClusterSnapshot): HostRep
       if (q.inRecovery) return { ...r, state: "running as standby", problem: "the inventory says primary but the server is in recovery" };
       return { ...r, state: "running", ok: true };
     }
+    // Another cluster's primary on a standby's host: not a second primary of this one (setup refuses to touch it).
+    if (!q.inRecovery && primarySql && q.sysid !== primarySql.sysid)
+      return { ...r, state: "conflicting primary", problem: `the inventory says standby, but it runs the primary of another cluster (system identifier ${q.sysid}, not ${primarySql.sysid})` };
     if (!q.inRecovery)
       return {
         ...r,
