@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 240_000,
     hookTimeout: 240_000,
     reporters: ["default", "./test/summary-reporter.ts"],
+    // The CLI the tests run is the packed package, installed in a temporary directory.
+    globalSetup: ["./test/global-setup.ts"],
   },
 });

@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     include: ["bench/**/*.bench-run.ts"],
     env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
+    // The CLI measured is the packed package, as the tests run it.
+    globalSetup: ["./test/global-setup.ts"],
     testTimeout: 3_600_000,
     hookTimeout: 600_000,
   },

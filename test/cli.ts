@@ -1,9 +1,10 @@
 import { execa } from "execa";
 import { fileURLToPath } from "node:url";
+import { inject } from "vitest";
 
-// Runs the built CLI as a user would (the bundle package.json's bin names): a child process, its exit code,
-// stdout and stderr.
-export const CLI = fileURLToPath(new URL("../dist/bundle/cli.js", import.meta.url));
+// Runs the CLI as a user would: the package as `npm pack` ships it, installed by test/global-setup.ts,
+// through the bin its package.json names; a child process, its exit code, stdout and stderr.
+export const CLI = inject("installedCli");
 /** The same code one file per module, as tsc emits it: for a test that swaps a module (the recorder). */
 export const CLI_MODULES = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 

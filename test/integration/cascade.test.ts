@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
+import { dryRun } from "../rig/dry-run.js";
 import { Rig } from "../rig/rig.js";
 
 // A cascading standby on real hosts: pg3 is copied from and streams from pg2, which streams from pg1.
@@ -22,7 +23,7 @@ describe("cascading standbys", () => {
   });
 
   it("setup copies pg3 from pg2 once pg2 streams, and pg3 streams from pg2 through a slot there", async () => {
-    const dry = await pgrep(["setup", "-i", inv, "--dry-run"]);
+    const dry = await dryRun(rig, ["setup", "-i", inv]);
     expect(dry.exitCode, dry.all).toBe(7); // changes pending
     expect(dry.stdout).toMatch(/cascading standbys \(2 hops from the primary\)[\s\S]*\[pg3\] clone from pg2 with pg_basebackup/);
     const r = await pgrep(["setup", "-i", inv]);
@@ -81,7 +82,7 @@ describe("cascading standbys", () => {
     const refused = await pgrep(["unfollow", "pg2", "-i", sync]);
     expect(refused.exitCode, refused.all).toBe(4);
     expect(refused.stderr).toMatch(/pg2 is named in replication\.synchronous/);
-    const dry = await pgrep(["unfollow", "pg2", "-i", inv, "--dry-run"]);
+    const dry = await dryRun(rig, ["unfollow", "pg2", "-i", inv]);
     expect(dry.exitCode, dry.all).toBe(0);
     expect(dry.stdout).toMatch(/first: pg1 streams from pg3 instead/);
     const r = await pgrep(["unfollow", "pg2", "-i", inv]);
@@ -94,6 +95,6 @@ describe("cascading standbys", () => {
     await rig.waitReplayed("pg3", "pg1");
     expect(await rig.psql("pg1", "SELECT count(*) FROM c")).toBe("502");
     expect(readFileSync(inv, "utf8")).not.toMatch(/pg2/);
-    expect((await pgrep(["setup", "-i", inv, "--dry-run"])).exitCode).toBe(0);
+    expect((await dryRun(rig, ["setup", "-i", inv])).exitCode).toBe(0);
   });
 });

@@ -3,6 +3,7 @@ import { cpSync, readFileSync } from "node:fs";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, pgrep } from "../cli.js";
+import { dryRun } from "../rig/dry-run.js";
 import { Rig } from "../rig/rig.js";
 
 // Failovers as real failures shape them, on three real hosts (PostgreSQL 15, Debian layout): a standby
@@ -71,13 +72,17 @@ describe("choosing, salvaging and fencing on a failover", () => {
     expect(await Promise.all(["pg2", "pg3"].map(state))).toEqual(before);
     expect(readFileSync(inv, "utf8")).toBe(inventoryBefore);
 
-    const dry = await pgrep(["failover", "-i", inv, "--old-primary-is-down", "--dry-run"]);
+    const dry = await dryRun(rig, ["failover", "-i", inv, "--old-primary-is-down"], ["pg2", "pg3"]);
     expect(dry.exitCode, dry.all).toBe(0);
     expect(dry.stdout).toMatch(/^Candidates:\n {4}HOST +TL +RECEIVED +REPLAYED +BEHIND THE BEST +PRIORITY\n {2}→ pg2 +1 +\S+ +\S+ +0 B +1 +chosen: received the most WAL\n {4}pg3 +1 +\S+ +\S+ +[\d.]+ MB +1 +behind by [\d.]+ MB\n/);
     expect(dry.stdout).toMatch(/^Fail over to pg2 in cluster rig \(dry run\):/m);
     expect(await Promise.all(["pg2", "pg3"].map(state))).toEqual(before);
 
+    // The hosts that answer are watched for the replication password while the roles change.
+    const password = readFileSync(inv.replace(/\.yml$/, ".state/replication-password"), "utf8").trim();
+    const watch = await rig.watchForSecrets(["pg2", "pg3"], [password]);
     const r = await pgrep(["failover", "-i", inv, "--old-primary-is-down"]);
+    expect(await watch.stop()).toEqual([]);
     expect(r.exitCode, r.all).toBe(0);
     expect(r.stderr).toMatch(/→ pg2 .*chosen: received the most WAL/);
     expect(primary()).toBe("pg2");
@@ -122,7 +127,7 @@ describe("choosing, salvaging and fencing on a failover", () => {
     await rig.releaseReceiver(a);
     await rig.releaseReceiver(b);
 
-    const dry = await pgrep(["failover", "-i", inv, "--dry-run"]);
+    const dry = await dryRun(rig, ["failover", "-i", inv]);
     expect(dry.exitCode, dry.all).toBe(0);
     expect(dry.stdout).toMatch(new RegExp(`^ {4}${old} +\\S+ +[\\d.]+ MB ahead +old primary +stopped; wrote [\\d.]+ MB no standby received$`, "m"));
     expect(dry.stdout).toMatch(/\] copy the [\d.]+ MB of WAL \w+ wrote after \S+ \(up to \S+\) from its pg_wal, restart on it and replay it/);

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, pgrep } from "../cli.js";
+import { dryRun } from "../rig/dry-run.js";
 import { Rig } from "../rig/rig.js";
 
 // Hosts that fail the way real ones do, and an operator's pgrep that is killed or started twice, on three
@@ -41,7 +42,7 @@ async function noBackupOn(p: string): Promise<void> {
 
 /** A role change is complete when the next setup has nothing to do and no slot is left that nothing streams through. */
 async function convergedCompletely(file = inv): Promise<string> {
-  const dry = await pgrep(["setup", "-i", file, "--dry-run"]);
+  const dry = await dryRun(rig, ["setup", "-i", file], hosts());
   expect(dry.exitCode, dry.all).toBe(0);
   expect(dry.stdout, dry.all).toMatch(/^Nothing to change: cluster rig already matches the inventory/);
   for (const h of hosts()) {
@@ -52,7 +53,9 @@ async function convergedCompletely(file = inv): Promise<string> {
 }
 
 /** The lock is held on the host itself: an flock on the file there fails while pgrep runs. */
-const lockedOn = async (h: string) => (await rig.sh(h, `flock -n ${LOCK} true && echo free || echo held`)).trim();
+// As PostgreSQL's OS user, as pgrep takes it (a lock file made by root here would shut pgrep out); a
+// conflict (exit 99) is "held", anything else an error, not "held".
+const lockedOn = async (h: string) => (await rig.sh(h, `runuser -u postgres -- flock -n -E 99 ${LOCK} true 2>&1; case $? in 0) echo free;; 99) echo held;; *) echo error;; esac`)).trim().split("\n").pop();
 
 async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -91,7 +94,7 @@ describe("failover under real faults", () => {
     const slow = rig.inventory({ primary: "pg1", file: "slow.yml", extraTop: "clone: { max_rate: 4M }" });
     spawnSync("cp", ["-r", inv.replace(/\.yml$/, ".state"), slow.replace(/\.yml$/, ".state")]);
     const first = execa("node", [CLI, "setup", "-i", slow], { reject: false, env: { NO_COLOR: "1" } });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor("the first setup to hold the lock on every host", async () => (await Promise.all(["pg1", "pg2", "pg3"].map(lockedOn))).every((x) => x === "held"));
     const second = await pgrep(["setup", "-i", inv]);
     expect(second.exitCode, second.all).toBe(6);
     expect(second.stderr).toMatch(/^pgrep: cluster rig is locked by another command: pgrep setup -i \S+slow\.yml \(pid \d+, user \w+ on \S+, since \d{4}-\d\d-\d\dT[\d:]+Z\)/m);
@@ -190,7 +193,7 @@ describe("failover under real faults", () => {
       expect(r.stderr).toMatch(/^debug: \S+ converge: planned from the hosts as read/m);
       expect(await rig.psql("pg2", "SELECT pg_is_in_recovery()")).toBe("f");
       expect(r.stdout).toMatch(/pg3\s+standby\s+streaming\s+pg2/);
-      const dry = await pgrep(["setup", "-i", inv, "--dry-run"]);
+      const dry = await dryRun(rig, ["setup", "-i", inv], ["pg2", "pg3"]);
       expect(dry.exitCode, dry.all).toBe(0);
       expect(dry.stdout).toMatch(/^Nothing to change: .*\(except what is listed below\)\.\nLeft as they are:\n  pg1: left as it is: unreachable: SSH connection to .* timed out/);
       const setup = await pgrep(["setup", "-i", inv]);

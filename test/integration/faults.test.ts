@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, pgrep } from "../cli.js";
+import { dryRun } from "../rig/dry-run.js";
 import { Rig } from "../rig/rig.js";
 
 // Faults on real hosts. Each must end with a clear error, the primary untouched (its data, its settings,
@@ -128,12 +129,14 @@ describe("faults", () => {
     expect((await primaryFacts()).rows).toBe(rows);
   });
 
-  it("the SSH connection to the standby is cut mid-copy: a clear error, no backup left on the primary, and the next setup copies again", async () => {
+  it("the SSH connection to the standby is cut mid-copy: pgrep's wrapper ends pg_basebackup, a clear error, no backup left on the primary, and the next setup copies again", async () => {
     await wipeStandby();
     const before = await primaryFacts();
     const { running } = await copyInProgress();
-    // The session and what runs in it die, as when the network to the host goes.
-    await rig.sh("pg2", "pkill -f '[s]shd: root@'; pkill -x pg_basebackup; true");
+    // Only the SSH sessions die, as when the network to the host goes: what runs in them is pgrep's wrapper's
+    // to end (sshd does not signal a command without a terminal), and it must end within seconds.
+    await rig.sh("pg2", "pkill -f '[s]shd: root@'; true");
+    await rig.waitFor("pgrep's wrapper to end pg_basebackup on pg2", async () => (await rig.sh("pg2", "pgrep -x pg_basebackup || true")).trim() === "", 15_000);
     const r = await running;
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).not.toBe(0);
     expect(String(r.stderr)).toMatch(/^pgrep: pg2: /m);
@@ -142,7 +145,7 @@ describe("faults", () => {
     expect(await primaryFacts()).toEqual(before);
     // pgrep could not clean up over the cut connection; its marker says the copy is its own.
     expect(await rig.sh("pg2", `test -e ${DATA}.pgrep-copy && echo marker || echo none`)).toBe("marker\n");
-    const dry = await pgrep(["setup", "-i", inv, "--dry-run"]);
+    const dry = await dryRun(rig, ["setup", "-i", inv]);
     expect(dry.stdout).toMatch(/\[pg2\] clone from pg1 with pg_basebackup — a copy pgrep started here did not finish/);
     await converges();
   });

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -49,7 +49,11 @@ describe("the local demo", () => {
     expect(again.stderr).toMatch(/Nothing to change/);
 
     writeFileSync(join(dir, "keep-me"), "not pgrep's");
+    // What a destroy could change: the data directories' entries and the servers (their pid files).
+    const state = () => ["pg1", "pg2", "pg3"].map((h) => `${readdirSync(join(dir, h, "data")).sort().join(" ")}\n${readFileSync(join(dir, h, "data", "postmaster.pid"), "utf8")}`);
+    const before = state();
     const dry = await pgrep(["destroy", "-i", inv, "--dry-run"]);
+    expect(state()).toEqual(before);
     expect(dry.exitCode, dry.all).toBe(0);
     expect(dry.stdout).toContain(`[pg2] stop PostgreSQL and delete ${join(dir, "pg2", "data")} — pgrep created it`);
     for (const h of ["pg1", "pg2", "pg3"]) expect(existsSync(join(dir, h, "data", "PG_VERSION"))).toBe(true);

@@ -147,6 +147,28 @@ describe("copies and role changes that lose nothing", () => {
     expect(st.exitCode, st.all).toBe(0);
   });
 
+  it("Debian's pg_ctlcluster promote (promote.method pg_ctl): a switchover there and back succeeds, and pg_ctlcluster is what promoted", async () => {
+    // pg3 is the primary. A shim on both hosts records each pg_ctlcluster call, then runs the real one.
+    const viaCtl = rig.inventory({ primary: "pg3", file: "pgctl-ok.yml", extraTop: "promote: { method: pg_ctl }" });
+    cpSync(inv.replace(/\.yml$/, ".state"), viaCtl.replace(/\.yml$/, ".state"), { recursive: true });
+    const shim = `mv /usr/bin/pg_ctlcluster /usr/bin/pg_ctlcluster.real && printf '#!/bin/sh\\necho "$*" >> /tmp/pg_ctlcluster.calls\\nexec /usr/bin/pg_ctlcluster.real "$@"\\n' > /usr/bin/pg_ctlcluster && chmod 755 /usr/bin/pg_ctlcluster && rm -f /tmp/pg_ctlcluster.calls && install -m 666 /dev/null /tmp/pg_ctlcluster.calls`;
+    await Promise.all(["pg1", "pg3"].map((h) => rig.sh(h, shim)));
+    try {
+      const there = await pgrep(["switchover", "pg1", "-i", viaCtl]);
+      expect(there.exitCode, there.all).toBe(0);
+      expect(there.stderr).toMatch(/\[pg1\] promote with pg_ctl promote/);
+      expect(await rig.psql("pg1", "SELECT pg_is_in_recovery()")).toBe("f");
+      const back = await pgrep(["switchover", "pg3", "-i", viaCtl]);
+      expect(back.exitCode, back.all).toBe(0);
+      expect(await rig.psql("pg3", "SELECT pg_is_in_recovery()")).toBe("f");
+      for (const h of ["pg1", "pg3"]) expect(await rig.sh(h, "cat /tmp/pg_ctlcluster.calls")).toMatch(/^15 main promote$/m);
+    } finally {
+      await Promise.all(["pg1", "pg3"].map((h) => rig.sh(h, "mv /usr/bin/pg_ctlcluster.real /usr/bin/pg_ctlcluster")));
+    }
+    const st = await pgrep(["wait", "-i", inv, "--timeout", "30"]);
+    expect(st.exitCode, st.all).toBe(0);
+  });
+
   it("synchronous standbys: pgrep's own statements do not wait for them, and a promotion never leaves the new primary waiting for itself", async () => {
     // pg3 is the primary; commits wait for pg1 (FIRST 1).
     const sync = rig.inventory({ primary: "pg3", file: "sync.yml", extraTop: "replication:\n  synchronous: [pg1]" });

@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 IMAGE=${PGREP_RIG_IMAGE:-pgrep-rig:bookworm-pg15}
-PACKAGES=postgresql-15,postgresql-15-repmgr,openssh-server,rsync,sudo,iproute2,procps,ca-certificates,tini
+PACKAGES=postgresql-15,postgresql-15-repmgr,openssh-server,rsync,sudo,iproute2,procps,ca-certificates,tini,strace
 # The base's tag names its package list, so a changed list makes a new base.
 BASE_IMAGE=${PGREP_RIG_BASE:-pgrep-base:bookworm-$(printf %s "$PACKAGES" | md5sum | cut -c1-8)}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

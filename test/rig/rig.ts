@@ -17,6 +17,18 @@ export interface RigHost {
   sshPort: number;
 }
 
+/** A trace line with its \\xNN strings made readable. */
+function decodeHex(line: string): string {
+  return line.replace(/(?:\\x[0-9a-f]{2})+/g, (m) => Buffer.from(m.replace(/\\x/g, ""), "hex").toString("utf8"));
+}
+
+/** Where in a line a secret was seen: the program, and the secret with what comes just before it. */
+function around(line: string, secrets: string[]): string {
+  const program = /execve\("([^"]*)"/.exec(line)?.[1] ?? line.slice(0, 60);
+  const at = secrets.map((x) => ({ x, i: line.indexOf(x) })).find((m) => m.i >= 0);
+  return at ? `${program}: …${line.slice(Math.max(0, at.i - 40), at.i + at.x.length)}…` : line.slice(0, 200);
+}
+
 export class Rig {
   private constructor(
     readonly dir: string,
@@ -56,7 +68,9 @@ export class Rig {
               // PostgreSQL's OS user may log in too (an inventory with ssh.user: postgres).
               { content: pub, target: "/var/lib/postgresql/.ssh/authorized_keys", mode: 0o644 },
             ])
-            .withAddedCapabilities(...capabilities)
+            // SYS_PTRACE: the secrets watcher traces what runs under sshd; a traced setuid program (sudo)
+            // keeps its privileges only when its tracer holds this capability.
+            .withAddedCapabilities("SYS_PTRACE", ...capabilities)
             .withBindMounts(mounts.map((m) => ({ ...m, mode: "ro" as const })))
             // A size-limited filesystem (a small disk) where a test asks for one.
             .withTmpFs(tmpfs[name] ?? {})
@@ -126,7 +140,7 @@ export class Rig {
     return this.sh(
       name,
       [
-        // Not pgrep's lock directory (every run takes the lock, a dry run too), nor "." and ".." whose times
+        // Not pgrep's lock directory (a command that refuses has taken the lock first), nor "." and ".." whose times
         // it moves when it is first made.
         "ls -lA -I .pgrep --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; ls /var/lib/postgresql/15/main 2>&1",
         `md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass ${files.join(" ")} 2>&1`,
@@ -145,19 +159,27 @@ export class Rig {
   }
 
   /**
-   * Watches every process's arguments and environment on the hosts, about every 20 ms, for any of the
-   * secrets, until stopped; then also searches the server logs. Returns where each was seen (none: []).
-   * The secrets reach the hosts in a 0600 file, so the watcher's own arguments never hold them.
+   * Watches for any of the secrets in the arguments and environment of every program started under sshd on
+   * the hosts from now until stopped (all that pgrep runs there), however short-lived: strace follows the
+   * listening sshd's new sessions and records each execve in full (hex). On stop, also searches the server
+   * logs. Returns where each was seen (none: []). The secrets reach the hosts in a 0600 file, so the
+   * watcher's own arguments never hold them.
    */
   async watchForSecrets(names: string[], secrets: string[]): Promise<{ stop(): Promise<string[]> }> {
-    const needles = secrets.map((x) => x.trim()).filter(Boolean).join("\n");
+    const plain = secrets.map((x) => x.trim()).filter(Boolean);
+    // The trace writes every byte of a string as \xNN.
+    const hex = plain.map((x) => [...Buffer.from(x)].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join(""));
     await Promise.all(
       names.map(async (n) => {
-        await this.host(n).container.copyContentToContainer([{ content: `${needles}\n`, target: "/root/.pgrep-needles", mode: 0o600 }]);
+        await this.host(n).container.copyContentToContainer([
+          { content: `${plain.join("\n")}\n`, target: "/root/.pgrep-needles", mode: 0o600 },
+          { content: `${hex.join("\n")}\n`, target: "/root/.pgrep-needles.hex", mode: 0o600 },
+        ]);
+        // Returns once strace holds the listening sshd (its TracerPid set): nothing started after is missed.
         await this.sh(
           n,
-          "rm -f /tmp/.watch.*; (while [ ! -e /tmp/.watch.stop ]; do grep -l -a -F -f /root/.pgrep-needles /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null | " +
-            "while read -r f; do p=${f#/proc/}; echo \"$f $(cat /proc/${p%%/*}/comm 2>/dev/null)\"; done >> /tmp/.watch.hits; sleep 0.02; done; touch /tmp/.watch.done) >/dev/null 2>&1 &",
+          "rm -f /tmp/.watch.trace; p=$(pgrep -o -x sshd); setsid strace -f -qq -xx -v -s 1048576 -e trace=execve -e signal=none -o /tmp/.watch.trace -p $p >/dev/null 2>&1 < /dev/null & " +
+            "for i in $(seq 1 100); do [ \"$(awk '/^TracerPid:/ {print $2}' /proc/$p/status)\" != 0 ] && exit 0; sleep 0.05; done; echo 'strace did not attach to sshd' >&2; exit 1",
         );
       }),
     );
@@ -165,12 +187,14 @@ export class Rig {
       stop: async () => {
         const hits = await Promise.all(
           names.map(async (n) => {
+            // SIGINT: strace detaches from every process it follows, and flushes its record.
             const out = await this.sh(
               n,
-              "touch /tmp/.watch.stop; for i in $(seq 1 100); do [ -e /tmp/.watch.done ] && break; sleep 0.05; done; cat /tmp/.watch.hits 2>/dev/null; " +
-                "grep -r -l -a -F -f /root/.pgrep-needles /var/log/postgresql /var/lib/postgresql/15/main/log 2>/dev/null; rm -f /root/.pgrep-needles; true",
+              "pkill -INT -x strace; for i in $(seq 1 100); do pgrep -x strace >/dev/null || break; sleep 0.05; done; " +
+                "grep -a -F -f /root/.pgrep-needles.hex /tmp/.watch.trace; " +
+                "grep -r -l -a -F -f /root/.pgrep-needles /var/log/postgresql /var/lib/postgresql/15/main/log 2>/dev/null; rm -f /root/.pgrep-needles /root/.pgrep-needles.hex /tmp/.watch.trace; true",
             );
-            return out.split("\n").filter(Boolean).map((l) => `${n}: ${l}`);
+            return out.split("\n").filter(Boolean).map((l) => `${n}: ${around(decodeHex(l), plain)}`);
           }),
         );
         return hits.flat();
