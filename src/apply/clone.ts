@@ -6,7 +6,7 @@ import { CommandError, PgrepError, RefusedError } from "../errors.js";
 import { replicationConninfo, slotName } from "../postgres/replication.js";
 import { Meter, parseBasebackup, parseRsync, withoutProgressLines } from "../progress.js";
 import { BackupSession } from "../postgres/backup.js";
-import { runSql } from "../postgres/sql.js";
+import { runSql, sqlLiteral } from "../postgres/sql.js";
 import { recordCreated } from "../state-store.js";
 import { writeFileAtomic } from "../transport/files.js";
 import { hostPattern } from "../transport/known-hosts.js";
@@ -47,7 +47,7 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   const marker = copyMarker(s);
   await writeFileAtomic(s.transport, marker, `${primarySysid}\n`, { mode: 0o600, asUser: L.admin });
   try {
-    if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh);
+    if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh, us);
     else await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid);
   } catch (e) {
     // The copy was cleaned away: nothing half-made is left, so neither is the marker.
@@ -86,8 +86,27 @@ async function pointConfigAtDataDir(s: ReachableHost): Promise<void> {
   );
 }
 
-async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec): Promise<void> {
+/**
+ * The standby's slot can still be held by a walsender of an earlier copy or connection of this host that
+ * went silently (a network cut: its upstream notices only at wal_sender_timeout). Nothing legitimate
+ * streams through it now — this host's data is about to be replaced — so that walsender is ended, and
+ * the slot awaited, before the copy asks for it.
+ */
+async function freeOwnSlot(ctx: ExecContext, h: HostSpec, uh: HostSpec, us: ReachableHost): Promise<void> {
+  const slot = sqlLiteral(slotName(h.name));
+  const held = `SELECT FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`;
+  const out = await runSql(
+    sqlTarget(uh, us),
+    `SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL;
+DO $pgrep$ BEGIN FOR i IN 1..1000 LOOP EXIT WHEN NOT EXISTS (${held}); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;`,
+    "freeing the standby's slot",
+  );
+  if (out.trim().split("\n")[0] !== "0") ctx.report.info(`[${h.name}] ended a connection on ${uh.name} that still held its slot ${slotName(h.name)} (left by an earlier copy or connection that went silently)`);
+}
+
+async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost): Promise<void> {
   await emptyDataDir(s);
+  if (ctx.spec.slots) await freeOwnSlot(ctx, h, uh, us);
   const args = [
     s.pgBasebackup!,
     "--pgdata", s.layout.dataDir,
