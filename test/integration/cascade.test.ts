@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
 import { dryRun } from "../rig/dry-run.js";
+import { replicationPassword, withoutSecrets } from "../rig/watch.js";
 import { Rig } from "../rig/rig.js";
 
 // A cascading standby on real hosts: pg3 is copied from and streams from pg2, which streams from pg1.
@@ -54,7 +55,7 @@ describe("cascading standbys", () => {
   });
 
   it("promoting the cascading standby: pg2 and the fenced old primary follow it, the inventory records it", async () => {
-    const p = await pgrep(["promote", "pg3", "-i", inv, "--fence"]);
+    const p = await withoutSecrets(rig, ["pg1", "pg2", "pg3"], [replicationPassword(inv)], () => pgrep(["promote", "pg3", "-i", inv, "--fence"]));
     expect(p.exitCode, p.all).toBe(0);
     expect(p.stderr).toMatch(/Recorded in .*: pg3 is the primary; pg1 is a standby of the primary; pg2 is a standby of the primary/);
     expect(readFileSync(inv, "utf8")).not.toMatch(/upstream:/);
@@ -69,7 +70,7 @@ describe("cascading standbys", () => {
     // pg2 no longer feeds anyone, and pg1 feeds nobody either: no slot is left on them.
     expect(await slots("pg2")).toBe("");
     expect(await slots("pg1")).toBe("");
-    const j = await pgrep(["rejoin", "pg1", "-i", inv]);
+    const j = await withoutSecrets(rig, ["pg1", "pg2", "pg3"], [replicationPassword(inv)], () => pgrep(["rejoin", "pg1", "-i", inv]));
     expect(j.exitCode, j.all).toBe(0);
     expect(j.stderr).toMatch(/\[pg1\] already streams from pg3; nothing to do/);
   });
@@ -85,7 +86,7 @@ describe("cascading standbys", () => {
     const dry = await dryRun(rig, ["unfollow", "pg2", "-i", inv]);
     expect(dry.exitCode, dry.all).toBe(0);
     expect(dry.stdout).toMatch(/first: pg1 streams from pg3 instead/);
-    const r = await pgrep(["unfollow", "pg2", "-i", inv]);
+    const r = await withoutSecrets(rig, ["pg1", "pg2", "pg3"], [replicationPassword(inv)], () => pgrep(["unfollow", "pg2", "-i", inv]));
     expect(r.exitCode, r.all).toBe(0);
     // pg1 moved while pg2 was still a standby: it stays on the cluster's timeline, streaming from pg3.
     expect(await senders("pg3")).toBe("pg1:streaming");
