@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, pgrep } from "../cli.js";
+import { dryRun } from "../rig/dry-run.js";
 import { binDirIn, MAJORS, missingBuilds, PG_CACHE } from "../rig/postgres-builds.js";
 import { Rig } from "../rig/rig.js";
 
@@ -37,6 +38,13 @@ const LABEL = { pg_ctl: "pg_ctl promote", trigger_file: "the trigger file", pg_p
 const port = (o: Options) => 5400 + o.major + (o.tag ? (o.tag === "f" ? 40 : 20) : 0);
 const dataDir = (o: Options) => `/srv/pg${o.major}${o.tag ?? ""}/data`;
 const bin = (o: Options) => o.bin ?? binDirIn(o.major);
+/** The cluster's place on each host, for the before/after check of a dry run. */
+const at = (o: Options) => ({ dataDir: dataDir(o), port: port(o), socketDir: "/tmp" });
+/**
+ * The majors whose role-change dry runs are checked before/after (each costs seconds): recovery.conf (10),
+ * signal files (12), Debian's binaries with pg_rewind (15), the newest (18). setup's runs on every major.
+ */
+const DRY_RUN_MAJORS = [10, 12, 15, 18];
 
 function inventory(o: Options): string {
   const host = (name: string, role: string) => {
@@ -208,7 +216,8 @@ describe("every major, on real servers", () => {
       // Both copies' keys are gone from pa, though the two copies edited its authorized_keys at once.
       expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys 2>/dev/null; true")).not.toMatch(/pgrep-clone/);
 
-      // A switchover: pa follows pb, and so does pc, onto timeline 2.
+      // A switchover: pa follows pb, and so does pc, onto timeline 2. Its dry run first changes nothing (as do promote's and rejoin's below).
+      if (DRY_RUN_MAJORS.includes(major)) expect((await dryRun(rig, ["switchover", "pb", "-i", file], o.hosts, at(o))).stdout).toMatch(/\[pb\] promote with /);
       const sw = await pgrep(["switchover", "pb", "-i", file]);
       expect(sw.exitCode, sw.all).toBe(0);
       expect(sw.stderr).toMatch(new RegExp(`\\[pb\\] ✓ promoted with ${label.replace(/[()]/g, "\\$&")}: accepts writes on timeline 2`));
@@ -224,6 +233,7 @@ describe("every major, on real servers", () => {
       await sql("pb", o, "INSERT INTO t VALUES (1002, 'lost')");
       await pgctl("pb", o, "-m immediate stop >/dev/null");
       for (const h of ["pa", "pc"]) await pgctl(h, o, `-l ${dataDir(o)}/pgrep-server.log -w start >/dev/null`);
+      if (DRY_RUN_MAJORS.includes(major)) expect((await dryRun(rig, ["promote", "pc", "-i", file], o.hosts, at(o))).exitCode).toBe(0);
       const p = await pgrep(["promote", "pc", "-i", file]);
       expect(p.exitCode, p.all).toBe(0);
       expect(p.stdout).toMatch(/pa\s+standby\s+streaming\s+pc\s+3 /);
@@ -246,6 +256,7 @@ describe("every major, on real servers", () => {
         expect(refused.stderr).toMatch(/hint: pass --allow-reclone/);
       }
       if (waits) {
+        if (DRY_RUN_MAJORS.includes(major)) expect((await dryRun(rig, ["rejoin", "pb", "-i", file, ...rejoinArgs(o)], o.hosts, at(o))).exitCode).toBe(0);
         const j = await pgrep(["rejoin", "pb", "-i", file, ...rejoinArgs(o)]);
         expect(j.exitCode, j.all).toBe(0);
         expect(j.stderr).toMatch(rejoinArgs(o).length ? /\[pb\] ✓ cloned pc/ : /\[pb\] ✓ rewound/);
@@ -270,7 +281,7 @@ describe("every major, on real servers", () => {
       await waitReplayed(o, "pa", "pc");
       const now = await contents("pa", o);
       expect({ pb: await contents("pb", o), pc: await contents("pc", o) }).toEqual({ pb: now, pc: now });
-      expect((await pgrep(["setup", "-i", file, "--dry-run"])).stdout).toMatch(/^Nothing to change/);
+      expect((await dryRun(rig, ["setup", "-i", file], o.hosts, at(o))).stdout).toMatch(/^Nothing to change/);
       await stopBoth(o);
     });
   }

@@ -29,6 +29,23 @@ function around(line: string, secrets: string[]): string {
   return at ? `${program}: …${line.slice(Math.max(0, at.i - 40), at.i + at.x.length)}…` : line.slice(0, 200);
 }
 
+/** Where a host's cluster lives, for a fingerprint. */
+export interface ClusterAt {
+  dataDir: string;
+  port?: number;
+  socketDir?: string;
+  /** Directories listed with their entries' times (the configuration's, on Debian). */
+  confDirs?: string[];
+  /** The configuration files, as a shell glob (default: the data directory's *.conf). */
+  confFiles?: string;
+}
+
+const DEBIAN_15: ClusterAt = {
+  dataDir: "/var/lib/postgresql/15/main",
+  confDirs: ["/etc/postgresql"],
+  confFiles: "/etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/*",
+};
+
 export class Rig {
   private constructor(
     readonly dir: string,
@@ -131,22 +148,29 @@ export class Rig {
   }
 
   /**
-   * Everything a pgrep run could change on a (Debian-layout) host: pgrep's and PostgreSQL's files, which
-   * server processes exist, its start time and role. Not the words a server rewrites by itself: a
-   * standby's startup and walreceiver titles carry WAL positions and states ("waiting for" / "recovering",
-   * "streaming 0/…"), a walsender's its client's port; autovacuum workers come and go.
+   * Everything a pgrep run could change on a host: pgrep's and PostgreSQL's files, which server processes
+   * exist, its start time and role. Not the words a server rewrites by itself: a standby's startup and
+   * walreceiver titles carry WAL positions and states ("waiting for" / "recovering", "streaming 0/…"), a
+   * walsender's its client's port; autovacuum workers come and go. The Debian layout by default; `at` names
+   * a generic-layout cluster (its configuration lives in its data directory).
    */
   fingerprint(name: string, ...files: string[]): Promise<string> {
+    return this.fingerprintAt(name, DEBIAN_15, ...files);
+  }
+
+  fingerprintAt(name: string, at: ClusterAt, ...files: string[]): Promise<string> {
+    const parent = at.dataDir.replace(/\/[^/]+$/, "");
+    const socket = at.socketDir ?? "/var/run/postgresql";
     return this.sh(
       name,
       [
         // Not pgrep's lock directory (a command that refuses has taken the lock first), nor "." and ".." whose times
-        // it moves when it is first made.
-        "ls -lA -I .pgrep --time-style=+%s /etc/postgresql /var/lib/postgresql /var/lib/postgresql/15 2>&1; ls /var/lib/postgresql/15/main 2>&1",
-        `md5sum /etc/postgresql/15/main/*.conf /etc/postgresql/15/main/conf.d/* /var/lib/postgresql/.pgpass ${files.join(" ")} 2>&1`,
+        // it moves when it is first made. The data directory by its entries' names: WAL and statistics move within it.
+        `ls -lA -I .pgrep --time-style=+%s /var/lib/postgresql ${[...(at.confDirs ?? []), parent].join(" ")} 2>&1; ls ${at.dataDir} 2>&1`,
+        `md5sum ${at.confFiles ?? `${at.dataDir}/*.conf`} /var/lib/postgresql/.pgpass ${files.join(" ")} 2>&1`,
         // The postmaster's whole command line; its children by what they are.
         "ps -o args= -u postgres | sed -nE 's#^postgres: [^:]+: (logger|checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher|stats collector|archiver|startup|walreceiver|walsender)( .*)?$#\\1#p; /^\\//p' | sort",
-        "runuser -u postgres -- psql -XAtc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery()' 2>&1",
+        `runuser -u postgres -- psql -h ${socket} -p ${at.port ?? 5432} -XAtc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery()' 2>&1`,
         "true",
       ].join("; "),
     );
