@@ -27,6 +27,9 @@ export interface AppConfigCommandOptions {
 
 /** Prints (or writes) the application side of the cluster; reads only the inventory and local secrets. */
 export async function appConfigCommand(opts: AppConfigCommandOptions, out: Output): Promise<ExitCode> {
+  // The name goes into ERB and env files as it is: an environment variable's name, nothing else.
+  if (opts.passwordEnv !== undefined && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(opts.passwordEnv))
+    throw new InputError(`--password-env ${JSON.stringify(opts.passwordEnv)} is not an environment variable's name`, "use letters, digits and _, not starting with a digit");
   const spec = await loadCluster(opts.inventory);
   const user = opts.user ?? only(spec.apps.roles.map((r) => r.name)) ?? "app";
   const database = opts.database ?? only(spec.apps.databases.filter((d) => d.owner === user || d.connect?.includes(user)).map((d) => d.name)) ?? only(spec.apps.databases.map((d) => d.name)) ?? "app";

@@ -1,19 +1,8 @@
 # A real Rails-style client of the database.yml that pgrep app-config printed (ARGV[0]).
 # Prints one JSON object with what it observed; the test decides what is right.
-require "active_record"
-require "erb"
-require "json"
-require "yaml"
+require_relative "boot"
 
-ENV["RAILS_ENV"] = "production"
-# What new Rails 6.1 applications set, and Rails 7's only behaviour.
-ActiveRecord::Base.legacy_connection_handling = false if ActiveRecord::Base.respond_to?(:legacy_connection_handling=)
-ActiveRecord::Base.configurations = YAML.safe_load(ERB.new(File.read(ARGV.fetch(0))).result, aliases: true)
-
-class ApplicationRecord < ActiveRecord::Base
-  self.abstract_class = true
-  connects_to database: { writing: :primary, reading: :primary_replica }
-end
+pgrep_connect(ARGV.fetch(0))
 
 class Item < ApplicationRecord; end
 

@@ -2,22 +2,12 @@
 # pgrep wrote: ARGV[0] is the application's directory (config/database.yml, config/initializers/…).
 # ARGV[1]: "sticky" (write, read at once, read after the delay) or "read" (one GET from a new session).
 # ARGV[2]: the item name to look for. Prints one JSON object per request; the test decides what is right.
-require "active_record"
+require_relative "boot"
 require "action_dispatch"
 require "rack/mock"
-require "erb"
-require "json"
-require "yaml"
 
 dir, mode, name = ARGV.fetch(0), ARGV.fetch(1), ARGV.fetch(2)
-ENV["RAILS_ENV"] = "production"
-ActiveRecord::Base.legacy_connection_handling = false if ActiveRecord::Base.respond_to?(:legacy_connection_handling=)
-ActiveRecord::Base.configurations = YAML.safe_load(ERB.new(File.read(File.join(dir, "config/database.yml"))).result, aliases: true)
-
-class ApplicationRecord < ActiveRecord::Base
-  self.abstract_class = true
-  connects_to database: { writing: :primary, reading: :primary_replica }
-end
+pgrep_connect(File.join(dir, "config/database.yml"))
 
 class Item < ApplicationRecord; end
 
