@@ -3,10 +3,10 @@ import { onInterrupt } from "../cleanup.js";
 import type { HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { CommandError, PgrepError, RefusedError } from "../errors.js";
-import { replicationConninfo, slotName } from "../postgres/replication.js";
+import { endWalsendersSql, replicationConninfo, slotName } from "../postgres/replication.js";
 import { Meter, parseBasebackup, parseRsync, withoutProgressLines } from "../progress.js";
 import { BackupSession } from "../postgres/backup.js";
-import { runSql, sqlLiteral } from "../postgres/sql.js";
+import { runSql } from "../postgres/sql.js";
 import { recordCreated } from "../state-store.js";
 import { writeFileAtomic } from "../transport/files.js";
 import { hostPattern } from "../transport/known-hosts.js";
@@ -93,15 +93,9 @@ async function pointConfigAtDataDir(s: ReachableHost): Promise<void> {
  * the slot awaited, before the copy asks for it.
  */
 async function freeOwnSlot(ctx: ExecContext, h: HostSpec, uh: HostSpec, us: ReachableHost): Promise<void> {
-  const slot = sqlLiteral(slotName(h.name));
-  const held = `SELECT FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`;
-  const out = await runSql(
-    sqlTarget(uh, us),
-    `SELECT count(pg_terminate_backend(active_pid)) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL;
-DO $pgrep$ BEGIN FOR i IN 1..1000 LOOP EXIT WHEN NOT EXISTS (${held}); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;`,
-    "freeing the standby's slot",
-  );
-  if (out.trim().split("\n")[0] !== "0") ctx.report.info(`[${h.name}] ended a connection on ${uh.name} that still held its slot ${slotName(h.name)} (left by an earlier copy or connection that went silently)`);
+  const [ended, left] = (await runSql(sqlTarget(uh, us), endWalsendersSql(h.name, 0, 10), "freeing the standby's slot")).trim().split("\n");
+  if (ended !== "0") ctx.report.info(`[${h.name}] ended a connection on ${uh.name} that still held its slot ${slotName(h.name)} (left by an earlier copy or connection that went silently)`);
+  if (left !== "0") throw new PgrepError(`${uh.name}: the slot ${slotName(h.name)} is still held by a walsender 10 s after it was ended`, { hint: "see that host's server log; nothing of the standby's data was touched yet" });
 }
 
 async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost): Promise<void> {

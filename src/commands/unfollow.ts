@@ -1,4 +1,5 @@
-import { cp, readFile, stat, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, cp, readFile, stat, writeFile } from "node:fs/promises";
 import { observeAndFence } from "../apply/fence.js";
 import { basename, dirname, join } from "node:path";
 import { assessCluster } from "../cluster/assess.js";
@@ -18,7 +19,7 @@ import { fileTarget, planSetup } from "../plan/setup.js";
 import type { Phase, Step } from "../plan/steps.js";
 import { blockMarkers } from "../postgres/files.js";
 import { effectiveMethod, promoteServer } from "../postgres/promote.js";
-import { slotName } from "../postgres/replication.js";
+import { endWalsendersSql, slotName } from "../postgres/replication.js";
 import { runSql, sqlLiteral } from "../postgres/sql.js";
 import { loadAppPasswords, loadReplicationPassword } from "../secrets.js";
 import { loadTls } from "../tls/material.js";
@@ -59,9 +60,15 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
     const snap = await observeAndFence(session, out, opts.dryRun);
     const S = reachable(snap, h.name);
     if (!S.running || !S.sql?.inRecovery) throw new RefusedError(`${h.name} is not running as a standby (${S.running ? "it accepts writes" : "PostgreSQL is stopped"})`, "pgrep setup brings it back as a standby first");
-
     // Its cascading standbys stream from its upstream instead: none is left without one.
     const downstream = spec.standbys.filter((x) => x.upstream === h.name);
+    // Everything the leaving needs is checked before anything changes: the promotion cannot be undone.
+    const U = hostNamed(spec, h.upstream!);
+    const Us = reachable(snap, U.name);
+    if (!Us.sql) throw new RefusedError(`${U.name}, which ${h.name} streams from, is not running: its slot for ${h.name} could not be let go`, "start it (pgrep setup), then unfollow again; nothing was changed");
+    for (const d of downstream) reachable(snap, d.name);
+    if (!opts.dryRun) await writable(spec.inventoryFile, forkFile);
+
     const repoint: RoleChange[] = downstream.map((x) => ({ host: x.name, role: "standby", upstream: h.upstream === spec.primary.name ? null : h.upstream! }));
     const before = await readFile(spec.inventoryFile, "utf8");
     const rest = withoutHost(spec.inventoryFile, before, h.name, repoint);
@@ -104,33 +111,46 @@ export async function unfollowCommand(opts: UnfollowCommandOptions, out: Output)
     if (downstream.length) await converge();
     const w = await promoteServer(h, S, sqlTarget(h, S), effectiveMethod(spec.promoteMethod, S.caps));
     out.progress(`[${h.name}] ✓ promoted: takes writes on timeline ${w.timeline}, on its own`);
-    // Its credentials come along (generated passwords, pgrep's CA): applications keep connecting to it.
-    // Not the record of what pgrep created (for destroy), which stays with the cluster that made it.
-    if (await stat(spec.stateDir).then(() => true, () => false))
-      await cp(spec.stateDir, fork.stateDir, { recursive: true, force: false, filter: (src) => !basename(src).endsWith(".json") });
-    await writeFile(forkFile, forkText, { mode: (await stat(spec.inventoryFile)).mode & 0o777, flag: "wx" });
-    await replaceInventory(spec.inventoryFile, rest);
-    out.progress(`Recorded: ${shownPath(spec.inventoryFile)} without ${h.name}; cluster ${name} in ${shownPath(forkFile)}.`);
+    // Past the point of no return: whatever fails now is reported as a role change that happened (exit 5),
+    // with what finishes it.
+    let recorded = false;
+    try {
+      // Its credentials come along (generated passwords, pgrep's CA): applications keep connecting to it.
+      // Not the record of what pgrep created (for destroy), which stays with the cluster that made it.
+      if (await stat(spec.stateDir).then(() => true, () => false))
+        await cp(spec.stateDir, fork.stateDir, { recursive: true, force: false, filter: (src) => !basename(src).endsWith(".json") });
+      await writeFile(forkFile, forkText, { mode: (await stat(spec.inventoryFile)).mode & 0o777, flag: "wx" });
+      await replaceInventory(spec.inventoryFile, rest);
+      recorded = true;
+      out.progress(`Recorded: ${shownPath(spec.inventoryFile)} without ${h.name}; cluster ${name} in ${shownPath(forkFile)}.`);
 
-    // Its upstream lets go of its slot once its walsender has seen it leave.
-    const U = hostNamed(spec, h.upstream!);
-    await walsenderGone(U, reachable(snap, U.name), h.name);
-    await converge();
+      // Its upstream lets go of its slot: the slot is dropped, never left holding WAL.
+      await letGo(U, Us, h.name, out);
+      await converge();
+      const left = (await runSql(sqlTarget(U, Us), `SELECT count(*) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slotName(h.name))}`)).trim();
+      if (left !== "0") throw new PgrepError(`the slot ${slotName(h.name)} on ${U.name} is still there, holding WAL for a host that left`);
 
-    const password = (await loadReplicationPassword(fork, true))!;
-    const apps = await loadAppPasswords(fork, true);
-    const tls = await loadTls(fork, true);
-    const first = await observeCluster(fork, session.conns, password, apps);
-    const F = reachable(first, h.name);
-    await executePlan({ command: "unfollow", cluster: name, phases: renameSteps(h, F, spec.name, name) }, { spec: fork, snap: first, password, report, streamTimeoutMs: 0 });
-    const forkSnap = await observeCluster(fork, session.conns, password, apps);
-    const plan3 = planSetup(fork, forkSnap, { force: new Set(), tls, apps: true });
-    await executePlan(plan3, { spec: fork, snap: forkSnap, password, appPasswords: apps, tls, report, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
+      const password = (await loadReplicationPassword(fork, true))!;
+      const apps = await loadAppPasswords(fork, true);
+      const tls = await loadTls(fork, true);
+      const first = await observeCluster(fork, session.conns, password, apps);
+      const F = reachable(first, h.name);
+      await executePlan({ command: "unfollow", cluster: name, phases: renameSteps(h, F, spec.name, name) }, { spec: fork, snap: first, password, report, streamTimeoutMs: 0 });
+      const forkSnap = await observeCluster(fork, session.conns, password, apps);
+      const plan3 = planSetup(fork, forkSnap, { force: new Set(), tls, apps: true });
+      await executePlan(plan3, { spec: fork, snap: forkSnap, password, appPasswords: apps, tls, report, streamTimeoutMs: opts.streamTimeoutSeconds * 1000 });
 
-    const reports = assessCluster(spec2, await observeWith(session, spec2));
-    const forkReports = assessCluster(fork, await observeCluster(fork, session.conns, password, apps));
-    out.result([`Cluster ${spec.name}:`, formatStatusTable(reports), `Cluster ${name} (${shownPath(forkFile)}):`, formatStatusTable(forkReports)].join("\n"));
-    if (!healthy(reports) || !healthy(forkReports)) throw new PgrepError(`${h.name} left cluster ${spec.name}, but not every host is in line (see the problems above)`, { exitCode: EXIT.degraded });
+      const reports = assessCluster(spec2, await observeWith(session, spec2));
+      const forkReports = assessCluster(fork, await observeCluster(fork, session.conns, password, apps));
+      out.result([`Cluster ${spec.name}:`, formatStatusTable(reports), `Cluster ${name} (${shownPath(forkFile)}):`, formatStatusTable(forkReports)].join("\n"));
+      if (!healthy(reports) || !healthy(forkReports)) throw new PgrepError(`not every host is in line (see the problems above)`);
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      const finish = recorded
+        ? `pgrep setup -i ${shownPath(spec.inventoryFile)} and pgrep setup -i ${shownPath(forkFile)} finish it`
+        : `the inventories were not written: remove ${h.name} from ${shownPath(spec.inventoryFile)} by hand (pgrep unfollow --dry-run shows both files), then pgrep setup on each`;
+      throw new PgrepError(`${h.name} was promoted and has left cluster ${spec.name}, but: ${why}`, { exitCode: EXIT.degraded, hint: finish, cause: e });
+    }
     out.progress(`${h.name} is the primary of cluster ${name}: pgrep status -i ${shownPath(forkFile)}`);
     return EXIT.ok;
   } finally {
@@ -169,12 +189,20 @@ function withoutStandby(snap: ClusterSnapshot, h: HostSpec): ClusterSnapshot {
   );
 }
 
-async function walsenderGone(u: HostSpec, U: ReachableHost, name: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const n = (await runSql(sqlTarget(u, U), `SELECT count(*) FROM pg_stat_replication WHERE application_name = ${sqlLiteral(name)}`)).trim();
-    if (n === "0") return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/**
+ * The upstream's walsender for the host that left ends when the host's receiver does. One whose packets
+ * are lost would last until wal_sender_timeout and keep the slot in use: after 5 s it is ended.
+ */
+async function letGo(u: HostSpec, U: ReachableHost, name: string, out: Output): Promise<void> {
+  const [ended, left] = (await runSql(sqlTarget(u, U), endWalsendersSql(name, 5, 10), `letting go of ${name}`)).trim().split("\n");
+  if (ended !== "0") out.progress(`[${u.name}] ended its walsender for ${name}, which had not seen it leave (its packets lost?)`);
+  if (left !== "0") throw new PgrepError(`${u.name}'s walsender for ${name} did not end`);
 }
 
+/** Both inventories can be written: checked before the promotion, which cannot be undone. */
+async function writable(inventory: string, fork: string): Promise<void> {
+  for (const [path, what] of [[inventory, "the inventory"], [dirname(fork), "the new cluster's inventory's directory"]] as const)
+    await access(path, constants.W_OK).catch(() => {
+      throw new InputError(`${path}: ${what} cannot be written, so the unfollow could not be recorded`, "nothing was changed");
+    });
+}

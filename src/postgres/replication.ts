@@ -17,6 +17,29 @@ export function createSlotsSql(names: readonly string[]): string {
   return names.map((n) => `SELECT pg_create_physical_replication_slot(${sqlLiteral(n)}, true) WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)});`).join("\n");
 }
 
+/**
+ * SQL that ends the walsenders serving `host` (by its slot or its application_name) and waits up to
+ * `seconds` for them to be gone, after first waiting up to `graceSeconds` for them to end by themselves.
+ * Prints how many it had to end, then how many are left (0: its slot is free). One round trip: it runs
+ * while pgrep waits on the host.
+ */
+export function endWalsendersSql(host: string, graceSeconds: number, seconds: number): string {
+  const held = `SELECT pid FROM pg_stat_replication WHERE application_name = ${sqlLiteral(host)} UNION SELECT active_pid FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slotName(host))} AND active_pid IS NOT NULL`;
+  const wait = (s: number) => `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(s * 100)} LOOP EXIT WHEN NOT EXISTS (${held}); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;`;
+  return [...(graceSeconds > 0 ? [wait(graceSeconds)] : []), `SELECT count(pg_terminate_backend(pid)) FROM (${held}) h;`, wait(seconds), `SELECT count(*) FROM (${held}) h;`].join("\n");
+}
+
+/**
+ * Waits up to `seconds` for a slot to be free, then drops it. Prints 1 when dropped, 0 when it was still in
+ * use (or gone already: then 0 too, and nothing holds WAL).
+ */
+export function dropSlotWhenFreeSql(slot: string, seconds: number): string {
+  const busy = `SELECT FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slot)} AND active`;
+  return `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(seconds * 100)} LOOP EXIT WHEN NOT EXISTS (${busy}); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;
+SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slot)} AND NOT active;
+SELECT count(*) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slot)};`;
+}
+
 /** Drops the slots, only when inactive: a slot in use belongs to a standby that still streams. */
 export function dropSlotsSql(names: readonly string[]): string {
   return names.map((n) => `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(n)} AND NOT active;`).join("\n");

@@ -253,6 +253,18 @@ export class Rig {
     };
   }
 
+  /**
+   * Every packet between two hosts on the rig's network dropped, both ways (a blackhole route on each),
+   * nothing closed; SSH from this machine still reaches both. Returns a function that ends the cut.
+   */
+  async cutBetween(a: string, b: string): Promise<() => Promise<void>> {
+    const ip = (n: string) => this.host(n).container.getIpAddress(this.network.getName());
+    await Promise.all([this.sh(a, `ip route add blackhole ${ip(b)}/32`), this.sh(b, `ip route add blackhole ${ip(a)}/32`)]);
+    return async () => {
+      await Promise.all([this.sh(a, `ip route del blackhole ${ip(b)}/32`), this.sh(b, `ip route del blackhole ${ip(a)}/32`)]);
+    };
+  }
+
   /** SQL on a host's cluster, as its postgres user over the local socket. */
   async psql(name: string, sql: string, port = 5432, socketDir = "/var/run/postgresql"): Promise<string> {
     const r = await this.host(name).container.exec(["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h", socketDir, "-p", String(port), "-d", "postgres", "-c", sql]);
