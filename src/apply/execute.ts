@@ -4,7 +4,7 @@ import { createRoleIfMissing, runSql, sqlIdent, sqlLiteral } from "../postgres/s
 import { passwordVerifier, scramVerifier } from "../postgres/scram.js";
 import { appRolesSql, connectSql, createDatabaseSql } from "../postgres/app-objects.js";
 import { REWIND_FUNCTIONS } from "../postgres/versions.js";
-import { createSlotsSql, dropSlotsSql } from "../postgres/replication.js";
+import { createSlotsSql, dropSlotsSql, dropSlotWhenFreeSql } from "../postgres/replication.js";
 import { pgpassEntries } from "../cluster/observe.js";
 import { TIMELINE_SQL } from "../cluster/positions.js";
 import type { HostSpec } from "../model/cluster.js";
@@ -150,6 +150,11 @@ ${s.caps.rewindWithoutSuperuser ? REWIND_FUNCTIONS.map((f) => `GRANT EXECUTE ON 
       // Made before a standby's copy starts: its WAL is kept from then on.
       await runSql(sqlTarget(h, s), [createSlotsSql(step.create), dropSlotsSql(step.drop)].join("\n"), "replication slots");
       return describeStep(step);
+    }
+    case "drop-slot": {
+      const [, left] = (await runSql(sqlTarget(h, s), dropSlotWhenFreeSql(step.slot, 10), `dropping slot ${step.slot}`)).trim().split("\n");
+      if (left !== "0") throw new PgrepError(`${h.name}: the slot ${step.slot} is still in use 10 s after its standby moved to its own; it holds WAL`, { hint: `see who streams through it: SELECT * FROM pg_replication_slots WHERE slot_name = '${step.slot}'` });
+      return `dropped the slot ${step.slot}`;
     }
     case "clone":
       return clone(ctx, step, h, s);

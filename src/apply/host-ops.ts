@@ -1,3 +1,4 @@
+import { withoutSettings } from "../postgres/files.js";
 import type { HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { CommandError, lastLines, PgrepError, type RunResult } from "../errors.js";
@@ -127,8 +128,8 @@ export function dropCopiedConninfo(h: HostSpec, s: ReachableHost): Promise<void>
 export async function dropAutoConf(h: HostSpec, s: ReachableHost, names: string[]): Promise<void> {
   const path = `${s.layout.dataDir}/postgresql.auto.conf`;
   const auto = await readFileText(s.transport, path, s.layout.admin);
-  const line = new RegExp(`^\\s*(${names.join("|")})\\s*=`, "i");
-  if (!auto || !auto.split("\n").some((l) => line.test(l))) return;
-  const cleaned = auto.split("\n").filter((l) => !line.test(l)).join("\n");
+  if (!auto) return;
+  const cleaned = withoutSettings(auto, names);
+  if (cleaned === auto) return;
   await writeFileAtomic(s.transport, path, cleaned, { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin });
 }

@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import type * as Diff from "diff";
 import { observedContent, type ClusterSnapshot } from "../cluster/state.js";
+import { hidePasswords, withoutSettings } from "../postgres/files.js";
 import { applyEdit } from "./setup.js";
 import { describeStep, stepCount, type Phase, type Plan, type Step } from "./steps.js";
 
@@ -18,12 +19,20 @@ function diffFor(step: Step, snap: ClusterSnapshot, newCluster: boolean): string
   if (!s?.reachable) return [];
   if (step.kind === "write-passfile") return [`      (${step.file.path}: content not shown, it holds the replication password)`];
   if (step.kind === "write-tls") return [`      (${step.dir}/server.key: content not shown, it is a private key)`];
-  if (step.kind !== "edit-file") return [];
-  const before = observedContent(s, step.file.path) ?? null;
-  const after = applyEdit(before, step.edit);
+  let path: string, before: string | null, after: string;
+  if (step.kind === "reset-auto-conf" && s.files.autoConf !== null) {
+    // What ALTER SYSTEM RESET leaves; a password pg_basebackup -R wrote there is not shown.
+    path = `${s.layout.dataDir}/postgresql.auto.conf`;
+    before = hidePasswords(s.files.autoConf);
+    after = hidePasswords(withoutSettings(s.files.autoConf, step.settings));
+  } else if (step.kind === "edit-file") {
+    path = step.file.path;
+    before = observedContent(s, step.file.path) ?? null;
+    after = applyEdit(before, step.edit);
+  } else return [];
   if (before === after) return [];
   const label = before !== null ? "now" : newCluster ? "(made with the new cluster; its other lines are not shown)" : "(new file)";
-  const patch = diffLib().createTwoFilesPatch(step.file.path, step.file.path, before ?? "", after, label, "after pgrep", { context: 2 });
+  const patch = diffLib().createTwoFilesPatch(path, path, before ?? "", after, label, "after pgrep", { context: 2 });
   return patch
     .split("\n")
     .filter((l) => l && !l.startsWith("=====") && !l.startsWith("Index: "))

@@ -8,6 +8,7 @@ import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
 import { divergence } from "../cluster/positions.js";
+import { autoConfSteps } from "./adopt.js";
 import { loweredMinimums, primaryTurn, rollingPhases, type RestartStep } from "./rolling.js";
 import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
 
@@ -72,7 +73,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   const standbyLanes = spec.standbys.filter((h) => !alone.has(h.name)).map((h) => ({
     host: h.name,
     hops: hopsFromPrimary(spec, h),
-    steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals, alone, notes),
+    steps: planStandby(spec, h, state(h), state(spec.hosts.find((x) => x.name === h.upstream)!), primarySysid, hba, opts, refusals, alone, notes, knownAs(spec, snap, h.upstream!)),
   }));
   const rolling = rollingRestarts(spec, snap, primarySteps, standbyLanes, opts.restartPrimary ?? "restart", refusals);
   if (refusals.length) {
@@ -93,6 +94,13 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   }
   phases.push(...rolling);
   return { command: "setup", cluster: spec.name, phases, notes };
+}
+
+/** A host's name, its address and what the primary (and the host itself) resolved that address to. */
+function knownAs(spec: ClusterSpec, snap: ClusterSnapshot, name: string): string[] {
+  const h = spec.hosts.find((x) => x.name === name)!;
+  const seen = [snap.hosts.get(spec.primary.name), snap.hosts.get(name)].flatMap((s) => (s?.reachable ? s.resolved[h.address] ?? [] : []));
+  return [...new Set([h.name, h.address, ...seen])];
 }
 
 /**
@@ -241,28 +249,10 @@ function configSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, hba: File
   return steps;
 }
 
-/** What a standby must stream by: set anywhere but pgrep's files, the inventory's upstream is not what it follows. */
-const STANDBY_CRITICAL = ["primary_conninfo", "primary_slot_name"];
-
-/**
- * Settings postgresql.auto.conf sets (ALTER SYSTEM; `pg_basebackup -R` writes primary_conninfo there)
- * over pgrep's: that file is read last and wins. With --reset-auto-conf they are reset. Without it a
- * standby's connection settings are refused (it would stream as someone set it by hand, not as the
- * inventory says, and pgrep could not prove it), and the others are left and named.
- */
-function autoConfSteps(h: HostSpec, s: ReachableHost, config: Step[], standby: boolean, opts: SetupOptions, refusals: string[], notes: string[]): Step[] {
-  const auto = parseSettings(s.files.autoConf);
+/** The settings pgrep's own file sets once the planned edit of it is made. */
+function ownSettings(s: ReachableHost, config: Step[]): Map<string, string> {
   const edit = config.find((x) => x.kind === "edit-file" && x.file.path === s.layout.settingsFile);
-  const ours = parseSettings(edit?.kind === "edit-file" ? applyEdit(s.files.settings, edit.edit) : s.files.settings);
-  const over = [...auto.keys()].filter((n) => ours.has(n) || (standby && STANDBY_CRITICAL.includes(n)));
-  if (!over.length) return [];
-  const set = `postgresql.auto.conf sets ${over.join(", ")} over pgrep's settings`;
-  if (opts.resetAutoConf) return [{ kind: "reset-auto-conf", host: h.name, settings: over, why: `${set} (--reset-auto-conf)` }];
-  const critical = standby ? over.filter((n) => STANDBY_CRITICAL.includes(n)) : [];
-  if (critical.length)
-    refusals.push(`${h.name}: ${set}, so it would not stream as the inventory says (pg_basebackup -R writes primary_conninfo there); pass --reset-auto-conf to let pgrep reset ${critical.join(", ")} (ALTER SYSTEM RESET), or reset them yourself`);
-  else notes.push(`${h.name}: ${set}, which win: left as they are (ALTER SYSTEM RESET them, or run setup with --reset-auto-conf)`);
-  return [];
+  return parseSettings(edit?.kind === "edit-file" ? applyEdit(s.files.settings, edit.edit) : s.files.settings);
 }
 
 /** The host's certificate, key and the CA, when they are not the ones it should have. */
@@ -311,7 +301,7 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
   const tls = tlsSteps(spec, h, P, opts.tls);
   steps.push(...tls);
   const config = configSteps(spec, h, P, hba, null, !exists);
-  if (exists) config.push(...autoConfSteps(h, P, config, false, opts, refusals, notes));
+  if (exists) config.push(...autoConfSteps(h, P, { ours: ownSettings(P, config), resetAutoConf: opts.resetAutoConf }, refusals, notes).now);
   steps.push(...config);
   steps.push(...passfileSteps(h, P, "so that this host can stream from another one after a role change"));
   if (!P.running && P.portBusy) refusals.push(portTaken(h));
@@ -418,6 +408,8 @@ function planStandby(
   refusals: string[],
   alone: ReadonlyMap<string, string>,
   notes: string[],
+  /** The names and addresses the upstream goes by (a hand-made standby may name it by any). */
+  upstreamKnownAs: string[],
 ): Step[] {
   const upstream = spec.hosts.find((x) => x.name === h.upstream)!;
   const forced = opts.force.has(h.name);
@@ -450,7 +442,12 @@ function planStandby(
   if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
   // A copy's postgresql.auto.conf is the upstream's, cleaned as it is made; one that is kept is checked.
   const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
-  if (!clone && S.pgVersion !== undefined) config.push(...autoConfSteps(h, S, config, true, opts, refusals, notes));
+  let afterStreaming: Step[] = [];
+  if (!clone && S.pgVersion !== undefined) {
+    const auto = autoConfSteps(h, S, { ours: ownSettings(S, config), resetAutoConf: opts.resetAutoConf, standby: { upstream, knownAs: upstreamKnownAs, U } }, refusals, notes);
+    config.push(...auto.now);
+    afterStreaming = auto.afterStreaming;
+  }
   steps.push(...config);
   const markerSteps = standbyMarkerSteps(spec, h, S, upstream, clone);
   steps.push(...markerSteps);
@@ -481,6 +478,7 @@ function planStandby(
   // is waited for too, rather than reported unhealthy while it reconnects.
   const streamsNow = !!U.sql?.replication.some((r) => r.application_name === h.name && r.state === "streaming");
   if (steps.some((x) => x.kind !== "slots") || !streamsNow) steps.push({ kind: "wait-streaming", host: h.name, upstream: upstream.name, why: steps.length ? "prove replication works before reporting success" : "it does not stream now" });
+  steps.push(...afterStreaming);
   return steps;
 }
 

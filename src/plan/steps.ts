@@ -29,6 +29,8 @@ export type Step =
   /** Application databases to create, and those whose CONNECT privilege is limited to the named roles. */
   | { kind: "app-databases"; host: string; create: string[]; connect: string[]; why: string }
   | { kind: "slots"; host: string; create: string[]; drop: string[]; why: string }
+  /** A slot that is not pgrep's, on host, dropped once nothing streams through it (a hand-made standby's). */
+  | { kind: "drop-slot"; host: string; slot: string; why: string }
   | { kind: "clone"; host: string; from: string; method: "basebackup" | "rsync"; expectSysid: string | undefined; why: string }
   | { kind: "wait-streaming"; host: string; upstream: string; why: string }
   /** Waits until the standby has replayed what the primary has written when the step starts. */
@@ -91,6 +93,8 @@ export function describeStep(s: Step): string {
       return `create or update the application role${s.roles.length > 1 ? "s" : ""} ${s.roles.join(", ")}`;
     case "app-databases":
       return [s.create.length ? `create database${s.create.length > 1 ? "s" : ""} ${s.create.join(", ")}` : "", s.connect.length ? `let only the named roles connect to ${s.connect.join(", ")}` : ""].filter(Boolean).join("; ");
+    case "drop-slot":
+      return `drop the replication slot ${s.slot} on ${s.host}`;
     case "slots":
       return [s.create.length ? `create replication slot${s.create.length > 1 ? "s" : ""} ${s.create.join(", ")}` : "", s.drop.length ? `drop unused slot${s.drop.length > 1 ? "s" : ""} ${s.drop.join(", ")}` : ""].filter(Boolean).join("; ");
     case "clone":

@@ -4,20 +4,42 @@ export function blockMarkers(cluster: string): { begin: string; end: string } {
   return { begin: `# BEGIN pgrep cluster ${cluster}`, end: `# END pgrep cluster ${cluster}` };
 }
 
-/** Replaces the managed block, or inserts it before the first rule so that it is matched first. */
+/**
+ * pgrep's block in pg_hba.conf, which PostgreSQL reads top down, first match wins. It goes before the
+ * first rule — so that a broad rule of the file cannot change how pgrep's hosts and applications log in —
+ * except that every `reject` a DBA wrote for something in particular stays above it and keeps rejecting.
+ * A deny-by-default line (reject all databases and users from everywhere) stays below it: it refuses what
+ * nothing above allows, and the inventory's rules are allowed on purpose. The block moves when a DBA adds
+ * such a reject below it; otherwise it stays where it is.
+ */
 export function applyBlock(existing: string, block: string, begin: string, end: string): string {
   const blockLines = block.replace(/\n$/, "").split("\n");
-  const lines = existing === "" ? [] : existing.replace(/\n$/, "").split("\n");
+  let lines = existing === "" ? [] : existing.replace(/\n$/, "").split("\n");
   const b = lines.indexOf(begin);
   const e = lines.indexOf(end);
-  let out: string[];
-  if (b !== -1 && e > b) out = [...lines.slice(0, b), ...blockLines, ...lines.slice(e + 1)];
-  else {
-    const firstRule = lines.findIndex((l) => l.trim() !== "" && !l.trim().startsWith("#"));
-    const at = firstRule === -1 ? lines.length : firstRule;
-    out = [...lines.slice(0, at), ...blockLines, ...lines.slice(at)];
-  }
-  return `${out.join("\n")}\n`;
+  const at = b !== -1 && e > b ? b : -1;
+  if (at !== -1) lines = [...lines.slice(0, b), ...lines.slice(e + 1)];
+  let lastReject = -1;
+  lines.forEach((l, i) => rejectsSomething(l) && (lastReject = i));
+  const firstRule = lines.findIndex((l) => l.trim() !== "" && !l.trim().startsWith("#"));
+  // In place (where it was, or before the first rule) unless a particular reject comes after that place.
+  const place = at !== -1 ? at : firstRule === -1 ? lines.length : firstRule;
+  const where = lastReject >= place ? lastReject + 1 : place;
+  return `${[...lines.slice(0, where), ...blockLines, ...lines.slice(where)].join("\n")}\n`;
+}
+
+const HOST_TYPES = new Set(["host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc"]);
+const EVERYWHERE = new Set(["all", "0.0.0.0/0", "::/0"]);
+
+/** A TCP rule whose method is reject, for particular databases, users or addresses (not deny-by-default). */
+export function rejectsSomething(line: string): boolean {
+  const f = line.replace(/#.*/, "").trim().split(/\s+/);
+  if (!HOST_TYPES.has(f[0] ?? "")) return false;
+  // type database user address [mask] method [options]: the method follows the address (and its mask).
+  const mask = f[4] !== undefined && /^[\d.]+$/.test(f[4]) && /^[\d.]+$/.test(f[3] ?? "");
+  if (f[mask ? 5 : 4] !== "reject") return false;
+  const everywhere = mask ? f[3] === "0.0.0.0" && f[4] === "0.0.0.0" : EVERYWHERE.has(f[3] ?? "");
+  return !(f[1] === "all" && f[2] === "all" && everywhere);
 }
 
 /**
@@ -94,4 +116,29 @@ export function conninfo(params: Record<string, string | number | undefined>): s
     .filter(([, v]) => v !== undefined && v !== "")
     .map(([k, v]) => `${k}=${conninfoValue(String(v))}`)
     .join(" ");
+}
+
+/** A postgresql.conf value as the server reads it: quotes removed, '' and \\ undone. */
+export function confValue(raw: string | undefined): string | undefined {
+  if (raw === undefined || !raw.startsWith("'")) return raw;
+  return raw.slice(1, -1).replace(/''|\\(.)/g, (m, c: string | undefined) => (m === "''" ? "'" : c!));
+}
+
+/** libpq's keyword=value connection string: values bare, or in single quotes with \' and \\. */
+export function parseConninfo(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of text.matchAll(/([A-Za-z_]+)\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))/g)) out.set(m[1]!.toLowerCase(), m[2] !== undefined ? m[2].replace(/\\(.)/g, "$1") : m[3]!);
+  return out;
+}
+
+/** The file without the lines that set these settings (what ALTER SYSTEM RESET leaves). */
+export function withoutSettings(text: string, names: readonly string[]): string {
+  const line = new RegExp(`^\\s*(${names.join("|")})\\s*=`, "i");
+  return text.split("\n").filter((l) => !line.test(l)).join("\n");
+}
+
+/** For a diff shown on screen: pg_basebackup -R writes the password into primary_conninfo. */
+export function hidePasswords(text: string): string {
+  // Quoted inside a quoted setting (''…''), quoted in a bare conninfo ('…'), or bare.
+  return text.replace(/(\bpassword\s*=\s*)(''(?:[^']|\\'')*?''|'(?:[^'\\]|\\.)*'|[^\s']+)/gi, "$1(hidden)");
 }

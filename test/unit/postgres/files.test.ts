@@ -60,3 +60,26 @@ describe("settings files", () => {
     expect(changedSettings(null, null)).toEqual([]);
   });
 });
+
+describe("pg_hba: a DBA's reject keeps rejecting", () => {
+  const block = `${B}\nhost app app 10.0.0.0/24 scram-sha-256\n${E}\n`;
+  const debian = "local all postgres peer\nhost all all 127.0.0.1/32 scram-sha-256\n";
+  it("a particular reject stays above pgrep's block, wherever the DBA wrote it; the block moves below it", () => {
+    const once = applyBlock(debian, block, B, E);
+    expect(once.split("\n")[0]).toBe(B);
+    const rejected = `${once}host app app 10.0.0.66/32 reject\n`;
+    const moved = applyBlock(rejected, block, B, E);
+    expect(moved).toBe(`${debian}host app app 10.0.0.66/32 reject\n${block}`);
+    expect(applyBlock(moved, block, B, E)).toBe(moved);
+    // One above the block already: nothing moves.
+    const above = `host all baduser 0.0.0.0/0 reject\n${once}`;
+    expect(applyBlock(above, block, B, E)).toBe(above);
+    // The address-and-mask form, hostssl, a comment after the method.
+    for (const l of ["hostssl app all 10.0.0.0 255.255.255.0 reject  # audit", "host all all 10.9.0.0/16 reject", "hostnossl all app all reject"]) expect(applyBlock(`${once}${l}\n`, block, B, E), l).toBe(`${debian}${l}\n${block}`);
+  });
+  it("a deny-by-default line stays below pgrep's block, and a local or commented reject does not move it", () => {
+    const once = applyBlock(debian, block, B, E);
+    for (const l of ["host all all 0.0.0.0/0 reject", "host all all ::/0 reject", "hostssl all all all reject", "host all all 0.0.0.0 0.0.0.0 reject", "local all all reject", "# host app app 10.0.0.66/32 reject"])
+      expect(applyBlock(`${once}${l}\n`, block, B, E), l).toBe(`${once}${l}\n`);
+  });
+});
