@@ -28,9 +28,9 @@ export async function executePlan(plan: Plan, ctx: ExecContext): Promise<void> {
           await Promise.all(
             batch.map(async (step) => {
               const started = Date.now();
-              ctx.report.step(lane.host, `${describeStep(step)} — ${step.why}`);
+              ctx.report.step(step.host, `${describeStep(step)} — ${step.why}`);
               const note = await runStep(step, ctx);
-              ctx.report.done(lane.host, note ?? describeStep(step), Date.now() - started);
+              ctx.report.done(step.host, note ?? describeStep(step), Date.now() - started);
             }),
           );
         }

@@ -57,7 +57,7 @@ export function formatPhases(phases: Phase[], snap: ClusterSnapshot, withDiffs: 
     for (const lane of phase.lanes) {
       const newCluster = lane.steps.some((s) => s.kind === "create-cluster" || s.kind === "clone");
       for (const step of lane.steps) {
-        lines.push(`${indent}  [${lane.host}] ${describeStep(step)} — ${step.why}`);
+        lines.push(`${indent}  [${step.host}] ${describeStep(step)} — ${step.why}`);
         if (withDiffs) lines.push(...diffFor(step, snap, newCluster).map((l) => `${indent.slice(2)}${l}`));
       }
     }

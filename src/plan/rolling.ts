@@ -1,8 +1,8 @@
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { parseSettings } from "../postgres/files.js";
-import { hopsFromPrimary } from "../postgres/replication.js";
-import type { Phase, Step } from "./steps.js";
+import { hopsFromPrimary, synchronousStandbyNames } from "../postgres/replication.js";
+import { settingsTarget, type Phase, type Step } from "./steps.js";
 
 // Restarts for settings (or on demand) take one server away at a time: readers always keep all but one
 // standby, and writes pause once, for the primary's own restart or for a switchover.
@@ -84,7 +84,8 @@ export function rollingPhases(spec: ClusterSpec, snap: ClusterSnapshot, restarts
   for (const h of standbys) {
     const steps: Step[] = [];
     if (primaryFirst) steps.push({ kind: "catch-up", host: h.name, primary: P, why: `restart only once it has the primary's new ${lowered.join(", ")}` });
-    steps.push(restarts.get(h.name)!, { kind: "wait-streaming", host: h.name, upstream: h.upstream!, why: "the next host restarts only once this one streams again" });
+    const window = synchronousWindow(spec, snap, h);
+    steps.push(...window.before, restarts.get(h.name)!, { kind: "wait-streaming", host: h.name, upstream: h.upstream!, why: "the next host restarts only once this one streams again" }, ...window.after);
     phases.push({ title: title(h.name), lanes: [{ host: h.name, steps }] });
   }
   if (restarts.has(P) && !primaryFirst) {
@@ -117,4 +118,37 @@ export function planRestart(spec: ClusterSpec, snap: ClusterSnapshot, names: str
   const { primary, problem } = primaryTurn(spec, snap, restarts, lowered, restartPrimary);
   if (problem) problems.push(problem);
   return { phases: rollingPhases(spec, snap, restarts, lowered, primary), problems };
+}
+
+/**
+ * Commits wait for the synchronous standbys. When restarting `h` leaves fewer of them streaming than
+ * replication.synchronous asks for, every commit would stall for the restart: for that window the
+ * primary's synchronous_standby_names moves to other streaming standbys (commits still wait for a
+ * standby), or, with none, asks for as many as are left (none: commits wait for no standby), and is put
+ * back once `h` streams again. A reload on the primary; the plan says which.
+ */
+export function synchronousWindow(spec: ClusterSpec, snap: ClusterSnapshot, h: HostSpec): { before: Step[]; after: Step[] } {
+  const none = { before: [], after: [] };
+  const wanted = synchronousStandbyNames(spec);
+  const sync = spec.synchronous;
+  const P = snap.hosts.get(spec.primary.name);
+  if (!wanted || !sync || !P?.reachable || !P.sql || h.upstream !== spec.primary.name || !sync.names.includes(h.name)) return none;
+  const streaming = (n: string) => n !== h.name && P.sql!.replication.some((r) => r.application_name === n && r.state === "streaming");
+  const need = Math.min(sync.num, sync.names.filter((n) => spec.standbys.some((x) => x.name === n && x.upstream === spec.primary.name)).length);
+  const named = sync.names.filter(streaming);
+  if (named.length >= need) return none;
+  const others = spec.standbys.filter((x) => x.upstream === spec.primary.name && !sync.names.includes(x.name) && streaming(x.name)).map((x) => x.name);
+  const hosts = [...named, ...others];
+  const num = Math.min(need, hosts.length);
+  const value = num ? `${sync.method} ${num} (${hosts.map((n) => `"${n}"`).join(", ")})` : "";
+  const target = settingsTarget(spec.primary, P);
+  const say = num ? `commits wait for ${hosts.length > 1 ? `${num} of ${hosts.join(", ")}` : hosts[0]} instead` : "commits wait for no standby meanwhile";
+  const set = (v: string, why: string): Step[] => [
+    { kind: "edit-file", host: P.name, file: target, edit: { type: "setting", name: "synchronous_standby_names", value: v }, why },
+    { kind: "control", host: P.name, action: "reload", why: "apply synchronous_standby_names" },
+  ];
+  return {
+    before: set(value, `${h.name} is a synchronous standby and restarts: ${say}, so that no commit waits for its restart`),
+    after: set(wanted, `${h.name} streams again: back to ${wanted}`),
+  };
 }

@@ -1,15 +1,29 @@
 // A plan is data: what would be done, where, and why. Executing it is a separate module, so printing a
 // plan cannot change anything.
 
+import type { HostSpec } from "../model/cluster.js";
+import type { ReachableHost } from "../cluster/state.js";
+
 export type FileEdit =
   | { type: "replace"; content: string }
   | { type: "block"; begin: string; end: string; block: string }
-  | { type: "line"; line: string };
+  | { type: "line"; line: string }
+  /** One setting's line set to value (a PostgreSQL string), or taken out (null); the rest kept. */
+  | { type: "setting"; name: string; value: string | null };
 
 export interface FileTarget {
   path: string;
   owner: string; // "" = leave as the writing user
   mode: number;
+}
+
+export function fileTarget(h: HostSpec, s: ReachableHost, path: string, mode: number): FileTarget {
+  return { path, mode, owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "" };
+}
+
+/** pgrep's settings file on the host: private where PGDATA holds it (included by one line), else readable. */
+export function settingsTarget(h: HostSpec, s: ReachableHost): FileTarget {
+  return fileTarget(h, s, s.layout.settingsFile, s.layout.includeLine ? 0o600 : 0o644);
 }
 
 export type Step =
@@ -56,6 +70,8 @@ export interface Plan {
   phases: Phase[];
   /** What the plan leaves out and why (hosts left as they are), printed with it. */
   notes?: string[];
+  /** What differs from the inventory that setup leaves as it is (for status and setup --dry-run's exit 7). */
+  differs?: { host: string; what: string }[];
 }
 
 /** The plan up to a switchover (its last phase, when there is one), and that switchover. */

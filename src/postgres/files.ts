@@ -142,3 +142,13 @@ export function hidePasswords(text: string): string {
   // Quoted inside a quoted setting (''…''), quoted in a bare conninfo ('…'), or bare.
   return text.replace(/(\bpassword\s*=\s*)(''(?:[^']|\\'')*?''|'(?:[^'\\]|\\.)*'|[^\s']+)/gi, "$1(hidden)");
 }
+
+/** The file with one setting's line set to `value` (quoted), or taken out (null); other lines kept. */
+export function setSetting(text: string, name: string, value: string | null): string {
+  const line = new RegExp(`^\\s*${name}\\s*=`, "i");
+  const lines = text.replace(/\n$/, "").split("\n").filter((l) => l !== "" || text !== "");
+  const i = lines.findIndex((l) => line.test(l));
+  const wanted = value === null ? [] : [`${name} = '${value.replaceAll("'", "''")}'`];
+  const out = i === -1 ? [...lines, ...wanted] : [...lines.slice(0, i), ...wanted, ...lines.slice(i + 1).filter((l) => !line.test(l))];
+  return `${out.join("\n")}\n`;
+}

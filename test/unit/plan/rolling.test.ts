@@ -12,10 +12,10 @@ import { emptyHost, runningHost, snapshot } from "./fixtures.js";
 // Restarts for settings take one host away at a time: the standbys, each streaming again before the
 // next, then the primary; the primary first when it lowers what a standby may not have below it.
 
-function cluster(settings = ""): ClusterSpec {
+function cluster(settings = "", synchronous = ""): ClusterSpec {
   const text = `cluster: c1
 postgres: { major: 15, layout: debian${settings ? `, settings: { ${settings} }` : ""} }
-hosts:
+${synchronous ? `replication: { synchronous: ${synchronous} }\n` : ""}hosts:
   - { name: db1, address: 10.0.0.1, role: primary }
   - { name: db2, address: 10.0.0.2, role: standby }
   - { name: db3, address: 10.0.0.3, role: standby }
@@ -127,6 +127,27 @@ describe("pgrep restart", () => {
     const snap = converged(s, { db1: at200 });
     expect(shape(planRestart(s, snap, [], "restart").phases)[0]).toBe("db1: restart");
     expect(planRestart(s, snap, [], "switchover").problems).toEqual(["--restart-primary switchover: max_connections goes down, and a standby cannot start below its primary's value; let the primary restart first (leave out --restart-primary)"]);
+  });
+
+  it("a synchronous standby restarts: commits wait for another streaming standby meanwhile, or for none; put back once it streams", () => {
+    const settingOf = (p: Phase[], host: string) =>
+      p.flatMap((ph) => ph.lanes).filter((l) => l.host === host).flatMap((l) => l.steps).flatMap((x) => (x.kind === "edit-file" && x.edit.type === "setting" ? [`${x.host}: ${x.edit.value}`] : []));
+    // db2 alone is synchronous: while it restarts, db3 (streaming, not named) takes its place.
+    const one = cluster("", "[db2]");
+    const moved = planRestart(one, converged(one), [], "restart").phases;
+    expect(shape(moved)[0]).toBe("db2: edit-file,reload,restart,wait-streaming,edit-file,reload");
+    expect(settingOf(moved, "db2")).toEqual(['db1: FIRST 1 ("db3")', 'db1: FIRST 1 ("db2")']);
+    // db3's restart leaves db2 synchronous: nothing changes.
+    expect(shape(moved)[1]).toBe("db3: restart,wait-streaming");
+    // Both named, both needed: the one left is all there is while the other restarts; with db3 down too, none.
+    const both = cluster("", "[db2, db3]");
+    expect(settingOf(planRestart(both, converged(both), [], "restart").phases, "db2")).toEqual(['db1: FIRST 1 ("db3")', 'db1: FIRST 2 ("db2", "db3")']);
+    const quorum = cluster("", "{ any: 1, of: [db2, db3] }");
+    expect(settingOf(planRestart(quorum, converged(quorum), [], "restart").phases, "db2")).toEqual([]);
+    const db3Gone = (h: ReachableHost): ReachableHost => ({ ...h, sql: { ...h.sql!, replication: h.sql!.replication.filter((r) => r.application_name !== "db3") } });
+    const relaxed = planRestart(one, converged(one, { db1: db3Gone }), ["db2"], "restart").phases;
+    expect(settingOf(relaxed, "db2")).toEqual(["db1: ", 'db1: FIRST 1 ("db2")']);
+    expect(relaxed[0]!.lanes[0]!.steps[0]!.why).toBe("db2 is a synchronous standby and restarts: commits wait for no standby meanwhile, so that no commit waits for its restart");
   });
 
   it("refuses a host whose PostgreSQL is not running", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyBlock, changedSettings, conninfo, ensureLine, mergePgpass, parseSettings } from "../../../src/postgres/files.js";
+import { applyBlock, changedSettings, conninfo, ensureLine, mergePgpass, parseSettings, setSetting } from "../../../src/postgres/files.js";
 
 const B = "# BEGIN x";
 const E = "# END x";
@@ -81,5 +81,17 @@ describe("pg_hba: a DBA's reject keeps rejecting", () => {
     const once = applyBlock(debian, block, B, E);
     for (const l of ["host all all 0.0.0.0/0 reject", "host all all ::/0 reject", "hostssl all all all reject", "host all all 0.0.0.0 0.0.0.0 reject", "local all all reject", "# host app app 10.0.0.66/32 reject"])
       expect(applyBlock(`${once}${l}\n`, block, B, E), l).toBe(`${once}${l}\n`);
+  });
+});
+
+describe("setSetting", () => {
+  it("replaces one setting's line in place, appends it when missing, takes it out for null, and quotes", () => {
+    const conf = "# pgrep\nwal_level = 'replica'\nsynchronous_standby_names = 'FIRST 1 (\"db2\")'\nhot_standby = on\n";
+    const moved = setSetting(conf, "synchronous_standby_names", 'FIRST 1 ("db3")');
+    expect(moved).toBe(conf.replace('"db2"', '"db3"'));
+    expect(setSetting(moved, "synchronous_standby_names", 'FIRST 1 ("db2")')).toBe(conf);
+    expect(setSetting(conf, "synchronous_standby_names", null)).toBe("# pgrep\nwal_level = 'replica'\nhot_standby = on\n");
+    expect(setSetting("a = 1\n", "b", "it's")).toBe("a = 1\nb = 'it''s'\n");
+    expect(setSetting("", "b", "")).toBe("b = ''\n");
   });
 });
