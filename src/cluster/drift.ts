@@ -19,9 +19,13 @@ export function clusterDrift(spec: ClusterSpec, snap: ClusterSnapshot, plan: Pla
     if (!s?.reachable || observedContent(s, step.file.path) == null || step.file.path.endsWith("/standby.signal")) continue;
     add(step.host, `${step.file.path} differs from what pgrep writes (edited by hand, or the inventory changed)`);
   }
+  for (const d of plan?.differs ?? []) add(d.host, d.what);
   for (const h of spec.hosts) {
     const s = snap.hosts.get(h.name);
     if (!s?.reachable) continue;
+    if (s.running && s.files.settings === null) add(h.name, `${s.layout.settingsFile} is missing: pgrep's settings do not apply (deleted, or setup has not run here)`);
+    const after = overriddenAfterInclude(s.files.mainConf, s.files.settings, s.layout.includeLine);
+    if (after.length) add(h.name, `${s.layout.mainConf} sets ${after.join(", ")} after it includes pgrep's settings, and so overrides them`);
     const altered = [...parseSettings(s.files.autoConf).keys()];
     if (altered.length) {
       const managed = parseSettings(s.files.settings);
@@ -34,4 +38,19 @@ export function clusterDrift(spec: ClusterSpec, snap: ClusterSnapshot, plan: Pla
     if (s.sql?.pendingRestart.length) add(h.name, `waits for a restart to apply ${s.sql.pendingRestart.join(", ")}`);
   }
   return drift;
+}
+
+/**
+ * Settings of pgrep's that the main postgresql.conf sets again after the line that includes pgrep's file
+ * (Debian: include_dir = 'conf.d'; elsewhere pgrep's own include line): the later one wins.
+ */
+export function overriddenAfterInclude(mainConf: string | null, settings: string | null, includeLine: string | null): string[] {
+  if (mainConf === null || settings === null) return [];
+  const lines = mainConf.split("\n");
+  const include = includeLine === null ? /^\s*include_dir\s*=?\s*'?conf\.d'?/ : new RegExp(`^\\s*${includeLine.split(/\s/)[0]}\\s*=?\\s*'?pgrep\\.conf'?`);
+  let at = -1;
+  lines.forEach((l, i) => include.test(l) && (at = i));
+  if (at === -1) return [];
+  const ours = parseSettings(settings);
+  return [...parseSettings(lines.slice(at + 1).join("\n")).keys()].filter((n) => ours.has(n));
 }

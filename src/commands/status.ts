@@ -1,5 +1,5 @@
 import { formatStatusTable } from "../cluster/format.js";
-import { EXIT, type ExitCode } from "../errors.js";
+import { EXIT, RefusedError, type ExitCode } from "../errors.js";
 import type { Output } from "../output.js";
 import { assessCluster } from "../cluster/assess.js";
 import { healthy, openSession } from "../session/session.js";
@@ -10,12 +10,15 @@ import { planSetup } from "../plan/setup.js";
 import type { Plan } from "../plan/steps.js";
 import type { TlsMaterial } from "../tls/material.js";
 
-/** The setup plan for what observe saw, or nothing when setup would refuse or cannot plan (then no file drift is told). */
-function plannedOrNothing(spec: ClusterSpec, snap: ClusterSnapshot, tls: TlsMaterial | undefined): Plan | undefined {
+/**
+ * The setup plan for what observe saw; or, when setup would refuse, what it refuses (told as drift: no
+ * file drift then). Nothing when it cannot plan at all (the primary unreachable: the table says so).
+ */
+function plannedOrRefused(spec: ClusterSpec, snap: ClusterSnapshot, tls: TlsMaterial | undefined): { plan?: Plan; refused?: string } {
   try {
-    return planSetup(spec, snap, { force: new Set(), tls });
-  } catch {
-    return undefined;
+    return { plan: planSetup(spec, snap, { force: new Set(), tls, apps: true }) };
+  } catch (e) {
+    return e instanceof RefusedError ? { refused: e.message } : {};
   }
 }
 
@@ -28,15 +31,22 @@ export interface StatusCommandOptions {
 /**
  * Exit 0 when every host is as the inventory wants; 8 when a host the inventory calls a standby accepts
  * writes (split brain); 3 when a host cannot be reached; 5 (degraded) when one is not in line; 7 when all
- * are healthy but something differs from the inventory (see clusterDrift).
+ * are healthy but something differs from the inventory (see clusterDrift), setup's refusals included.
  */
 export async function statusCommand(opts: StatusCommandOptions, out: Output): Promise<ExitCode> {
-  const session = await openSession({ ...opts, password: "optional" });
+  // The applications' passwords are read (never made) so that a role whose password differs is told.
+  const session = await openSession({ ...opts, password: "optional", apps: "read" });
   try {
     const { spec } = session;
     const snap = await session.observe();
     const reports = assessCluster(spec, snap);
-    const drift = clusterDrift(spec, snap, plannedOrNothing(spec, snap, session.tls));
+    const { plan, refused } = plannedOrRefused(spec, snap, session.tls);
+    const drift = clusterDrift(spec, snap, plan);
+    // Each line of a refusal names its host ("db2: …"); one that does not goes with the primary.
+    for (const line of refused?.split("\n") ?? []) {
+      const host = spec.hosts.find((h) => line.startsWith(`${h.name}: `))?.name ?? spec.primary.name;
+      drift.set(host, [...(drift.get(host) ?? []), `setup refuses: ${line.startsWith(`${host}: `) ? line.slice(host.length + 2) : line}`]);
+    }
     const { maxLagSeconds } = spec.apps;
     const splitBrain = reports.filter((r) => r.state === "split brain").map((r) => r.name);
     const headline = splitBrain.length ? [`SPLIT BRAIN: ${splitBrain.join(", ")} accept${splitBrain.length > 1 ? "" : "s"} writes, but the inventory's primary is ${spec.primary.name} (see the problems below)`, ""] : [];

@@ -3,14 +3,14 @@ import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError, UnreachableError } from "../errors.js";
 import { connectMatches, sameLocale } from "../postgres/app-objects.js";
-import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine, parseSettings } from "../postgres/files.js";
+import { applyBlock, blockAddresses, blockMarkers, changedSettings, ensureLine, parseSettings, setSetting } from "../postgres/files.js";
 import { sha256, type TlsMaterial } from "../tls/material.js";
 import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
 import { divergence } from "../cluster/positions.js";
 import { autoConfSteps } from "./adopt.js";
 import { loweredMinimums, primaryTurn, rollingPhases, type RestartStep } from "./rolling.js";
-import type { FileEdit, FileTarget, Phase, Plan, Step } from "./steps.js";
+import { fileTarget, settingsTarget, type FileEdit, type Phase, type Plan, type Step } from "./steps.js";
 
 export interface SetupOptions {
   /** Standbys whose data directory may be replaced even though it is not a standby of this cluster. */
@@ -68,7 +68,8 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
   const hba = hbaBlock(spec, P, refusals, new Set(alone.keys()), notes);
 
   const primarySteps = planPrimary(spec, spec.primary, P, hba, opts, refusals, alone, notes);
-  if (opts.apps) primarySteps.push(...appSteps(spec, P, refusals, notes));
+  const differs: { host: string; what: string }[] = [];
+  if (opts.apps) primarySteps.push(...appSteps(spec, P, refusals, notes, differs));
   const primarySysid = P.sysid !== undefined && P.pgVersion !== undefined ? P.sysid : undefined;
   const standbyLanes = spec.standbys.filter((h) => !alone.has(h.name)).map((h) => ({
     host: h.name,
@@ -93,7 +94,7 @@ export function planSetup(spec: ClusterSpec, snap: ClusterSnapshot, opts: SetupO
     if (busy.length) phases.push({ title: hops === 1 ? "standbys" : `cascading standbys (${hops} hops from the primary)`, lanes: busy });
   }
   phases.push(...rolling);
-  return { command: "setup", cluster: spec.name, phases, notes };
+  return { command: "setup", cluster: spec.name, phases, notes, differs };
 }
 
 /** A host's name, its address and what the primary (and the host itself) resolved that address to. */
@@ -185,9 +186,7 @@ function restartCheck(h: HostSpec, s: ReachableHost, config: Step[], why: string
   return [{ kind: "restart-if-pending", host: h.name, why: s.sql && restartOnly.length ? `${restartOnly.join(", ")} only change${restartOnly.length > 1 ? "" : "s"} at a restart` : why }];
 }
 
-export function fileTarget(h: HostSpec, s: ReachableHost, path: string, mode: number): FileTarget {
-  return { path, mode, owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "" };
-}
+export { fileTarget };
 
 function editStep(host: HostSpec, s: ReachableHost, current: string | null, path: string, mode: number, edit: FileEdit, why: string, always: boolean): Step[] {
   if (!always && current !== null && applyEdit(current, edit) === current) return [];
@@ -202,6 +201,8 @@ export function applyEdit(current: string | null, edit: FileEdit): string {
       return applyBlock(current ?? "", edit.block, edit.begin, edit.end);
     case "line":
       return ensureLine(current ?? "", edit.line);
+    case "setting":
+      return setSetting(current ?? "", edit.name, edit.value);
   }
 }
 
@@ -242,8 +243,8 @@ export function standbyConninfo(spec: ClusterSpec, h: HostSpec, s: ReachableHost
 function configSteps(spec: ClusterSpec, h: HostSpec, s: ReachableHost, hba: FileEdit, upstream: { host: HostSpec } | null, fresh: boolean): Step[] {
   const steps: Step[] = [];
   const L = s.layout;
-  const settingsMode = L.includeLine ? 0o600 : 0o644;
-  steps.push(...editStep(h, s, s.files.settings, L.settingsFile, settingsMode, { type: "replace", content: settingsContent(spec, h, s, upstream) }, "replication settings, managed by pgrep", fresh));
+  const settings = settingsTarget(h, s);
+  steps.push(...editStep(h, s, s.files.settings, settings.path, settings.mode, { type: "replace", content: settingsContent(spec, h, s, upstream) }, "replication settings, managed by pgrep", fresh));
   if (L.includeLine) steps.push(...editStep(h, s, s.files.mainConf, L.mainConf, 0o600, { type: "line", line: L.includeLine }, "postgresql.conf must include pgrep's settings file", fresh));
   steps.push(...editStep(h, s, s.files.hba, L.hbaFile, 0o640, hba, `let the cluster's hosts open replication connections (${spec.tls ? "TLS, " : ""}${spec.passwordEncryption === "md5" ? "md5" : "SCRAM"})${spec.apps.access.length ? ", and applications connect" : ""}`, fresh));
   return steps;
@@ -327,7 +328,8 @@ function planPrimary(spec: ClusterSpec, h: HostSpec, P: ReachableHost, hba: File
  * The application roles and databases the primary lacks. What exists but differs in what pgrep does not
  * change behind an owner's back (ownership, encoding, locale, superuser) is reported, not altered.
  */
-function appSteps(spec: ClusterSpec, P: ReachableHost, refusals: string[], notes: string[]): Step[] {
+function appSteps(spec: ClusterSpec, P: ReachableHost, refusals: string[], notes: string[], differs: { host: string; what: string }[]): Step[] {
+  const note = (what: string) => (notes.push(what), differs.push({ host: P.name, what }));
   const { roles, databases } = spec.apps;
   if (!roles.length && !databases.length) return [];
   const seen = P.sql?.apps ?? { roles: [], databases: [] };
@@ -337,7 +339,7 @@ function appSteps(spec: ClusterSpec, P: ReachableHost, refusals: string[], notes
     const o = role(r.name);
     return !o || !o.login || o.passwordOk !== true;
   });
-  for (const r of roles) if (role(r.name)?.superuser) notes.push(`role ${r.name}: a superuser on ${P.name}; an application role should not be (ALTER ROLE ${r.name} NOSUPERUSER)`);
+  for (const r of roles) if (role(r.name)?.superuser) note(`role ${r.name}: a superuser on ${P.name}; an application role should not be (ALTER ROLE ${r.name} NOSUPERUSER)`);
   const dbCreate: string[] = [];
   const dbConnect: string[] = [];
   databases.forEach((d, i) => {
@@ -349,12 +351,12 @@ function appSteps(spec: ClusterSpec, P: ReachableHost, refusals: string[], notes
       if (d.connect) dbConnect.push(d.name);
       return;
     }
-    const differs = [
+    const unlike = [
       o.owner !== d.owner ? `owner ${o.owner} (the inventory says ${d.owner}; ALTER DATABASE ${d.name} OWNER TO ${d.owner})` : "",
       o.encoding.toUpperCase() !== d.encoding ? `encoding ${o.encoding} (the inventory says ${d.encoding})` : "",
       d.locale && !(sameLocale(o.collate, d.locale) && sameLocale(o.ctype, d.locale)) ? `locale ${o.collate} (the inventory says ${d.locale})` : "",
     ].filter(Boolean);
-    if (differs.length) notes.push(`database ${d.name}: exists on ${P.name} with ${differs.join(", ")}; pgrep does not change it`);
+    if (unlike.length) note(`database ${d.name}: exists on ${P.name} with ${unlike.join(", ")}; pgrep does not change it`);
     if (!connectMatches(d, o)) dbConnect.push(d.name);
   });
   const steps: Step[] = [];
@@ -363,8 +365,15 @@ function appSteps(spec: ClusterSpec, P: ReachableHost, refusals: string[], notes
       kind: "app-roles",
       host: P.name,
       roles: roleWork.map((r) => r.name),
-      why: roleWork.map((r) => `${r.name}: ${!role(r.name) ? "missing" : !role(r.name)!.login ? "cannot log in" : "its password is not the inventory's"}`).join("; "),
+      why: roleWork.map((r) => `${r.name}: ${roleDiffers(role(r.name)) ?? "its password is set (the inventory's cannot be read here to compare)"}`).join("; "),
     });
+  // Drift is what is known to differ: a password that cannot be compared here is not.
+  for (const r of roleWork) {
+    const why = roleDiffers(role(r.name));
+    if (why) differs.push({ host: P.name, what: `application role ${r.name}: ${why}` });
+  }
+  for (const n of dbCreate) differs.push({ host: P.name, what: `application database ${n}: missing` });
+  for (const n of dbConnect.filter((x) => !dbCreate.includes(x))) differs.push({ host: P.name, what: `application database ${n}: others than the named roles may connect` });
   if (dbCreate.length || dbConnect.length)
     steps.push({
       kind: "app-databases",
@@ -374,6 +383,11 @@ function appSteps(spec: ClusterSpec, P: ReachableHost, refusals: string[], notes
       why: [dbCreate.length ? `missing: ${dbCreate.join(", ")}` : "", dbConnect.filter((n) => !dbCreate.includes(n)).map((n) => `${n}: others than the named roles may connect`).join("; ")].filter(Boolean).join("; "),
     });
   return steps;
+}
+
+/** How an application role differs from the inventory, when that is known. */
+function roleDiffers(o: { login: boolean; passwordOk: boolean | undefined } | undefined): string | undefined {
+  return !o ? "missing" : !o.login ? "cannot log in" : o.passwordOk === false ? "its password is not the inventory's" : undefined;
 }
 
 /** Found before anything changes: PostgreSQL could not start on a port another program holds. */

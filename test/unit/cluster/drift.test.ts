@@ -6,8 +6,9 @@ import { runningHost, snapshot, spec, sql } from "../plan/fixtures.js";
 describe("clusterDrift", () => {
   const s = spec(15);
   const conf = "/etc/postgresql/15/main/conf.d/pgrep.conf";
-  const primary = runningHost(s, "db1", "7001", false);
-  const standby = runningHost(s, "db2", "7001", true);
+  const written = (h: ReturnType<typeof runningHost>) => ({ ...h, files: { ...h.files, settings: "wal_level = replica\nmax_wal_senders = 10\n" } });
+  const primary = written(runningHost(s, "db1", "7001", false));
+  const standby = written(runningHost(s, "db2", "7001", true));
   const editOf = (host: string, path: string): Plan => ({
     command: "setup",
     cluster: "c1",
@@ -21,7 +22,29 @@ describe("clusterDrift", () => {
   it("names a managed file that setup would rewrite, but not one that does not exist yet", () => {
     const edited = { ...standby, files: { ...standby.files, settings: "wal_level = replica\nwork_mem = '64MB'\n" } };
     expect(clusterDrift(s, snapshot(15, primary, edited), editOf("db2", conf)).get("db2")).toEqual([`${conf} differs from what pgrep writes (edited by hand, or the inventory changed)`]);
-    expect(clusterDrift(s, snapshot(15, primary, standby), editOf("db2", conf)).size).toBe(0);
+    const fresh = { ...standby, running: false, sql: undefined, files: { ...standby.files, settings: null } };
+    expect(clusterDrift(s, snapshot(15, primary, fresh), editOf("db2", conf)).size).toBe(0);
+  });
+
+  it("names pgrep's settings file missing where PostgreSQL runs, and settings postgresql.conf sets after including it", () => {
+    const deleted = { ...standby, files: { ...standby.files, settings: null } };
+    expect(clusterDrift(s, snapshot(15, primary, deleted), editOf("db2", conf)).get("db2")).toEqual([`${conf} is missing: pgrep's settings do not apply (deleted, or setup has not run here)`]);
+    const main = "max_connections = 100\nmax_wal_senders = 5   # before: pgrep's file wins\ninclude_dir = 'conf.d'\nmax_wal_senders = 3\nwal_level = minimal\nwork_mem = '8MB'\n";
+    const overridden = { ...standby, files: { ...standby.files, mainConf: main } };
+    expect(clusterDrift(s, snapshot(15, primary, overridden), undefined).get("db2")).toEqual(["/etc/postgresql/15/main/postgresql.conf sets max_wal_senders, wal_level after it includes pgrep's settings, and so overrides them"]);
+  });
+
+  it("names the applications' roles and databases that differ from the inventory", () => {
+    const plan: Plan = {
+      command: "setup",
+      cluster: "c1",
+      phases: [],
+      differs: [{ host: "db1", what: "application role app: its password is not the inventory's" }, { host: "db1", what: "database app: exists on db1 with owner x (the inventory says app; ALTER DATABASE app OWNER TO app); pgrep does not change it" }],
+    };
+    expect(clusterDrift(s, snapshot(15, primary, standby), plan).get("db1")).toEqual([
+      "application role app: its password is not the inventory's",
+      "database app: exists on db1 with owner x (the inventory says app; ALTER DATABASE app OWNER TO app); pgrep does not change it",
+    ]);
   });
 
   it("names what ALTER SYSTEM set, what of pgrep's it overrides, and settings waiting for a restart", () => {
