@@ -67,7 +67,7 @@ describe("adopting a cluster built by hand", () => {
     expect(dry.stdout).toMatch(/\[h2\] reset primary_conninfo, primary_slot_name in postgresql\.auto\.conf — postgresql\.auto\.conf sets primary_conninfo, primary_slot_name over pgrep's settings: they point at h1, the upstream the inventory names/);
     expect(dry.stdout).toMatch(/^ +-primary_conninfo = 'user=repl_hand password=\(hidden\) .*host=h1 /m);
     expect(dry.stdout).toMatch(/^ +-primary_slot_name = 'guide_slot'/m);
-    expect(dry.stdout).toMatch(/\[h2\] drop the replication slot guide_slot on h1 — h2 streamed through it before pgrep took it over; pgrep_h2 keeps its WAL now/);
+    expect(dry.stdout).toMatch(/\[h1\] drop the replication slot guide_slot on h1 — h2 streamed through it before pgrep took it over; pgrep_h2 keeps its WAL now/);
     expect(dry.all).not.toContain("by-hand");
     const r = await pgrep(["setup", "-i", inv]);
     expect(r.exitCode, r.all).toBe(0);

@@ -403,6 +403,49 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(clean.stdout).not.toMatch(/Differs from the inventory/);
   });
 
+  it("drift setup leaves or would refuse: a deleted pgrep.conf, a setting after include_dir, application objects changed by hand, a refusal; status names each (exit 7)", async () => {
+    const conf = "/etc/postgresql/15/main/conf.d/pgrep.conf";
+    const main = "/etc/postgresql/15/main/postgresql.conf";
+    const status = async () => {
+      const r = await pgrep(["status", "-i", inv]);
+      return { code: r.exitCode, differs: r.stdout.split("Differs from the inventory:\n")[1] ?? "" };
+    };
+    // What setup would refuse is said by status too, not hidden.
+    await rig.psql("pg3", "ALTER SYSTEM SET primary_conninfo = 'host=10.255.0.1 port=5432'");
+    const refusing = await status();
+    expect(refusing.code).toBe(7);
+    expect(refusing.differs).toMatch(/pg3: setup refuses: postgresql\.auto\.conf sets primary_conninfo over pgrep's settings, pointing at 10\.255\.0\.1 port 5432, not at pg1/);
+    expect((await pgrep(["setup", "-i", inv])).exitCode).toBe(4);
+    await rig.psql("pg3", "ALTER SYSTEM RESET primary_conninfo");
+    expect((await status()).code).toBe(0);
+
+    await rig.sh("pg2", `rm ${conf}`);
+    await rig.sh("pg3", `echo "wal_keep_size = '128MB'   # after include_dir" >> ${main}`);
+    await rig.psql("pg1", "ALTER ROLE app PASSWORD 'changed-by-hand'; ALTER DATABASE app OWNER TO reporting");
+    const st = await status();
+    expect(st.code).toBe(7);
+    expect(st.differs).toMatch(new RegExp(`pg2: ${conf} is missing: pgrep's settings do not apply`));
+    expect(st.differs).toMatch(new RegExp(`pg3: ${main} sets wal_keep_size after it includes pgrep's settings, and so overrides them`));
+    expect(st.differs).toMatch(/pg1: application role app: its password is not the inventory's/);
+    expect(st.differs).toMatch(/pg1: database app: exists on pg1 with owner reporting \(the inventory says app; ALTER DATABASE app OWNER TO app\); pgrep does not change it/);
+    const dry = await dryRun(rig, ["setup", "-i", inv]);
+    expect(dry.exitCode, dry.all).toBe(7);
+    expect(dry.stdout).toMatch(new RegExp(`pg3: ${main} sets wal_keep_size after it includes pgrep's settings`));
+
+    // setup puts back what is its own; what it leaves is still named until the DBA changes it back.
+    expect((await pgrep(["setup", "-i", inv])).exitCode).toBe(0);
+    const left = await status();
+    expect(left.code).toBe(7);
+    expect(left.differs).not.toMatch(/is missing|application role/);
+    // Without the password's variable the role's password cannot be compared: not told as drift.
+    expect((await pgrep(["status", "-i", inv], { APP_DB_PASSWORD: "" })).stdout).not.toMatch(/application role app/);
+    expect(left.differs).toMatch(/pg3: .* sets wal_keep_size after it includes/);
+    await rig.sh("pg3", `sed -i '/# after include_dir$/d' ${main}`);
+    await rig.psql("pg1", "ALTER DATABASE app OWNER TO app");
+    expect((await pgrep(["setup", "-i", inv])).exitCode).toBe(0);
+    expect(await status()).toEqual({ code: 0, differs: "" });
+  });
+
   it("restarts only for a setting that needs it, and reports which", async () => {
     const before = await startTimes();
     const changed = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, listenAddresses: "0.0.0.0", file: "rig.yml", extraTop: APPS });
@@ -550,7 +593,7 @@ describe("pgrep setup on three hosts over SSH", () => {
     expect(back.stdout).toMatch(/pg3\s+standby\s+streaming/);
   });
 
-  it("synchronous standbys: a quorum of one makes commits wait until a standby has them", async () => {
+  it("synchronous standbys: a quorum of one makes commits wait until a standby has them; restarting the only synchronous one does not stall commits", async () => {
     const syncInv = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, file: "sync.yml", extraTop: `replication:\n  synchronous: { any: 1, of: [pg2, pg3] }\n${APPS}` });
     cpSync(join(rig.dir, "rig.state"), join(rig.dir, "sync.state"), { recursive: true });
     const r = await pgrep(["setup", "-i", syncInv]);
@@ -565,6 +608,26 @@ describe("pgrep setup on three hosts over SSH", () => {
     await rig.sh("pg2", "pg_ctlcluster 15 main start");
     await rig.sh("pg1", "timeout 30 runuser -u postgres -- psql -XAtc 'INSERT INTO t VALUES (90002, 1)'");
     await rig.sh("pg3", "pg_ctlcluster 15 main start");
+
+    // pg2 alone synchronous, restarted by pgrep: while it is down commits wait for pg3 instead. Proven by
+    // order, not by time: a commit acknowledged while pg2 does not stream could not have waited for it.
+    const onlyPg2 = rig.inventory({ primary: "pg1", sshUsers: { pg3: "deploy" }, file: "sync.yml", extraTop: `replication:\n  synchronous: [pg2]\n${APPS}` });
+    expect((await pgrep(["setup", "-i", onlyPg2])).exitCode).toBe(0);
+    expect(await rig.psql("pg1", "SHOW synchronous_standby_names")).toBe('FIRST 1 ("pg2")');
+    await rig.waitFor("pg2 and pg3 to stream", async () => (await rig.psql("pg1", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")) === "2");
+    const commit = `runuser -u postgres -- psql -XAtq -c "INSERT INTO rolling_probe VALUES (now())" -c "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg2' AND state = 'streaming'"`;
+    await rig.sh("pg1", `rm -f /tmp/sync.stop /tmp/sync.done; setsid sh -c 'while [ ! -f /tmp/sync.stop ]; do if r=$(${commit.replaceAll("'", "'\\''")} 2>/dev/null); then echo "$(date +%s%3N) $r"; fi; sleep 0.02; done; touch /tmp/sync.done' > /tmp/sync.log 2>&1 < /dev/null &`);
+    await rig.waitFor("commits to be under way", async () => Number((await rig.sh("pg1", "wc -l < /tmp/sync.log")).trim()) >= 3);
+    const restarted = await pgrep(["restart", "pg2", "-i", onlyPg2]);
+    const log = (await rig.sh("pg1", "touch /tmp/sync.stop; for i in $(seq 1 100); do [ -e /tmp/sync.done ] && break; sleep 0.05; done; cat /tmp/sync.log")).trim().split("\n").map((l) => l.split(" ").map(Number) as [number, number]);
+    expect(restarted.exitCode, restarted.all).toBe(0);
+    expect(log.filter(([, pg2]) => pg2 === 0).length, "no commit was acknowledged while pg2 was down").toBeGreaterThan(0);
+    expect(restarted.stderr).toMatch(/\[pg1\] write \/etc\/postgresql\/15\/main\/conf\.d\/pgrep\.conf — pg2 is a synchronous standby and restarts: commits wait for pg3 instead/);
+    const pause = Math.max(...log.slice(1).map(([t], i) => t - log[i]![0]));
+    console.log(`restart of the only synchronous standby: longest pause between acknowledged commits ${pause} ms`);
+    expect(pause).toBeLessThan(WRITE_PAUSE_BOUND_MS);
+    expect(await rig.psql("pg1", "SHOW synchronous_standby_names")).toBe('FIRST 1 ("pg2")');
+    expect((await pgrep(["setup", "-i", onlyPg2])).stderr).toMatch(/Nothing to change/);
     // Back to asynchronous: setup takes the setting away again with a reload.
     const again = await pgrep(["setup", "-i", inv]);
     expect(again.exitCode, again.all).toBe(0);
