@@ -5,7 +5,8 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     // The reaper image cannot be pulled without a registry; the rig removes its own containers.
     env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
-    // Two cores: integration files share the machine's PostgreSQL ports and CPU, so they run one at a time.
+    // Two cores: integration files share the machine's ports and CPU, so they run one at a time within a
+    // vitest run; npm test runs two of those at once (test/run.mjs): the majors file beside the others.
     fileParallelism: false,
     testTimeout: 240_000,
     hookTimeout: 240_000,
