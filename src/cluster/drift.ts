@@ -1,4 +1,4 @@
-import { parseSettings } from "../postgres/files.js";
+import { confValue, parseSettings } from "../postgres/files.js";
 import type { Plan } from "../plan/steps.js";
 import type { ClusterSpec } from "../model/cluster.js";
 import { observedContent, type ClusterSnapshot } from "./state.js";
@@ -41,8 +41,9 @@ export function clusterDrift(spec: ClusterSpec, snap: ClusterSnapshot, plan: Pla
 }
 
 /**
- * Settings of pgrep's that the main postgresql.conf sets again after the line that includes pgrep's file
- * (Debian: include_dir = 'conf.d'; elsewhere pgrep's own include line): the later one wins.
+ * Settings of pgrep's that the main postgresql.conf sets again, to another value, after the line that
+ * includes pgrep's file (Debian: include_dir = 'conf.d'; elsewhere pgrep's own include line): the later
+ * one wins.
  */
 export function overriddenAfterInclude(mainConf: string | null, settings: string | null, includeLine: string | null): string[] {
   if (mainConf === null || settings === null) return [];
@@ -52,5 +53,6 @@ export function overriddenAfterInclude(mainConf: string | null, settings: string
   lines.forEach((l, i) => include.test(l) && (at = i));
   if (at === -1) return [];
   const ours = parseSettings(settings);
-  return [...parseSettings(lines.slice(at + 1).join("\n")).keys()].filter((n) => ours.has(n));
+  // Set again to the same value, a line changes nothing (a hand-built primary's listen_addresses = '*').
+  return [...parseSettings(lines.slice(at + 1).join("\n"))].filter(([n, v]) => ours.has(n) && confValue(ours.get(n)) !== confValue(v)).map(([n]) => n);
 }

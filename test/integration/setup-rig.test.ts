@@ -440,6 +440,10 @@ describe("pgrep setup on three hosts over SSH", () => {
     // Without the password's variable the role's password cannot be compared: not told as drift.
     expect((await pgrep(["status", "-i", inv], { APP_DB_PASSWORD: "" })).stdout).not.toMatch(/application role app/);
     expect(left.differs).toMatch(/pg3: .* sets wal_keep_size after it includes/);
+    // What is left needs no step of setup's, and still makes its dry run exit 7.
+    const leftDry = await dryRun(rig, ["setup", "-i", inv]);
+    expect(leftDry.exitCode, leftDry.all).toBe(7);
+    expect(leftDry.stdout).toMatch(/^Nothing to change/);
     await rig.sh("pg3", `sed -i '/# after include_dir$/d' ${main}`);
     await rig.psql("pg1", "ALTER DATABASE app OWNER TO app");
     expect((await pgrep(["setup", "-i", inv])).exitCode).toBe(0);

@@ -6,7 +6,7 @@ import { runningHost, snapshot, spec, sql } from "../plan/fixtures.js";
 describe("clusterDrift", () => {
   const s = spec(15);
   const conf = "/etc/postgresql/15/main/conf.d/pgrep.conf";
-  const written = (h: ReturnType<typeof runningHost>) => ({ ...h, files: { ...h.files, settings: "wal_level = replica\nmax_wal_senders = 10\n" } });
+  const written = (h: ReturnType<typeof runningHost>) => ({ ...h, files: { ...h.files, settings: "wal_level = replica\nmax_wal_senders = 10\nlisten_addresses = '*'\n" } });
   const primary = written(runningHost(s, "db1", "7001", false));
   const standby = written(runningHost(s, "db2", "7001", true));
   const editOf = (host: string, path: string): Plan => ({
@@ -29,8 +29,9 @@ describe("clusterDrift", () => {
   it("names pgrep's settings file missing where PostgreSQL runs, and settings postgresql.conf sets after including it", () => {
     const deleted = { ...standby, files: { ...standby.files, settings: null } };
     expect(clusterDrift(s, snapshot(15, primary, deleted), editOf("db2", conf)).get("db2")).toEqual([`${conf} is missing: pgrep's settings do not apply (deleted, or setup has not run here)`]);
-    const main = "max_connections = 100\nmax_wal_senders = 5   # before: pgrep's file wins\ninclude_dir = 'conf.d'\nmax_wal_senders = 3\nwal_level = minimal\nwork_mem = '8MB'\n";
+    const main = "max_connections = 100\nmax_wal_senders = 5   # before: pgrep's file wins\ninclude_dir = 'conf.d'\nmax_wal_senders = 3\nwal_level = minimal\nwork_mem = '8MB'\nlisten_addresses = '*'\n";
     const overridden = { ...standby, files: { ...standby.files, mainConf: main } };
+    // listen_addresses is set again to pgrep's own value: that overrides nothing.
     expect(clusterDrift(s, snapshot(15, primary, overridden), undefined).get("db2")).toEqual(["/etc/postgresql/15/main/postgresql.conf sets max_wal_senders, wal_level after it includes pgrep's settings, and so overrides them"]);
   });
 
