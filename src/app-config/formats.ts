@@ -172,7 +172,9 @@ export function libpqUri(t: Target, o: AppConfigOptions, password?: string): str
  * An env file that docker compose, dotenv and sh read alike: every value in double quotes, where the
  * encoded URLs hold nothing those three treat specially. Without --with-secrets the URLs carry no password
  * and PGPASSWORD takes the variable's value as it is (libpq and the drivers built on it read it), so any
- * password works: put into a URL unencoded, a "@", "/" or "#" would break it.
+ * password works: put into a URL unencoded, a "@", "/" or "#" would break it. The file holds only the
+ * reference: the value is already in the application's environment (the variable the inventory names),
+ * and PGPASSWORD is libpq's own name for it there. pgrep never runs anything with it.
  */
 function env(spec: ClusterSpec, o: AppConfigOptions): string {
   const url = (name: string, t: Target) => `${name}="${libpqUri(t, o, o.password)}"`;

@@ -146,7 +146,7 @@ export function hidePasswords(text: string): string {
 /** The file with one setting's line set to `value` (quoted), or taken out (null); other lines kept. */
 export function setSetting(text: string, name: string, value: string | null): string {
   const line = new RegExp(`^\\s*${name}\\s*=`, "i");
-  const lines = text.replace(/\n$/, "").split("\n").filter((l) => l !== "" || text !== "");
+  const lines = text === "" ? [] : text.replace(/\n$/, "").split("\n");
   const i = lines.findIndex((l) => line.test(l));
   const wanted = value === null ? [] : [`${name} = '${value.replaceAll("'", "''")}'`];
   const out = i === -1 ? [...lines, ...wanted] : [...lines.slice(0, i), ...wanted, ...lines.slice(i + 1).filter((l) => !line.test(l))];

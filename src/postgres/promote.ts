@@ -2,7 +2,7 @@ import type { HostSpec, PromoteMethod } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { PgrepError } from "../errors.js";
 import { createSlotsSql } from "./replication.js";
-import { runSql, type SqlTarget } from "./sql.js";
+import { runSql, waitUntilSql, type SqlTarget } from "./sql.js";
 import type { Capabilities } from "./versions.js";
 
 export type Method = Exclude<PromoteMethod, "auto">;
@@ -24,11 +24,10 @@ export async function promoteServer(h: HostSpec, s: ReachableHost, sql: SqlTarge
   // can follow the moment it is promoted.
   if (method === "pg_promote") {
     const before = `${RESUME_REPLAY}\n${slots.length ? `${createSlotsSql(slots)}\n` : ""}`;
-    const ticks = Math.ceil(timeoutMs / 10);
     const out = await runSql(
       sql,
       `${before}SELECT pg_promote(false);
-DO $pgrep$ BEGIN FOR i IN 1..${ticks} LOOP EXIT WHEN NOT pg_is_in_recovery(); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;
+${waitUntilSql("NOT pg_is_in_recovery()", timeoutMs / 1000)}
 ${WRITE_PROOF};`,
       "pg_promote()",
       onStarted,

@@ -1,7 +1,7 @@
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { Layout } from "./layout.js";
 import { conninfo } from "./files.js";
-import { sqlLiteral } from "./sql.js";
+import { sqlLiteral, waitUntilSql } from "./sql.js";
 
 // Slots and synchronous standbys as the inventory wants them for its current topology.
 
@@ -25,7 +25,7 @@ export function createSlotsSql(names: readonly string[]): string {
  */
 export function endWalsendersSql(host: string, graceSeconds: number, seconds: number): string {
   const held = `SELECT pid FROM pg_stat_replication WHERE application_name = ${sqlLiteral(host)} UNION SELECT active_pid FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slotName(host))} AND active_pid IS NOT NULL`;
-  const wait = (s: number) => `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(s * 100)} LOOP EXIT WHEN NOT EXISTS (${held}); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;`;
+  const wait = (s: number) => waitUntilSql(`NOT EXISTS (${held})`, s);
   return [...(graceSeconds > 0 ? [wait(graceSeconds)] : []), `SELECT count(pg_terminate_backend(pid)) FROM (${held}) h;`, wait(seconds), `SELECT count(*) FROM (${held}) h;`].join("\n");
 }
 
@@ -35,7 +35,7 @@ export function endWalsendersSql(host: string, graceSeconds: number, seconds: nu
  */
 export function dropSlotWhenFreeSql(slot: string, seconds: number): string {
   const busy = `SELECT FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slot)} AND active`;
-  return `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(seconds * 100)} LOOP EXIT WHEN NOT EXISTS (${busy}); PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;
+  return `${waitUntilSql(`NOT EXISTS (${busy})`, seconds)}
 SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slot)} AND NOT active;
 SELECT count(*) FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slot)};`;
 }

@@ -49,6 +49,14 @@ export function sqlIdent(s: string): string {
   return `"${s.replaceAll('"', '""')}"`;
 }
 
+/**
+ * Waits on the server, up to `seconds`, until `condition` (an SQL boolean) holds, polling every 10 ms:
+ * one round trip instead of one per poll. It returns either way; what follows checks the outcome.
+ */
+export function waitUntilSql(condition: string, seconds: number): string {
+  return `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(seconds * 100)} LOOP EXIT WHEN ${condition}; PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;`;
+}
+
 /** A role created when it does not exist yet (CREATE ROLE has no IF NOT EXISTS); its attributes come after. */
 export function createRoleIfMissing(name: string): string {
   return `DO $pgrep$ BEGIN
