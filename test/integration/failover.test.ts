@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, pgrep } from "../cli.js";
 import { dryRun } from "../rig/dry-run.js";
 import { Rig } from "../rig/rig.js";
+import { waitUntil } from "../rig/wait.js";
 
 // Hosts that fail the way real ones do, and an operator's pgrep that is killed or started twice, on three
 // real hosts (PostgreSQL 15, Debian layout). The tests follow each other: each says which host is the
@@ -25,13 +26,13 @@ const primary = () => hosts().find((h) => roleOf(h) === "primary")!;
 const leftovers = (h: string) => rig.sh(h, "ps -eo args | grep -E '(^|/)(pg_basebackup|rsync|psql) |^ssh -i|pgrep-tether|pgrep-heartbeat|\.pgrep/locks/|pgrep-clone' | grep -v -F 'grep -E' || true");
 
 async function noneLeftWithin(ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const left = (await Promise.all(hosts().map(async (h) => `${h}: ${(await leftovers(h)).trim()}`))).filter((l) => !/: $/.test(l));
-    if (!left.length) return;
-    if (Date.now() > deadline) throw new Error(`still running ${ms} ms after pgrep died:\n${left.join("\n")}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  let left: string[] = [];
+  await waitUntil(`nothing of pgrep's to run on any host`, async () => {
+    left = (await Promise.all(hosts().map(async (h) => `${h}: ${(await leftovers(h)).trim()}`))).filter((l) => !/: $/.test(l));
+    return !left.length;
+  }, ms).catch(() => {
+    throw new Error(`still running ${ms} ms after pgrep died:\n${left.join("\n")}`);
+  });
 }
 
 /** No base backup or backup session is left on the primary. */
@@ -57,13 +58,7 @@ async function convergedCompletely(file = inv): Promise<string> {
 // conflict (exit 99) is "held", anything else an error, not "held".
 const lockedOn = async (h: string) => (await rig.sh(h, `runuser -u postgres -- flock -n -E 99 ${LOCK} true 2>&1; case $? in 0) echo free;; 99) echo held;; *) echo error;; esac`)).trim().split("\n").pop();
 
-async function waitFor(what: string, check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = waitUntil;
 
 async function wipe(h: string): Promise<void> {
   await rig.sh(h, `pg_ctlcluster 15 main stop -m fast 2>/dev/null; rm -rf ${DATA}/* ${DATA}.pgrep-copy; true`);

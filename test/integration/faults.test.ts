@@ -28,11 +28,7 @@ const primaryFacts = async () => ({
 /** No base backup (streamed or through the backup API) is running on the primary; waits a little for walsenders to go. */
 async function noBackupInProgress(): Promise<void> {
   const q = "SELECT (SELECT count(*) FROM pg_stat_replication WHERE state = 'backup') + (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup')";
-  const deadline = Date.now() + 15_000;
-  while ((await rig.psql("pg1", q)) !== "0") {
-    if (Date.now() > deadline) throw new Error("a backup is still in progress on pg1");
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  await rig.waitFor("no backup in progress on pg1", async () => (await rig.psql("pg1", q)) === "0", 15_000);
 }
 
 const standbyEntries = async () => Number((await rig.sh("pg2", `ls -A ${DATA} 2>/dev/null | wc -l`)).trim());

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { waitUntil } from "../rig/wait.js";
 import { pgrep } from "../cli.js";
 
 // The shipped demo inventory, on this machine with its installed PostgreSQL; moved to other ports and a
@@ -39,8 +40,7 @@ describe("the local demo", () => {
     psql(6433, "CREATE TABLE demo AS SELECT generate_series(1, 100) AS n");
     const lsn = psql(6433, "SELECT pg_current_wal_lsn()");
     for (const port of [6434, 6435]) {
-      const deadline = Date.now() + 20_000;
-      while (psql(port, `SELECT pg_last_wal_replay_lsn() >= '${lsn}'`) !== "t" && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+      await waitUntil(`port ${port} to replay ${lsn}`, async () => psql(port, `SELECT pg_last_wal_replay_lsn() >= '${lsn}'`) === "t", 20_000);
       expect(psql(port, "SELECT sum(n) FROM demo")).toBe("5050");
     }
 

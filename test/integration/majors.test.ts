@@ -76,14 +76,7 @@ ${o.cascade ? `${host("pc", "standby")}
 
 const sql = (host: string, o: Options, q: string) => rig.psql(host, q, port(o), "/tmp");
 
-async function waitReplayed(o: Options, from = "pa", to = "pb"): Promise<void> {
-  const target = await sql(from, o, "SELECT pg_current_wal_lsn()");
-  const deadline = Date.now() + 30_000;
-  while ((await sql(to, o, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
-    if (Date.now() > deadline) throw new Error(`${to} did not replay ${target} from ${from}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitReplayed = (o: Options, from = "pa", to = "pb") => rig.waitReplayed(from, to, 30_000, port(o), "/tmp");
 
 const pgctl = (h: string, o: Options, args: string) => rig.sh(h, `runuser -u postgres -- ${bin(o)}/pg_ctl -D ${dataDir(o)} ${args}`);
 
@@ -328,12 +321,7 @@ describe("every major, on real servers", () => {
       expect(r.exitCode, r.all).toBe(0);
       expect(r.stderr).toMatch(/\[pc\] rsync from pb: /);
       await sql("pa", o, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 300)");
-      const target = await sql("pa", o, "SELECT pg_current_wal_lsn()");
-      const deadline = Date.now() + 30_000;
-      while ((await sql("pc", o, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
-        if (Date.now() > deadline) throw new Error("pc did not replay");
-        await new Promise((res) => setTimeout(res, 100));
-      }
+      await waitReplayed(o, "pa", "pc");
       expect(await sql("pc", o, "SELECT count(*) FROM t")).toBe("300");
       expect(await sql("pb", o, "SELECT application_name || ':' || state FROM pg_stat_replication")).toBe("pc:streaming");
       expect(await sql("pb", o, "SELECT slot_name FROM pg_replication_slots WHERE active")).toBe("pgrep_pc");

@@ -1,3 +1,4 @@
+import { waitUntil } from "./wait.js";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -273,22 +274,14 @@ export class Rig {
   }
 
   /** Polls `check` until it holds; a test waits on the condition itself, never on a sleep. */
-  async waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+    return waitUntil(what, check, timeoutMs);
   }
 
   /** Bounded wait until `standby` has replayed up to `from`'s current WAL position. */
-  async waitReplayed(from: string, standby: string, timeoutMs = 30_000): Promise<void> {
-    const target = await this.psql(from, "SELECT pg_current_wal_lsn()");
-    const deadline = Date.now() + timeoutMs;
-    while ((await this.psql(standby, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`)) !== "t") {
-      if (Date.now() > deadline) throw new Error(`${standby} did not replay ${target} from ${from} within ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  async waitReplayed(from: string, standby: string, timeoutMs = 30_000, port = 5432, socketDir = "/var/run/postgresql"): Promise<void> {
+    const target = await this.psql(from, "SELECT pg_current_wal_lsn()", port, socketDir);
+    await waitUntil(`${standby} to replay ${target} from ${from}`, async () => (await this.psql(standby, `SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn`, port, socketDir)) === "t", timeoutMs);
   }
 
   /** An inventory for these hosts, debian layout; `extraTop` is YAML added at the top level. */
