@@ -36,15 +36,16 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
+# The Debian mirror apt already uses: for a base image made by debootstrap, and the upgrade image's apt.
+mirror=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true) \
+  | sed -nE 's/^(URIs:[[:space:]]*|deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)(https?:[^[:space:]]+).*/\3/p' \
+  | grep -v -- '-security' | head -n1 || true)
+mirror=${mirror:-http://deb.debian.org/debian}
 if have "$BASE_IMAGE"; then base=$BASE_IMAGE
 elif have debian:bookworm-slim || docker pull -q debian:bookworm-slim >/dev/null 2>&1; then base=debian:bookworm-slim
 else
   # No registry: build the base from Debian packages, from the mirror apt already uses.
   base=$BASE_IMAGE
-  mirror=$( (cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true) \
-    | sed -nE 's/^(URIs:[[:space:]]*|deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)(https?:[^[:space:]]+).*/\3/p' \
-    | grep -v -- '-security' | head -n1 || true)
-  mirror=${mirror:-http://deb.debian.org/debian}
   root=$(mktemp -d /var/tmp/pgrep-rootfs.XXXXXX)
   say "debootstrap bookworm from $mirror (about a minute)"
   $SUDO debootstrap --variant=minbase --include="$PACKAGES" bookworm "$root" "$mirror" >/dev/null
@@ -54,5 +55,10 @@ else
 fi
 # Always built: the layer cache makes this a no-op when neither the base nor the Dockerfile changed.
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base" -t "$IMAGE" "$here" >/dev/null
+# pgrep upgrade's hosts: the same image with PostgreSQL 13 from bullseye beside 15 (apt inside the build
+# reaches the mirror through the host's network).
+UPGRADE_IMAGE=${PGREP_UPGRADE_IMAGE:-pgrep-rig:bookworm-pg13-15}
+DOCKER_BUILDKIT=0 docker build -q --network host --build-arg BASE="$IMAGE" --build-arg MIRROR="$mirror" \
+  -f "$here/Dockerfile.upgrade" -t "$UPGRADE_IMAGE" "$here" >/dev/null
 bash "$here/fetch-postgres.sh" >/dev/null
-say "ready ($IMAGE, PostgreSQL 10–18 server builds cached)"
+say "ready ($IMAGE, $UPGRADE_IMAGE, PostgreSQL 10–18 server builds cached)"

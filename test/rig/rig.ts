@@ -10,6 +10,8 @@ import { GenericContainer, Network, Wait, type StartedNetwork, type StartedTestC
 // other by name, like hosts behind a bastion.
 
 export const RIG_IMAGE = process.env.PGREP_RIG_IMAGE ?? "pgrep-rig:bookworm-pg15";
+/** The same host with bullseye's PostgreSQL 13 beside bookworm's 15: two majors and pg_upgrade (test/rig/Dockerfile.upgrade). */
+export const UPGRADE_IMAGE = process.env.PGREP_UPGRADE_IMAGE ?? "pgrep-rig:bookworm-pg13-15";
 
 export interface RigHost {
   name: string;
@@ -65,7 +67,7 @@ export class Rig {
    * `mounts`: host directories made visible read-only in every host (e.g. PostgreSQL builds);
    * `capabilities`: given to every host (NET_ADMIN: a test takes a host's network down).
    */
-  static async start(names: string[], mounts: { source: string; target: string }[] = [], tmpfs: Record<string, Record<string, string>> = {}, capabilities: string[] = []): Promise<Rig> {
+  static async start(names: string[], mounts: { source: string; target: string }[] = [], tmpfs: Record<string, Record<string, string>> = {}, capabilities: string[] = [], image = RIG_IMAGE): Promise<Rig> {
     const dir = mkdtempSync(join(tmpdir(), "pgrep-rig-"));
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pgrep-test", "-f", join(dir, "id_ed25519")]);
     const pub = readFileSync(join(dir, "id_ed25519.pub"), "utf8");
@@ -74,7 +76,7 @@ export class Rig {
     try {
       await Promise.all(
         names.map(async (name) => {
-          const container = await new GenericContainer(RIG_IMAGE)
+          const container = await new GenericContainer(image)
             .withNetwork(network)
             .withNetworkAliases(name)
             .withHostname(name)
@@ -285,7 +287,7 @@ export class Rig {
   }
 
   /** An inventory for these hosts, debian layout; `extraTop` is YAML added at the top level. */
-  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string; settings?: string; appAddresses?: boolean; upstreams?: Record<string, string> }): string {
+  inventory(opts: { primary: string; file?: string; extraTop?: string; sshUsers?: Record<string, string>; knownHosts?: string; listenAddresses?: string; settings?: string; appAddresses?: boolean; upstreams?: Record<string, string>; major?: number }): string {
     const hosts = this.hosts
       .map(
         (h) => `  - name: ${h.name}
@@ -296,7 +298,7 @@ export class Rig {
       .join("\n");
     const text = `cluster: rig
 postgres:
-  major: 15
+  major: ${opts.major ?? 15}
   layout: debian${opts.listenAddresses ? `\n  listen_addresses: '${opts.listenAddresses}'` : ""}${opts.settings ? `\n  settings: { ${opts.settings} }` : ""}
 ssh:
   user: root
