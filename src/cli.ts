@@ -208,6 +208,23 @@ program
   });
 
 program
+  .command("upgrade")
+  .description("upgrade the whole cluster to a newer PostgreSQL major in place: pg_upgrade --link on the primary, the standbys by rsync of hard links (never copied again), checked first")
+  .addOption(inventoryOption())
+  .requiredOption("--major <n>", "the PostgreSQL major to upgrade to", numberArg("--major", 1))
+  .option("--check", "only check, on every host, what the upgrade needs; exit 4 when anything is missing", false)
+  .addOption(new Option("--dry-run", "check, then print the procedure; change nothing").default(false))
+  .addOption(hostKeysOption())
+  .addOption(streamTimeoutOption("each standby"))
+  .addOption(waitLockOption())
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep upgrade -i prod.yml --major 15 --check   # what is missing, on every host; touches nothing\n  pgrep upgrade -i prod.yml --major 15 --dry-run\n  pgrep upgrade -i prod.yml --major 15")
+  .action(async (o) => {
+    const { upgradeCommand } = await import("./commands/upgrade.js");
+    return finish(upgradeCommand({ inventory: inventoryPath(o.inventory), major: o.major, check: o.check, dryRun: o.dryRun, waitLock: o.waitLock, acceptNewHostKeys: o.acceptNewHostKeys, streamTimeoutSeconds: o.streamTimeout }, await output(o.quiet)));
+  });
+
+program
   .command("unfollow <host>")
   .description("a standby leaves the cluster and becomes the primary of its own (a copy for analytics, staging, a risky migration), with its own inventory")
   .addOption(inventoryOption())

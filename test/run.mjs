@@ -1,5 +1,5 @@
 // npm test: the suite in two parts at once, each one file at a time — the majors rig (every PostgreSQL
-// 10–18, the longest file) beside everything else — since on two cores a rig spends much of its time
+// 10–18, the longest file) and the major upgrade's beside everything else — since on two cores a rig spends much of its time
 // waiting for servers, not computing. Each line is prefixed with its part; the end is one summary of both:
 // the slowest files and "tests: N passed, N failed, N skipped". With arguments (files, -t …) it is plain
 // `vitest run` with them.
@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 
 const MAJORS = "test/integration/majors.test.ts";
+const UPGRADE = "test/integration/upgrade.test.ts";
 const vitest = (args) => spawn("npx", ["vitest", "run", ...args], { stdio: ["ignore", "pipe", "pipe"] });
 
 if (process.argv.length > 2) {
@@ -14,8 +15,8 @@ if (process.argv.length > 2) {
   child.on("exit", (code) => process.exit(code ?? 1));
 } else {
   const parts = [
-    { name: "majors", child: vitest([MAJORS]) },
-    { name: "rest", child: vitest(["--exclude", MAJORS]) },
+    { name: "majors", child: vitest([MAJORS, UPGRADE]) },
+    { name: "rest", child: vitest(["--exclude", MAJORS, "--exclude", UPGRADE]) },
   ];
   const results = await Promise.all(
     parts.map(({ name, child }) => {

@@ -200,8 +200,10 @@ async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Hos
   }
 }
 
-interface CopyTrust {
+export interface CopyTrust {
   source: string;
+  /** "user@address:" before a path on the upstream, or "" on one machine. */
+  login: string;
   rsyncArgs: string[];
   revoke(): Promise<void>;
 }
@@ -210,8 +212,8 @@ interface CopyTrust {
  * The standby pulls over SSH with a key made for this copy alone: accepted by the upstream only from the
  * standby's addresses, checked against the upstream's real host keys, and removed afterwards on every path.
  */
-async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost): Promise<CopyTrust> {
-  if (h.connection.kind === "local") return { source: us.layout.dataDir, rsyncArgs: [], revoke: async () => {} };
+export async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost): Promise<CopyTrust> {
+  if (h.connection.kind === "local") return { source: us.layout.dataDir, login: "", rsyncArgs: [], revoke: async () => {} };
   const made = await s.transport.run(["sh", "-c", 'set -e; d=$(mktemp -d); ssh-keygen -q -t ed25519 -N "" -C pgrep-clone -f "$d/key"; echo "$d"; cat "$d/key.pub"'], {
     user: h.pg.osUser,
     what: "making a key for the copy",
@@ -240,7 +242,8 @@ async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Ho
     await removeKeyDir();
   };
   const ssh = `ssh -i ${dir}/key -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${dir}/known_hosts -p ${uh.connection.kind === "ssh" ? uh.connection.peerPort : 22}`;
-  return { source: `${uh.pg.osUser}@${uh.address}:${us.layout.dataDir}`, rsyncArgs: ["-e", ssh], revoke };
+  const login = `${uh.pg.osUser}@${uh.address}:`;
+  return { source: `${login}${us.layout.dataDir}`, login, rsyncArgs: ["-e", ssh], revoke };
 }
 
 /** Lines of earlier copies to the same standby (a pgrep killed mid-copy could not revoke them). */

@@ -161,3 +161,18 @@ export function forkInventory(text: string, host: string, name: string): string 
   if (doc.hasIn(["replication", "synchronous"])) doc.deleteIn(["replication", "synchronous"]);
   return doc.toString();
 }
+
+/** Pure: the inventory with postgres.major set to `major` (the value rewritten in place, nothing else). */
+export function withMajor(file: string, text: string, major: number): string {
+  const doc = parseDocument(text, { keepSourceTokens: true });
+  const pg = doc.get("postgres", true);
+  const pair = isMap(pg) ? pairOf(pg, "major") : undefined;
+  if (!pair) throw new PgrepError(`${file}: no postgres.major to rewrite; set postgres.major by hand`);
+  const e = replaceValue(pair, String(major));
+  const next = text.slice(0, e.start) + e.text + text.slice(e.end);
+  const want = doc.toJS() as { postgres: { major: number } };
+  want.postgres.major = major;
+  const got = parseDocument(next);
+  if (got.errors.length || !isDeepStrictEqual(got.toJS(), want)) throw new PgrepError(`${file}: cannot rewrite postgres.major without changing other lines; set it to ${major} by hand`);
+  return next;
+}

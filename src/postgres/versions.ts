@@ -34,6 +34,14 @@ export interface Capabilities {
   standbyMinimums: string[];
   /** pg_hba option asking for a client certificate: clientcert=1 (≈ verify-ca) ≤11, verify-ca/verify-full 12+. */
   clientCertOption: { "verify-ca": string; "verify-full": string | null };
+  /** pg_database's locale provider columns (an upgrade's new cluster is made with the same): none ≤14, ICU 15–16, ICU or builtin 17+. */
+  localeColumns: { provider: "datlocprovider"; locale: "daticulocale" | "datlocale" } | null;
+  /** initdb turns data checksums on unless told --no-data-checksums (18+). */
+  checksumsByDefault: boolean;
+  /** pg_upgrade carries the planner's statistics (18+): vacuumdb then only fills in what is missing. */
+  upgradeKeepsStatistics: boolean;
+  /** pg_database.datcollversion records the collation version each database was made with (15+). */
+  hasCollationVersions: boolean;
 }
 
 export function isSupportedMajor(major: number): boolean {
@@ -62,12 +70,25 @@ export function capabilities(major: number): Capabilities {
     walSendersMustMatch: major >= 12,
     standbyMinimums: ["max_connections", "max_worker_processes", "max_prepared_transactions", "max_locks_per_transaction", ...(major >= 12 ? ["max_wal_senders"] : [])],
     clientCertOption: major <= 11 ? { "verify-ca": "clientcert=1", "verify-full": null } : { "verify-ca": "clientcert=verify-ca", "verify-full": "clientcert=verify-full" },
+    localeColumns: major <= 14 ? null : { provider: "datlocprovider", locale: major <= 16 ? "daticulocale" : "datlocale" },
+    checksumsByDefault: major >= 18,
+    upgradeKeepsStatistics: major >= 18,
+    hasCollationVersions: major >= 15,
   };
 }
 
 /** "150018" → 15; "100023" → 10. */
 export function majorFromVersionNum(versionNum: number): number {
   return Math.floor(versionNum / 10000);
+}
+
+/**
+ * pg_upgrade of these releases fails when max_slot_wal_keep_size is not -1 (fixed in 17.6): `version` is
+ * the new binaries' "17.4".
+ */
+export function upgradeNeedsUnlimitedSlotKeep(version: string): boolean {
+  const [major, minor] = version.split(".").map(Number);
+  return major === 17 && (minor ?? 0) < 6;
 }
 
 /** Settings that exist only in some majors: [first major that has it, last major that has it]. */

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { forkInventory, withoutHost, withTopology } from "../../../src/inventory/update.js";
+import { forkInventory, withMajor, withoutHost, withTopology } from "../../../src/inventory/update.js";
 import { clusterFromText } from "../../../src/inventory/index.js";
 
 // Recording a role change rewrites only the values it means to: every other byte stays.
@@ -116,5 +116,18 @@ describe("unfollow's inventories", () => {
     // Without a replication section at all.
     const plain = text.replace(/^replication:\n.*\n/m, "");
     expect(clusterFromText("x.yml", forkInventory(plain, "db2", "x")).hosts.map((h) => h.name)).toEqual(["db2"]);
+  });
+});
+
+describe("withMajor", () => {
+  it("rewrites postgres.major alone, in block and flow style", () => {
+    const block = "cluster: c1\npostgres:\n  major: 13   # bullseye's\n  layout: debian\nhosts:\n  - { name: a, address: a, role: primary }\n";
+    expect(withMajor("x.yml", block, 15)).toBe(block.replace("major: 13 ", "major: 15 "));
+    const flow = "cluster: c1\npostgres: { major: 13, layout: debian }\nhosts:\n  - { name: a, address: a, role: primary }\n";
+    expect(withMajor("x.yml", flow, 17)).toBe(flow.replace("major: 13", "major: 17"));
+  });
+
+  it("refuses an inventory without postgres.major rather than guess where it goes", () => {
+    expect(() => withMajor("x.yml", "cluster: c1\npostgres: { layout: generic }\nhosts: []\n", 15)).toThrow(/no postgres.major to rewrite/);
   });
 });
