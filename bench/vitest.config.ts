@@ -7,6 +7,8 @@ export default defineConfig({
     env: { TESTCONTAINERS_RYUK_DISABLED: "true" },
     // The CLI measured is the packed package, as the tests run it.
     globalSetup: ["./test/global-setup.ts"],
+    // One rig at a time: two would share the two cores and slow each other down.
+    fileParallelism: false,
     testTimeout: 3_600_000,
     hookTimeout: 600_000,
   },

@@ -139,7 +139,8 @@ async function runUpgrade(session: Awaited<ReturnType<typeof openSession>>, r: R
         out.progress(`[${s.spec.name}] rsync --hard-links --size-only from ${P.spec.name}`);
         const moved = await upgradeStandby(ctx, s, P, from, to, newCaps);
         const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
-        const what = moved ? `: ${mb(moved.sent)} of ${mb(moved.total)} sent (${((100 * moved.sent) / Math.max(moved.total, 1)).toFixed(1)}%), the rest linked to its own files` : "";
+        // rsync counts both directories' files (each linked file twice): the sent part is what travelled.
+        const what = moved ? `: ${mb(moved.sent)} sent, of ${mb(moved.total)} in the two data directories; the rest is linked to its own files` : "";
         out.progress(`[${s.spec.name}] ✓ rsync from ${P.spec.name}${what} (${((Date.now() - t) / 1000).toFixed(1)} s)`);
       }),
     );
