@@ -7,6 +7,7 @@ import { checkAccessRule } from "./access.js";
 import { capabilities, isSupportedMajor, settingProblem, SUPPORTED_MAJORS } from "../postgres/versions.js";
 import { InventoryError, keyPathText, positionOf, type InventoryProblem } from "./load.js";
 import type { Inventory } from "./schema.js";
+import { loadSshConfig, sshConnection } from "./ssh-connection.js";
 
 /** Settings pgrep owns: an inventory that sets them would fight pgrep (or break replication). */
 const MANAGED_SETTINGS: Record<string, string> = {
@@ -61,6 +62,8 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
       fail(["promote", "method"], `PostgreSQL ${pg.major} has no promotion trigger file (promote_trigger_file was removed in 16 and the server refuses to start with it); use pg_promote or pg_ctl`);
     if (inv.promote.method === "pg_promote" && !caps.hasPgPromote) fail(["promote", "method"], `pg_promote() does not exist in PostgreSQL ${pg.major}; use pg_ctl or trigger_file`);
   }
+  const sshConfig = inv.hosts.some((h) => h.connection !== "local") ? loadSshConfig(inv.ssh, { fail, localFile, expand }) : { config: undefined, path: undefined };
+  for (const h of inv.hosts) if (h.ssh?.config_file) fail(["hosts", inv.hosts.indexOf(h), "ssh", "config_file"], "config_file belongs under the top-level ssh: (one OpenSSH configuration for the run)");
   const seenNames = new Map<string, number>();
   const seenEndpoints = new Map<string, number>();
   const hosts: HostSpec[] = inv.hosts.map((h, i) => {
@@ -72,18 +75,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
       if (h.ssh) fail(at("ssh"), "a host with connection: local has no ssh settings");
       connection = { kind: "local" };
     } else {
-      const s = { ...inv.ssh, ...h.ssh };
-      connection = {
-        kind: "ssh",
-        host: s.host ?? h.address,
-        port: s.port ?? 22,
-        user: s.user ?? "root",
-        identityFile: s.identity_file ? localFile(s.identity_file, h.ssh?.identity_file ? at("ssh", "identity_file") : ["ssh", "identity_file"]) : undefined,
-        // Without a separate dial address, the others reach sshd where pgrep does.
-        peerPort: s.peer_port ?? (s.host === undefined ? (s.port ?? 22) : 22),
-        // A few seconds (a LAN handshake takes well under one): a failover must not wait long on a host that froze.
-        connectTimeoutMs: (s.connect_timeout ?? 3) * 1000,
-      };
+      connection = sshConnection(inv.ssh, h.ssh, h.address, at, sshConfig, { fail, localFile, expand });
     }
     const hp = h.postgres ?? {};
     const dataDir = hp.data_dir ?? pg.data_dir;

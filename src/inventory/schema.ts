@@ -22,6 +22,10 @@ const sshSettings = z
     peer_port: port.optional(),
     /** Seconds to wait for a host's SSH connection (TCP, handshake and login) before calling it unreachable. */
     connect_timeout: z.number().positive().max(600).optional(),
+    /** Hosts to go through, in order (OpenSSH's ProxyJump): "user@bastion:22". Each hop's host key is checked. */
+    jump: z.array(z.string().regex(/^(?:[^@\s]+@)?(?:\[[^\]\s]+\]|[^@:\s[\]]+)(?::\d{1,5})?$/, "a hop like user@bastion:22")).optional(),
+    /** An OpenSSH client configuration to read (default ~/.ssh/config; "none": read none). Top level only. */
+    config_file: path.optional(),
   })
   .strict();
 

@@ -6,7 +6,28 @@ export type CloneMethod = "basebackup" | "rsync";
 
 export type Connection =
   | { kind: "local" }
-  | { kind: "ssh"; host: string; port: number; user: string; identityFile: string | undefined; peerPort: number; connectTimeoutMs: number };
+  | {
+      kind: "ssh";
+      host: string;
+      port: number;
+      user: string;
+      identityFile: string | undefined;
+      peerPort: number;
+      connectTimeoutMs: number;
+      /** Hosts the connection goes through, first to last (ssh.jump or ProxyJump). */
+      jumps: SshHop[];
+      /** known_hosts for this host when ~/.ssh/config names one (UserKnownHostsFile); else the cluster's. */
+      knownHostsFile: string | undefined;
+      /** IdentitiesOnly: never offer the agent's keys. */
+      identitiesOnly: boolean;
+    };
+
+export interface SshHop {
+  host: string;
+  port: number;
+  user: string;
+  identityFile: string | undefined;
+}
 
 export interface PgSpec {
   /** undefined: detected from the binaries installed on the host (generic layout only). */

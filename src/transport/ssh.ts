@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Client, ClientChannel, ConnectConfig } from "ssh2";
 import { CommandError, PgrepError, UnreachableError, type RunResult } from "../errors.js";
 import { becomeArgv } from "./become.js";
@@ -19,6 +20,10 @@ export interface SshTarget {
   /** Record keys of hosts not yet in known_hosts (like StrictHostKeyChecking=accept-new). Changed keys are always refused. */
   acceptNewHostKeys: boolean;
   connectTimeoutMs?: number;
+  /** Never offer the agent's keys (IdentitiesOnly). */
+  identitiesOnly?: boolean;
+  /** A hop to other hosts (a bastion): no commands run there, so no heartbeat. */
+  hop?: boolean;
 }
 
 /** Counts connections opened by this process, so benchmarks and tests can check "one per host". */
@@ -35,7 +40,8 @@ function loadSsh2(): Promise<typeof import("ssh2")> {
  * session's process while pgrep is still loading the library. Its error, if any, is kept for connect().
  */
 export interface OpenedSocket {
-  sock: Socket;
+  /** A TCP socket, or a channel forwarded through a jump host. */
+  sock: Duplex & { unref?: () => unknown };
   openedAt: number;
   error: Error | undefined;
 }
@@ -61,8 +67,25 @@ export class SshTransport implements Transport {
     readonly host: string,
     readonly loginUser: string,
     private readonly client: Client,
-    private readonly sock: Socket,
+    private readonly sock: OpenedSocket["sock"],
   ) {}
+
+  /**
+   * A connection to host:port from this host (a jump host's sshd connects; direct-tcpip), for the next
+   * SSH connection to run over. Bounded by `timeoutMs`: a host behind that does not answer is not waited for.
+   */
+  forward(host: string, port: number, timeoutMs: number): Promise<OpenedSocket> {
+    const openedAt = Date.now();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`Timed out: no connection to ${host}:${port} from ${this.host} within ${timeoutMs / 1000} s`)), timeoutMs);
+      this.client.forwardOut("127.0.0.1", 0, host, port, (err, channel) => {
+        clearTimeout(timer);
+        if (err) return reject(new Error(`${this.host} could not connect to ${host}:${port}: ${err.message}`));
+        channel.on("error", () => {});
+        resolve({ sock: channel, openedAt, error: undefined });
+      });
+    });
+  }
 
   /**
    * Starts the heartbeat: a channel whose command bumps a counter for every line pgrep sends. Without
@@ -142,7 +165,7 @@ export class SshTransport implements Transport {
       }
       // The key alone: ssh2 would first try "none", a round trip that sshd always refuses.
       config.authHandler = ["publickey"];
-    } else if (process.env.SSH_AUTH_SOCK) {
+    } else if (process.env.SSH_AUTH_SOCK && !t.identitiesOnly) {
       config.agent = process.env.SSH_AUTH_SOCK;
       config.authHandler = ["agent"];
     }
@@ -169,7 +192,7 @@ export class SshTransport implements Transport {
     });
     await Promise.all(pendingAdds);
     const transport = new SshTransport(t.name, t.user, client, sock);
-    transport.startHeartbeat();
+    if (!t.hop) transport.startHeartbeat();
     return transport;
   }
 
@@ -260,7 +283,7 @@ export class SshTransport implements Transport {
   async close(): Promise<void> {
     if (this.beat) clearInterval(this.beat.timer);
     this.client.end();
-    this.sock.unref();
+    this.sock.unref?.();
   }
 }
 

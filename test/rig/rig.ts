@@ -67,7 +67,7 @@ export class Rig {
    * `mounts`: host directories made visible read-only in every host (e.g. PostgreSQL builds);
    * `capabilities`: given to every host (NET_ADMIN: a test takes a host's network down).
    */
-  static async start(names: string[], mounts: { source: string; target: string }[] = [], tmpfs: Record<string, Record<string, string>> = {}, capabilities: string[] = [], image = RIG_IMAGE): Promise<Rig> {
+  static async start(names: string[], mounts: { source: string; target: string }[] = [], tmpfs: Record<string, Record<string, string>> = {}, capabilities: string[] = [], image = RIG_IMAGE, hidden: string[] = []): Promise<Rig> {
     const dir = mkdtempSync(join(tmpdir(), "pgrep-rig-"));
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pgrep-test", "-f", join(dir, "id_ed25519")]);
     const pub = readFileSync(join(dir, "id_ed25519.pub"), "utf8");
@@ -76,11 +76,9 @@ export class Rig {
     try {
       await Promise.all(
         names.map(async (name) => {
-          const container = await new GenericContainer(image)
-            .withNetwork(network)
-            .withNetworkAliases(name)
-            .withHostname(name)
-            .withExposedPorts(22)
+          const base = new GenericContainer(image).withNetwork(network).withNetworkAliases(name).withHostname(name);
+          // A hidden host publishes no port: this machine reaches it only through another host (a bastion).
+          const container = await (hidden.includes(name) ? base : base.withExposedPorts(22))
             .withCopyContentToContainer([
               { content: pub, target: "/root/.ssh/authorized_keys", mode: 0o600 },
               // Root-owned and world-readable: sshd reads it as deploy, and StrictModes accepts root as owner.
@@ -94,13 +92,13 @@ export class Rig {
             .withBindMounts(mounts.map((m) => ({ ...m, mode: "ro" as const })))
             // A size-limited filesystem (a small disk) where a test asks for one.
             .withTmpFs(tmpfs[name] ?? {})
-            .withWaitStrategy(Wait.forListeningPorts())
+            .withWaitStrategy(hidden.includes(name) ? Wait.forLogMessage(/Server listening on/) : Wait.forListeningPorts())
             .start();
           // Without a route out, Docker's DNS forwards names it does not know (a host removed from the
           // network) to a resolver it cannot reach and answers after ~10 s; a real network says "no such
           // name" at once. One second, one try, is closer to that.
           await container.exec(["sh", "-c", "echo 'options timeout:1 attempts:1' >> /etc/resolv.conf"]);
-          started.push({ name, container, sshHost: container.getHost(), sshPort: container.getMappedPort(22) });
+          started.push(hidden.includes(name) ? { name, container, sshHost: name, sshPort: 22 } : { name, container, sshHost: container.getHost(), sshPort: container.getMappedPort(22) });
         }),
       );
     } catch (e) {
@@ -115,6 +113,14 @@ export class Rig {
     return rig;
   }
 
+  /**
+   * Hosts behind a bastion: `names` publish no port and their names resolve only inside the rig's
+   * network, so every connection to them goes through `bastion`, the one host with a published port.
+   */
+  static startBehind(bastion: string, names: string[]): Promise<Rig> {
+    return Rig.start([bastion, ...names], [], {}, [], RIG_IMAGE, names);
+  }
+
   /** known_hosts from the keys the containers really have; host-key checking stays on. */
   async writeKnownHosts(): Promise<void> {
     const lines: string[] = [];
@@ -122,7 +128,7 @@ export class Rig {
       const r = await h.container.exec(["sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub"]);
       for (const l of r.output.split("\n").filter((x) => x.startsWith("ssh-") || x.startsWith("ecdsa-"))) {
         const [type, key] = l.split(" ");
-        lines.push(`[${h.sshHost}]:${h.sshPort} ${type} ${key}`);
+        lines.push(`${h.sshPort === 22 ? h.sshHost : `[${h.sshHost}]:${h.sshPort}`} ${type} ${key}`);
       }
     }
     writeFileSync(this.knownHostsFile, lines.join("\n") + "\n", { mode: 0o600 });

@@ -19,7 +19,7 @@ describe("inventory", () => {
     expect(c.primary.pg).toMatchObject({ layout: "debian", port: 5432, clusterName: "main", osUser: "postgres" });
     expect(c.replicationUser).toBe("replicator");
     expect(c.password).toEqual({ kind: "generated", path: "/srv/inv.state/replication-password" });
-    expect(c.hosts[1]!.connection).toEqual({ kind: "ssh", host: "10.0.0.2", port: 2222, user: "deploy", identityFile: "/srv/keys/id", peerPort: 2222, connectTimeoutMs: 3000 });
+    expect(c.hosts[1]!.connection).toEqual({ kind: "ssh", host: "10.0.0.2", port: 2222, user: "deploy", identityFile: "/srv/keys/id", peerPort: 2222, connectTimeoutMs: 3000, jumps: [], knownHostsFile: undefined, identitiesOnly: false });
   });
 
   it("loads the shipped demo inventory", async () => {
