@@ -208,6 +208,26 @@ program
   });
 
 program
+  .command("init")
+  .description("write an inventory from what the hosts have (PostgreSQL majors, layout, clusters already there), dialled with your SSH settings; changes nothing on the hosts")
+  .requiredOption("--primary <host>", "the host that is (or will be) the primary, as you reach it (a name in ~/.ssh/config works)")
+  .option("--standby <host>", "a standby host; repeat for each", (v: string, all: string[]) => [...all, v], [] as string[])
+  .option("-o, --out <file>", "where the inventory goes", "inventory.yml")
+  .option("--name <cluster>", "the cluster's name (default: the primary's name)")
+  .option("--ssh-user <user>", "log in as this user (default: ~/.ssh/config's, else root); not root: passwordless sudo")
+  .option("--identity-file <file>", "the SSH key (default: ~/.ssh/config's, else the agent)")
+  .option("--known-hosts <file>", "known_hosts to check host keys against (default ~/.ssh/known_hosts)")
+  .option("--ssh-config <file>", "an OpenSSH client configuration to read instead of ~/.ssh/config")
+  .option("--force", "replace the output file if it exists", false)
+  .addOption(hostKeysOption())
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep init --primary db1 --standby db2 --standby db3 -o prod.yml\n  pgrep init --primary db1.example.com --standby db2.example.com --ssh-user deploy -o prod.yml   # then: pgrep setup -i prod.yml --dry-run")
+  .action(async (o) => {
+    const { initCommand } = await import("./commands/init.js");
+    return finish(initCommand({ primary: o.primary, standbys: o.standby, out: o.out, name: o.name, force: o.force, acceptNewHostKeys: o.acceptNewHostKeys, ssh: { user: o.sshUser, identityFile: o.identityFile, knownHosts: o.knownHosts, configFile: o.sshConfig } }, await output(o.quiet)));
+  });
+
+program
   .command("upgrade")
   .description("upgrade the whole cluster to a newer PostgreSQL major in place: pg_upgrade --link on the primary, the standbys by rsync of hard links (never copied again), checked first")
   .addOption(inventoryOption())
