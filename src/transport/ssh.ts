@@ -217,10 +217,14 @@ export class SshTransport implements Transport {
   }
 
   spawn(argv: readonly string[], opts: Pick<RunOptions, "user" | "onOutput" | "onStarted"> = {}, env?: Record<string, string>): Spawned {
-    const full = becomeArgv(this.loginUser, opts.user, argv);
     const envPrefix = env ? ["env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)] : [];
+    const inner = [...envPrefix, ...argv];
     // Shown in messages without the wrapper; sent inside it, so that it dies with this connection.
-    const command = shellCommand([...envPrefix, ...full]);
+    const command = shellCommand(becomeArgv(this.loginUser, opts.user, inner));
+    // The wrapper runs as the command's own user, inside sudo: its watchdog can then signal every process
+    // of the command. Outside, as the login user, it could signal sudo alone, which passes a TERM on to
+    // the command but not to what the command forked (pg_basebackup's WAL streamer went on streaming).
+    const wrapped = becomeArgv(this.loginUser, opts.user, tethered("sshd", inner, this.heartbeat));
     const started = Date.now();
     let channel: ClientChannel | undefined;
     let pid: number | undefined;
@@ -234,7 +238,7 @@ export class SshTransport implements Transport {
     // The wrapper passes a TERM to the command's process group (and a KILL if it is still there 3 s later).
     const kill = () => {
       killWanted = true;
-      if (pid !== undefined) this.client.exec(shellCommand(["kill", "-TERM", String(pid)]), (err, s) => void (err ? undefined : s.resume()));
+      if (pid !== undefined) this.client.exec(shellCommand(becomeArgv(this.loginUser, opts.user, ["kill", "-TERM", String(pid)])), (err, s) => void (err ? undefined : s.resume()));
     };
     const stripPid = pidStripper((p) => {
       pid = p;
@@ -242,7 +246,7 @@ export class SshTransport implements Transport {
       opts.onStarted?.();
     });
     const done = new Promise<RunResult>((resolve) => {
-      this.client.exec(shellCommand(tethered("sshd", [...envPrefix, ...full], this.heartbeat)), (err: Error | undefined, stream: ClientChannel) => {
+      this.client.exec(shellCommand(wrapped), (err: Error | undefined, stream: ClientChannel) => {
         const result = (exitCode: number | null, signal: string | null, stdout: string, stderr: string): RunResult => ({
           host: this.host,
           command,

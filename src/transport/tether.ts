@@ -62,9 +62,10 @@ export function tethered(anchor: "sshd" | "parent", argv: readonly string[], hea
 
 /**
  * Runs for the life of a connection, as its login user: every line pgrep sends bumps a counter in the file
- * $1 (made new and private, never through an existing name), which goes when the connection closes.
+ * $1 (made new, never through an existing name), which goes when the connection closes. Readable by all,
+ * writable by its owner: the wrappers of commands run as other users (postgres) read it.
  */
-export const HEARTBEAT_SCRIPT = 'f=$1; umask 077; set -C; : > "$f" || exit 1; set +C; trap \'rm -f "$f"\' EXIT; trap \'exit 1\' HUP INT TERM; n=0; while read -r _; do n=$((n+1)); echo "$n" > "$f"; done';
+export const HEARTBEAT_SCRIPT = 'f=$1; umask 022; set -C; : > "$f" || exit 1; set +C; trap \'rm -f "$f"\' EXIT; trap \'exit 1\' HUP INT TERM; n=0; while read -r _; do n=$((n+1)); echo "$n" > "$f"; done';
 
 /** How often pgrep beats; the watchdog gives up after 8 s without a beat. */
 export const HEARTBEAT_MS = 2_000;
