@@ -245,6 +245,31 @@ program
   });
 
 program
+  .command("migrate")
+  .description("move the cluster onto the hosts of another inventory (a newer major) by logical replication: start, then --cutover with every row checked, --rollback, --finish")
+  .addOption(inventoryOption())
+  .requiredOption("--to <file>", "the new cluster's inventory (other hosts; the same or a newer major)")
+  .option("--cutover", "writes paused on the old primary, everything applied and every table checked, then the new primary takes writes and replicates back", false)
+  .option("--rollback", "after a cut-over: back to the old primary, with everything written on the new one", false)
+  .option("--finish", "after a cut-over: end the way back and remove what the migration made; the old cluster stays read-only", false)
+  .addOption(dryRunOption())
+  .option("--sync-timeout <seconds>", "how long the first copy of every table may take", numberArg("--sync-timeout", 1), 3600)
+  .addOption(streamTimeoutOption("the other side to apply the last write"))
+  .addOption(hostKeysOption())
+  .addOption(waitLockOption())
+  .addOption(quietOption())
+  .addHelpText("after", "\nExamples:\n  pgrep migrate -i old.yml --to new.yml --dry-run   # the checks and the steps; touches nothing\n  pgrep migrate -i old.yml --to new.yml             # set up new.yml's hosts, copy and replicate\n  pgrep migrate -i old.yml --to new.yml --cutover\n  pgrep migrate -i old.yml --to new.yml --rollback")
+  .action(async (o) => {
+    const { migrateCommand } = await import("./commands/migrate.js");
+    return finish(
+      migrateCommand(
+        { inventory: inventoryPath(o.inventory), to: o.to, cutover: o.cutover, rollback: o.rollback, finish: o.finish, dryRun: o.dryRun, waitLock: o.waitLock, acceptNewHostKeys: o.acceptNewHostKeys, syncTimeoutSeconds: o.syncTimeout, streamTimeoutSeconds: o.streamTimeout },
+        await output(o.quiet),
+      ),
+    );
+  });
+
+program
   .command("unfollow <host>")
   .description("a standby leaves the cluster and becomes the primary of its own (a copy for analytics, staging, a risky migration), with its own inventory")
   .addOption(inventoryOption())

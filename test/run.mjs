@@ -1,5 +1,5 @@
 // npm test: the suite in two parts at once, each one file at a time — the majors rig (every PostgreSQL
-// 10–18, the longest file) and the major upgrade's beside everything else — since on two cores a rig spends much of its time
+// 10–18, the longest file), the major upgrade and the migration beside everything else — since on two cores a rig spends much of its time
 // waiting for servers, not computing. Each line is prefixed with its part; the end is one summary of both:
 // the slowest files and "tests: N passed, N failed, N skipped". With arguments (files, -t …) it is plain
 // `vitest run` with them.
@@ -8,6 +8,7 @@ import { createInterface } from "node:readline";
 
 const MAJORS = "test/integration/majors.test.ts";
 const UPGRADE = "test/integration/upgrade.test.ts";
+const MIGRATE = "test/integration/migrate.test.ts";
 const vitest = (args) => spawn("npx", ["vitest", "run", ...args], { stdio: ["ignore", "pipe", "pipe"] });
 
 if (process.argv.length > 2) {
@@ -15,8 +16,8 @@ if (process.argv.length > 2) {
   child.on("exit", (code) => process.exit(code ?? 1));
 } else {
   const parts = [
-    { name: "majors", child: vitest([MAJORS, UPGRADE]) },
-    { name: "rest", child: vitest(["--exclude", MAJORS, "--exclude", UPGRADE]) },
+    { name: "majors", child: vitest([MAJORS, UPGRADE, MIGRATE]) },
+    { name: "rest", child: vitest(["--exclude", MAJORS, "--exclude", UPGRADE, "--exclude", MIGRATE]) },
   ];
   const results = await Promise.all(
     parts.map(({ name, child }) => {

@@ -9,8 +9,8 @@ const PSQL_SCRIPT = [
   '[ -r "$f" ] || { echo "PostgreSQL is not running (no $f)" >&2; exit 3; }',
   // Line 4 is the port, line 5 the socket directory (read, not sed: no fork on every query).
   '{ read -r _; read -r _; read -r _; read -r p; read -r h; } < "$f"',
-  'shift',
-  'exec "$@" -X -q -A -t -v ON_ERROR_STOP=1 -h "${h:-/tmp}" -p "$p" -d postgres',
+  'd=$2; shift 2',
+  'exec "$@" -X -q -A -t -v ON_ERROR_STOP=1 -h "${h:-/tmp}" -p "$p" -d "$d"',
 ].join("\n");
 
 export interface SqlTarget {
@@ -20,14 +20,14 @@ export interface SqlTarget {
   osUser: string;
 }
 
-/** psql connected to the server of target.dataDir, reading SQL from stdin. */
-export function psqlArgv(target: SqlTarget): string[] {
-  return ["sh", "-c", PSQL_SCRIPT, "sh", target.dataDir, target.psql];
+/** psql connected to the server of target.dataDir (database `db`), reading SQL from stdin. */
+export function psqlArgv(target: SqlTarget, db = "postgres"): string[] {
+  return ["sh", "-c", PSQL_SCRIPT, "sh", target.dataDir, db, target.psql];
 }
 
 /** `onStarted`: called once psql runs on the host with the SQL sent (pgrep may then use the wait). */
-export async function runSql(target: SqlTarget, sql: string, what = "SQL", onStarted?: () => void): Promise<string> {
-  const r = await target.t.run(psqlArgv(target), {
+export async function runSql(target: SqlTarget, sql: string, what = "SQL", onStarted?: () => void, db = "postgres"): Promise<string> {
+  const r = await target.t.run(psqlArgv(target, db), {
     user: target.osUser,
     stdin: sql,
     what,
@@ -36,8 +36,8 @@ export async function runSql(target: SqlTarget, sql: string, what = "SQL", onSta
   return r.stdout.trim();
 }
 
-export async function queryJson<T>(target: SqlTarget, selectJson: string, what?: string): Promise<T> {
-  const out = await runSql(target, selectJson, what);
+export async function queryJson<T>(target: SqlTarget, selectJson: string, what?: string, db = "postgres"): Promise<T> {
+  const out = await runSql(target, selectJson, what, undefined, db);
   return JSON.parse(out.split("\n").at(-1) ?? "null") as T;
 }
 
@@ -62,4 +62,17 @@ export function createRoleIfMissing(name: string): string {
   return `DO $pgrep$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlLiteral(name)}) THEN CREATE ROLE ${sqlIdent(name)}; END IF;
 END $pgrep$;`;
+}
+
+const CLIENT_SCRIPT = [
+  'f="$1/postmaster.pid"',
+  '[ -r "$f" ] || { echo "PostgreSQL is not running (no $f)" >&2; exit 3; }',
+  '{ read -r _; read -r _; read -r _; read -r p; read -r h; } < "$f"',
+  't=$2; shift 2',
+  'exec "$t" -h "${h:-/tmp}" -p "$p" "$@"',
+].join("\n");
+
+/** Another client program of the server's (pg_dump, pg_dumpall) connected like psql, with its own arguments. */
+export function clientArgv(target: SqlTarget, tool: string, args: readonly string[]): string[] {
+  return ["sh", "-c", CLIENT_SCRIPT, "sh", target.dataDir, tool, ...args];
 }

@@ -1,0 +1,232 @@
+import { randomBytes } from "node:crypto";
+import type { ReachableHost } from "../cluster/state.js";
+import { PgrepError } from "../errors.js";
+import type { ClusterSpec, HostSpec } from "../model/cluster.js";
+import { applyBlock, mergePgpass } from "../postgres/files.js";
+import {
+  ALLOW_WRITES_SQL,
+  CHUNK_ROWS,
+  CREATE_PUBLICATION_SQL,
+  createSubscriptionSql,
+  DATABASES_SQL,
+  DROP_SUBSCRIPTION_SQL,
+  grantReadSql,
+  HAS_SUBSCRIPTION_SQL,
+  MIGRATE_ROLE,
+  PUBLICATION,
+  qualified,
+  REFUSE_WRITES_SQL,
+  revokeReadSql,
+  SCHEMA_SQL,
+  SEQUENCES_SQL,
+  setSequencesSql,
+  SLOTS_SQL,
+  slotName,
+  SYNC_STATE_SQL,
+  tableHashSql,
+  type DatabaseFacts,
+  type SchemaFacts,
+  type TableFacts,
+} from "../postgres/logical.js";
+import { scramVerifier } from "../postgres/scram.js";
+import { clientArgv, createRoleIfMissing, queryJson, runSql, sqlIdent, sqlLiteral, type SqlTarget } from "../postgres/sql.js";
+import { readFileText, writeFileAtomic } from "../transport/files.js";
+import { sqlTarget } from "./context.js";
+
+// The steps of pgrep migrate on the two primaries: one side publishes, the other subscribes. Each step
+// can run again: what exists is left as it is.
+
+/** One cluster's primary, running and writable or read-only by pgrep, as a migration uses it. */
+export interface Side {
+  spec: ClusterSpec;
+  host: HostSpec;
+  state: ReachableHost;
+  sql: SqlTarget;
+}
+
+export function sideOf(spec: ClusterSpec, state: ReachableHost): Side {
+  return { spec, host: spec.primary, state, sql: sqlTarget(spec.primary, state) };
+}
+
+const WRITABLE = "SET default_transaction_read_only = off;\n";
+const MARKERS = { begin: "# BEGIN pgrep migration", end: "# END pgrep migration" };
+
+export const readDatabases = (s: Side) => queryJson<DatabaseFacts[]>(s.sql, DATABASES_SQL, "reading the databases");
+export const readSchema = (s: Side, db: string) => queryJson<SchemaFacts>(s.sql, SCHEMA_SQL, `reading the tables of ${db}`, db);
+
+/** Runs a client program of the side's major (pg_dump, pg_dumpall) as its OS user; its output. */
+async function client(s: Side, tool: string, args: string[]): Promise<string> {
+  const r = await s.state.transport.run(clientArgv(s.sql, `${s.state.layout.binDir}/${tool}`, args), { user: s.host.pg.osUser, what: `${tool} on ${s.host.name}` });
+  return r.stdout;
+}
+
+/**
+ * The roles `from` has and `to` lacks, with their attributes, passwords (as stored) and memberships.
+ * Roles `to` already has (its own applications', its replication role) keep what its inventory gave them.
+ */
+export async function copyRoles(from: Side, to: Side): Promise<string[]> {
+  const have = new Set(await queryJson<string[]>(to.sql, "SELECT json_agg(rolname) FROM pg_roles", "reading the roles"));
+  have.add(MIGRATE_ROLE);
+  const dump = await client(from, "pg_dumpall", ["--roles-only"]);
+  const roleOf = (line: string) => /^(?:CREATE|ALTER|COMMENT ON) ROLE ("(?:[^"]|"")+"|[^\s;]+)/.exec(line)?.[1];
+  const unquote = (n: string) => (n.startsWith('"') ? n.slice(1, -1).replaceAll('""', '"') : n);
+  const added = new Set<string>();
+  const lines = dump.split("\n").filter((l) => {
+    const r = roleOf(l);
+    if (r === undefined) return !/^(CREATE|ALTER|COMMENT ON) ROLE/.test(l);
+    if (have.has(unquote(r))) return false;
+    added.add(unquote(r));
+    return true;
+  });
+  // Memberships name roles that all exist there now (those it had, those just made).
+  if (added.size) await runSql(to.sql, WRITABLE + lines.join("\n"), `creating the roles of ${from.spec.name} on ${to.host.name}`);
+  return [...added];
+}
+
+/** The database made on `to` as `from` has it, when missing; false when it has tables already. */
+export async function ensureDatabase(to: Side, d: DatabaseFacts): Promise<"made" | "empty" | "has-tables"> {
+  const exists = (await runSql(to.sql, `SELECT count(*) FROM pg_database WHERE datname = ${sqlLiteral(d.name)}`)) === "1";
+  if (!exists) {
+    await runSql(to.sql, `${WRITABLE}CREATE DATABASE ${sqlIdent(d.name)} OWNER ${sqlIdent(d.owner)} ENCODING ${sqlLiteral(d.encoding)} LC_COLLATE ${sqlLiteral(d.collate)} LC_CTYPE ${sqlLiteral(d.ctype)} TEMPLATE template0;`, `creating database ${d.name} on ${to.host.name}`);
+    return "made";
+  }
+  const tables = await readSchema(to, d.name);
+  return tables.tables.length ? "has-tables" : "empty";
+}
+
+/** The schema of one database (no data, no publications or subscriptions), dumped on `from`, restored on `to`. */
+export async function copySchema(from: Side, to: Side, db: string): Promise<void> {
+  const dump = await client(from, "pg_dump", ["--schema-only", "--no-publications", "--no-subscriptions", "-d", db]);
+  await runSql(to.sql, WRITABLE + dump, `restoring the schema of ${db} on ${to.host.name}`, undefined, db);
+}
+
+export function newMigratePassword(): string {
+  return randomBytes(24).toString("base64url");
+}
+
+/**
+ * What the subscriber needs on the publisher: its role (a SCRAM verifier; the password never reaches the
+ * server), read access to every table, the publication in every database, and a pg_hba block for the
+ * subscriber's addresses (outside pgrep's own block, which setup rewrites; before it, so that it matches).
+ */
+export async function openAccess(pub: Side, subscriberAddresses: readonly string[], password: string, schemas: ReadonlyMap<string, SchemaFacts>): Promise<void> {
+  await runSql(pub.sql, `${WRITABLE}${createRoleIfMissing(MIGRATE_ROLE)}\nALTER ROLE ${sqlIdent(MIGRATE_ROLE)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(scramVerifier(password))};`, `the role ${MIGRATE_ROLE} on ${pub.host.name}`);
+  for (const [db, facts] of schemas) await runSql(pub.sql, `${WRITABLE}${grantReadSql(MIGRATE_ROLE, facts.schemas)}\n${CREATE_PUBLICATION_SQL}`, `the publication of ${db} on ${pub.host.name}`, undefined, db);
+  const lines = [MARKERS.begin, `# pgrep migrate: the other cluster's primary reads this one by logical replication. Removed when the migration ends.`, ...subscriberAddresses.map((a) => `host    all    ${MIGRATE_ROLE}    ${a.includes(":") ? `${a}/128` : `${a}/32`}    scram-sha-256`), MARKERS.end];
+  await editHba(pub, (text) => applyBlock(text, `${lines.join("\n")}\n`, MARKERS.begin, MARKERS.end));
+}
+
+/** The publisher's side of a migration removed: publications, grants, the role, the pg_hba block. */
+export async function closeAccess(pub: Side, schemas: ReadonlyMap<string, SchemaFacts>): Promise<void> {
+  for (const [db, facts] of schemas) {
+    const role = (await runSql(pub.sql, `SELECT count(*) FROM pg_roles WHERE rolname = ${sqlLiteral(MIGRATE_ROLE)}`)) === "1";
+    await runSql(pub.sql, `${WRITABLE}DROP PUBLICATION IF EXISTS ${sqlIdent(PUBLICATION)};\n${role ? revokeReadSql(MIGRATE_ROLE, facts.schemas) : ""}`, `the publication of ${db} on ${pub.host.name}`, undefined, db);
+  }
+  await runSql(pub.sql, `${WRITABLE}DROP ROLE IF EXISTS ${sqlIdent(MIGRATE_ROLE)};`, `dropping ${MIGRATE_ROLE} on ${pub.host.name}`);
+  await editHba(pub, (text) => {
+    const l = text.split("\n");
+    const b = l.indexOf(MARKERS.begin);
+    const e = l.indexOf(MARKERS.end);
+    return b !== -1 && e > b ? [...l.slice(0, b), ...l.slice(e + 1)].join("\n") : text;
+  });
+}
+
+async function editHba(s: Side, edit: (text: string) => string): Promise<void> {
+  const { t, path, admin } = { t: s.state.transport, path: s.state.layout.hbaFile, admin: s.state.layout.admin };
+  const before = (await readFileText(t, path, admin)) ?? "";
+  const after = edit(before);
+  if (after === before) return;
+  await writeFileAtomic(t, path, after, { owner: admin === "root" ? `${s.host.pg.osUser}:` : "", mode: 0o640, asUser: admin });
+  await runSql(s.sql, "SELECT pg_reload_conf();", `reloading ${s.host.name}`);
+}
+
+/** The subscriber's .pgpass gets (or loses, password undefined) the line for the publisher. */
+export async function setPassfile(sub: Side, pub: Side, password: string | undefined): Promise<void> {
+  const { t, passfile, admin } = { t: sub.state.transport, passfile: sub.state.layout.passfile, admin: sub.state.layout.admin };
+  const before = (await readFileText(t, passfile, admin)) ?? "";
+  const others = before.split("\n").filter((l) => l !== "" && !l.includes(`:${MIGRATE_ROLE}:`));
+  const after = password === undefined ? (others.length ? `${others.join("\n")}\n` : "") : mergePgpass(others.length ? `${others.join("\n")}\n` : "", [{ host: pub.host.address, port: pub.host.pg.port, user: MIGRATE_ROLE, password }]);
+  if (after !== before) await writeFileAtomic(t, passfile, after, { owner: admin === "root" ? `${sub.host.pg.osUser}:` : "", mode: 0o600, asUser: admin });
+}
+
+/** Subscribes `sub`'s database to `pub`'s, unless it already is. `copy`: copy every table first. */
+export async function subscribe(sub: Side, pub: Side, d: DatabaseFacts, direction: "forward" | "back", copy: boolean): Promise<void> {
+  if ((await runSql(sub.sql, HAS_SUBSCRIPTION_SQL, "reading subscriptions", undefined, d.name)) !== "0") return;
+  const conn = { host: pub.host.address, port: pub.host.pg.port, dbname: d.name, passfile: sub.state.layout.passfile };
+  await runSql(sub.sql, createSubscriptionSql(conn, slotName(direction, d.oid), copy), `subscribing ${d.name} on ${sub.host.name} to ${pub.host.name}`, undefined, d.name);
+}
+
+export async function unsubscribe(sub: Side, db: string): Promise<void> {
+  await runSql(sub.sql, DROP_SUBSCRIPTION_SQL, `ending the subscription of ${db} on ${sub.host.name}`, undefined, db);
+}
+
+export async function hasSubscription(s: Side, db: string): Promise<boolean> {
+  return (await runSql(s.sql, HAS_SUBSCRIPTION_SQL, "reading subscriptions", undefined, db)) !== "0";
+}
+
+/** Tables of the database's subscription by state letter (r: ready). */
+export const syncState = (sub: Side, db: string) => queryJson<Record<string, number>>(sub.sql, SYNC_STATE_SQL, `reading the subscription of ${db}`, db);
+
+export const slotsOf = (pub: Side) => queryJson<Record<string, { confirmed: string; behind: number; active: boolean }>>(pub.sql, SLOTS_SQL, "reading the migration's slots");
+
+export async function refuseWrites(s: Side): Promise<void> {
+  await runSql(s.sql, REFUSE_WRITES_SQL, `refusing writes on ${s.host.name}`);
+}
+
+export async function allowWrites(s: Side): Promise<void> {
+  await runSql(s.sql, ALLOW_WRITES_SQL, `taking writes on ${s.host.name}`);
+}
+
+/** The end of the publisher's WAL now. */
+export const walEnd = (s: Side) => runSql(s.sql, "SELECT pg_current_wal_lsn()", "reading the WAL position");
+
+/**
+ * Waits until every migration slot on `pub` has confirmed `lsn` (its subscriber applied everything up to
+ * there), polling on the server; false when `seconds` pass first.
+ */
+export async function waitConfirmed(pub: Side, slots: readonly string[], lsn: string, seconds: number): Promise<boolean> {
+  const names = slots.map(sqlLiteral).join(", ");
+  const cond = `(SELECT count(*) FROM pg_replication_slots WHERE slot_name IN (${names}) AND confirmed_flush_lsn >= ${sqlLiteral(lsn)}::pg_lsn) = ${slots.length}`;
+  const out = await runSql(pub.sql, `DO $pgrep$ BEGIN FOR i IN 1..${Math.ceil(seconds * 100)} LOOP EXIT WHEN ${cond}; PERFORM pg_sleep(0.01); END LOOP; END $pgrep$;\nSELECT ${cond};`, "waiting for the subscriber to apply everything");
+  return out.split("\n").at(-1) === "t";
+}
+
+/** Every sequence of `db` set on `to` to the value it has on `from`; how many. */
+export async function copySequences(from: Side, to: Side, db: string): Promise<number> {
+  const values = await queryJson<[string, string][]>(from.sql, SEQUENCES_SQL, `reading the sequences of ${db}`, db);
+  if (values.length) await runSql(to.sql, setSequencesSql(values), `setting the sequences of ${db} on ${to.host.name}`, undefined, db);
+  return values.length;
+}
+
+export interface TableCheck {
+  table: string;
+  rows: number;
+  /** Where the two sides differ ("" when they do not). */
+  differs: string;
+}
+
+/** Every table of `db` counted and hashed in key order, in chunks, on both sides at once. */
+export async function verifyTables(a: Side, b: Side, db: string, tables: readonly TableFacts[]): Promise<TableCheck[]> {
+  const checks: TableCheck[] = [];
+  for (const t of tables) {
+    const sql = tableHashSql(t);
+    const [x, y] = await Promise.all([runSql(a.sql, sql, `hashing ${t.name}`, undefined, db), runSql(b.sql, sql, `hashing ${t.name}`, undefined, db)]);
+    const rows = (s: string) => s.split("\n").filter(Boolean).map((l) => l.split(" "));
+    const ra = rows(x);
+    const rb = rows(y);
+    const count = (r: string[][]) => r.reduce((n, c) => n + Number(c[1]), 0);
+    let differs = "";
+    if (count(ra) !== count(rb)) differs = `${count(ra)} rows on ${a.host.name}, ${count(rb)} on ${b.host.name}`;
+    else {
+      const i = ra.findIndex((c, k) => c[2] !== rb[k]?.[2]);
+      if (i !== -1) differs = `rows ${i * CHUNK_ROWS + 1}–${i * CHUNK_ROWS + Number(ra[i]![1])} in key order differ`;
+    }
+    checks.push({ table: `${db}: ${qualified(t)}`, rows: count(ra), differs });
+  }
+  return checks;
+}
+
+/** A migration step's failure, said with what state the two clusters are in. */
+export function migrateError(e: unknown, state: string): PgrepError {
+  return new PgrepError(`${(e as Error).message}\n${state}`, { cause: e });
+}

@@ -1,0 +1,124 @@
+import { sqlIdent, sqlLiteral } from "./sql.js";
+
+// SQL for moving a cluster onto other hosts by logical replication (pgrep migrate): what the publisher
+// has, the publication and subscription of each database, and the checks of a cut-over. Pure text.
+
+/** The role a subscriber logs in as on its publisher; made for the migration and dropped after it. */
+export const MIGRATE_ROLE = "pgrep_migrate";
+/** The publication in every database of the publishing side, and the subscription of the other side. */
+export const PUBLICATION = "pgrep_migrate";
+export const SUBSCRIPTION = "pgrep_migrate";
+
+/** The slot of one database's subscription: by the publisher database's oid (its name may have a '-'). */
+export function slotName(direction: "forward" | "back", dbOid: number): string {
+  return `pgrep_migrate_${direction}_${dbOid}`;
+}
+
+export interface DatabaseFacts {
+  name: string;
+  oid: number;
+  owner: string;
+  encoding: string;
+  collate: string;
+  ctype: string;
+}
+
+/** Databases that take connections, templates aside. */
+export const DATABASES_SQL = `SELECT coalesce(json_agg(json_build_object('name', datname, 'oid', oid::int, 'owner', pg_get_userbyid(datdba), 'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype) ORDER BY datname), '[]') FROM pg_database WHERE datallowconn AND NOT datistemplate`;
+
+export interface TableFacts {
+  schema: string;
+  name: string;
+  /** The primary key's columns in key order; null when it has none. */
+  key: string[] | null;
+  unlogged: boolean;
+}
+
+export interface SchemaFacts {
+  tables: TableFacts[];
+  schemas: string[];
+  largeObjects: number;
+}
+
+/** Ordinary tables and partitions outside the catalogs (what FOR ALL TABLES publishes), by name. */
+export const SCHEMA_SQL = `SELECT json_build_object(
+  'tables', (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'name', c.relname, 'unlogged', c.relpersistence = 'u',
+      'key', (SELECT json_agg(a.attname ORDER BY k.i) FROM pg_index x CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(att, i)
+              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.att WHERE x.indrelid = c.oid AND x.indisprimary))
+    ORDER BY n.nspname, c.relname), '[]')
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+      AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')),
+  'schemas', (SELECT coalesce(json_agg(nspname ORDER BY nspname), '[]') FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema') AND nspname NOT LIKE 'pg\\_%'),
+  'largeObjects', (SELECT count(*) FROM pg_largeobject_metadata))`;
+
+export function qualified(t: { schema: string; name: string }): string {
+  return `${sqlIdent(t.schema)}.${sqlIdent(t.name)}`;
+}
+
+/** What the subscriber's role may read on the publisher: the initial copy reads every table. */
+export function grantReadSql(role: string, schemas: readonly string[]): string {
+  return schemas.map((s) => `GRANT USAGE ON SCHEMA ${sqlIdent(s)} TO ${sqlIdent(role)}; GRANT SELECT ON ALL TABLES IN SCHEMA ${sqlIdent(s)} TO ${sqlIdent(role)};`).join("\n");
+}
+
+export function revokeReadSql(role: string, schemas: readonly string[]): string {
+  return schemas.map((s) => `REVOKE SELECT ON ALL TABLES IN SCHEMA ${sqlIdent(s)} FROM ${sqlIdent(role)}; REVOKE USAGE ON SCHEMA ${sqlIdent(s)} FROM ${sqlIdent(role)};`).join("\n");
+}
+
+export const CREATE_PUBLICATION_SQL = `DO $pgrep$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_publication WHERE pubname = ${sqlLiteral(PUBLICATION)}) THEN CREATE PUBLICATION ${sqlIdent(PUBLICATION)} FOR ALL TABLES; END IF;
+END $pgrep$;`;
+
+/**
+ * The subscription of one database (CREATE SUBSCRIPTION cannot run inside a DO block or a transaction:
+ * the caller checks it is absent). `copy`: the initial copy of every table (false: from now on only).
+ * The password comes from the passfile; it is never in the catalog.
+ */
+export function createSubscriptionSql(conn: { host: string; port: number; dbname: string; passfile: string }, slot: string, copy: boolean): string {
+  const info = `host=${conn.host} port=${conn.port} dbname='${conn.dbname.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}' user=${MIGRATE_ROLE} passfile=${conn.passfile} application_name=${slot}`;
+  return `SET default_transaction_read_only = off;\nCREATE SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)} CONNECTION ${sqlLiteral(info)} PUBLICATION ${sqlIdent(PUBLICATION)} WITH (slot_name = ${sqlLiteral(slot)}, copy_data = ${copy});`;
+}
+
+/** Dropped with its slot on the publisher (DROP SUBSCRIPTION connects there to drop it). */
+export const DROP_SUBSCRIPTION_SQL = `SET default_transaction_read_only = off;\nDROP SUBSCRIPTION IF EXISTS ${sqlIdent(SUBSCRIPTION)};`;
+
+export const HAS_SUBSCRIPTION_SQL = `SELECT count(*) FROM pg_subscription WHERE subname = ${sqlLiteral(SUBSCRIPTION)} AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+
+/** Tables of this database's subscription by state: i(nit), d(ata copy), f/s (sync), r(eady). */
+export const SYNC_STATE_SQL = `SELECT coalesce(json_object_agg(s, n), '{}') FROM (SELECT srsubstate::text s, count(*) n FROM pg_subscription_rel r JOIN pg_subscription u ON u.oid = r.srsubid WHERE u.subname = ${sqlLiteral(SUBSCRIPTION)} AND u.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) GROUP BY 1) x`;
+
+/** On the publisher: how far each migration slot's subscriber has confirmed, against the WAL's end. */
+export const SLOTS_SQL = `SELECT coalesce(json_object_agg(slot_name, json_build_object('confirmed', confirmed_flush_lsn::text, 'behind', pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, 'active', active)), '{}') FROM pg_replication_slots WHERE slot_name LIKE 'pgrep\\_migrate\\_%'`;
+
+/**
+ * Writes refused on a whole server: read-only by default for every new session, and every client
+ * session there now ended (its transaction rolled back, never acknowledged). Replication is not affected.
+ */
+export const REFUSE_WRITES_SQL = `ALTER SYSTEM SET default_transaction_read_only = on;
+SELECT pg_reload_conf();
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();`;
+
+export const ALLOW_WRITES_SQL = `SET default_transaction_read_only = off;
+ALTER SYSTEM RESET default_transaction_read_only;
+SELECT pg_reload_conf();`;
+
+/** Every sequence's state, to be set exactly on the other side. */
+export const SEQUENCES_SQL = `SELECT coalesce(json_agg(json_build_array(format('%I.%I', schemaname, sequencename), last_value::text) ORDER BY 1), '[]') FROM pg_sequences WHERE last_value IS NOT NULL`;
+
+export function setSequencesSql(values: readonly [string, string][]): string {
+  return ["SET default_transaction_read_only = off;", ...values.map(([name, v]) => `SELECT setval(${sqlLiteral(name)}, ${sqlLiteral(v)}::bigint, true);`)].join("\n");
+}
+
+/** Rows in each chunk, in key order: a mismatch is named by where it is; a big table is never held at once. */
+export const CHUNK_ROWS = 50_000;
+
+/**
+ * A table's rows counted and hashed in chunks of CHUNK_ROWS in key order, one line per chunk: "n count md5".
+ * The server streams it (sorted by the key's index), so neither side holds the table.
+ */
+export function tableHashSql(t: TableFacts): string {
+  const key = t.key!.map(sqlIdent).join(", ");
+  return `SELECT coalesce(string_agg(c::text || ' ' || n::text || ' ' || h, E'\\n' ORDER BY c), '') FROM (
+  SELECT c, count(*) n, md5(string_agg(r, '' ORDER BY o)) h FROM (
+    SELECT (row_number() OVER (ORDER BY ${key}) - 1) / ${CHUNK_ROWS} c, row_number() OVER (ORDER BY ${key}) o, md5(t::text) r FROM ${qualified(t)} t) x GROUP BY c) y`;
+}
