@@ -205,25 +205,33 @@ export interface TableCheck {
   differs: string;
 }
 
-/** Every table of `db` counted and hashed in key order, in chunks, on both sides at once. */
+/** Every table of `db` counted and hashed in chunks (see tableHashSql), on both sides at once. */
 export async function verifyTables(a: Side, b: Side, db: string, tables: readonly TableFacts[]): Promise<TableCheck[]> {
+  const hash64 = a.state.caps.hasHashExtended && b.state.caps.hasHashExtended;
   const checks: TableCheck[] = [];
   for (const t of tables) {
-    const sql = tableHashSql(t);
+    const sql = tableHashSql(t, hash64);
     const [x, y] = await Promise.all([runSql(a.sql, sql, `hashing ${t.name}`, undefined, db), runSql(b.sql, sql, `hashing ${t.name}`, undefined, db)]);
-    const rows = (s: string) => s.split("\n").filter(Boolean).map((l) => l.split(" "));
-    const ra = rows(x);
-    const rb = rows(y);
-    const count = (r: string[][]) => r.reduce((n, c) => n + Number(c[1]), 0);
+    const chunks = (s: string) => new Map(s.split("\n").filter(Boolean).map((l) => l.split(" ")).map(([c, n, h]) => [Number(c), { n: Number(n), h }] as const));
+    const ca = chunks(x);
+    const cb = chunks(y);
+    const count = (m: typeof ca) => [...m.values()].reduce((n, c) => n + c.n, 0);
     let differs = "";
-    if (count(ra) !== count(rb)) differs = `${count(ra)} rows on ${a.host.name}, ${count(rb)} on ${b.host.name}`;
+    if (count(ca) !== count(cb)) differs = `${count(ca)} rows on ${a.host.name}, ${count(cb)} on ${b.host.name}`;
     else {
-      const i = ra.findIndex((c, k) => c[2] !== rb[k]?.[2]);
-      if (i !== -1) differs = `rows ${i * CHUNK_ROWS + 1}–${i * CHUNK_ROWS + Number(ra[i]![1])} in key order differ`;
+      const c = [...new Set([...ca.keys(), ...cb.keys()])].sort((p, q) => p - q).find((k) => ca.get(k)?.h !== cb.get(k)?.h);
+      if (c !== undefined) differs = t.intKey ? `the rows with ${t.key![0]} ${keyRange(c)} differ` : `rows ${c * CHUNK_ROWS + 1}–${c * CHUNK_ROWS + (ca.get(c)?.n ?? 0)} in key order differ`;
     }
-    checks.push({ table: `${db}: ${qualified(t)}`, rows: count(ra), differs });
+    checks.push({ table: `${db}: ${qualified(t)}`, rows: count(ca), differs });
   }
   return checks;
+}
+
+/** The key values of an integer key's chunk c (key / CHUNK_ROWS rounds toward zero: chunk 0 spans both signs). */
+function keyRange(c: number): string {
+  const n = CHUNK_ROWS;
+  const [lo, hi] = c > 0 ? [c * n, c * n + n - 1] : c < 0 ? [c * n - n + 1, c * n] : [-(n - 1), n - 1];
+  return `from ${lo} to ${hi}`;
 }
 
 /** A migration step's failure, said with what state the two clusters are in. */

@@ -31,6 +31,8 @@ export interface TableFacts {
   name: string;
   /** The primary key's columns in key order; null when it has none. */
   key: string[] | null;
+  /** The key is one column of an integer type: its chunks are ranges of it, hashed without a sort. */
+  intKey: boolean;
   unlogged: boolean;
 }
 
@@ -44,7 +46,8 @@ export interface SchemaFacts {
 export const SCHEMA_SQL = `SELECT json_build_object(
   'tables', (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'name', c.relname, 'unlogged', c.relpersistence = 'u',
       'key', (SELECT json_agg(a.attname ORDER BY k.i) FROM pg_index x CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY k(att, i)
-              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.att WHERE x.indrelid = c.oid AND x.indisprimary))
+              JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.att WHERE x.indrelid = c.oid AND x.indisprimary),
+      'intKey', (SELECT x.indnatts = 1 AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = x.indkey[0] WHERE x.indrelid = c.oid AND x.indisprimary))
     ORDER BY n.nspname, c.relname), '[]')
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
@@ -109,16 +112,26 @@ export function setSequencesSql(values: readonly [string, string][]): string {
   return ["SET default_transaction_read_only = off;", ...values.map(([name, v]) => `SELECT setval(${sqlLiteral(name)}, ${sqlLiteral(v)}::bigint, true);`)].join("\n");
 }
 
-/** Rows in each chunk, in key order: a mismatch is named by where it is; a big table is never held at once. */
+/** Rows in each chunk (an integer key: key values in each range), so a mismatch is named by where it is. */
 export const CHUNK_ROWS = 50_000;
 
 /**
- * A table's rows counted and hashed in chunks of CHUNK_ROWS in key order, one line per chunk: "n count md5".
- * The server streams it (sorted by the key's index), so neither side holds the table.
+ * A table's rows counted and hashed in chunks, one line per chunk: "n count hash". An integer key's chunks
+ * are ranges of it (key / CHUNK_ROWS), each the sum of its rows' hashes: no sort, so the server streams the
+ * table once, and the rows' order within a chunk does not matter (the key makes each row one of a kind).
+ * Other keys: chunks of CHUNK_ROWS rows in key order, the md5 of their rows' md5s in that order. Either
+ * way neither side holds the table. `hash64`: hashtextextended on both sides (else hashtext).
  */
-export function tableHashSql(t: TableFacts): string {
+export function tableHashSql(t: TableFacts, hash64: boolean): string {
+  if (t.intKey) {
+    const k = sqlIdent(t.key![0]!);
+    const h = hash64 ? "hashtextextended(t::text, 0)::numeric" : "hashtext(t::text)::bigint";
+    return `SET enable_sort = off;
+SELECT coalesce(string_agg(c::text || ' ' || n::text || ' ' || h, E'\n' ORDER BY c), '') FROM (
+  SELECT ${k} / ${CHUNK_ROWS} c, count(*) n, sum(${h})::text h FROM ${qualified(t)} t GROUP BY 1) y;`;
+  }
   const key = t.key!.map(sqlIdent).join(", ");
-  return `SELECT coalesce(string_agg(c::text || ' ' || n::text || ' ' || h, E'\\n' ORDER BY c), '') FROM (
+  return `SELECT coalesce(string_agg(c::text || ' ' || n::text || ' ' || h, E'\n' ORDER BY c), '') FROM (
   SELECT c, count(*) n, md5(string_agg(r, '' ORDER BY o)) h FROM (
     SELECT (row_number() OVER (ORDER BY ${key}) - 1) / ${CHUNK_ROWS} c, row_number() OVER (ORDER BY ${key}) o, md5(t::text) r FROM ${qualified(t)} t) x GROUP BY c) y`;
 }

@@ -42,6 +42,8 @@ export interface Capabilities {
   upgradeKeepsStatistics: boolean;
   /** pg_database.datcollversion records the collation version each database was made with (15+). */
   hasCollationVersions: boolean;
+  /** hashtextextended(), a 64-bit hash of text (11+); hashtext() is 32 bits. */
+  hasHashExtended: boolean;
 }
 
 export function isSupportedMajor(major: number): boolean {
@@ -74,6 +76,7 @@ export function capabilities(major: number): Capabilities {
     checksumsByDefault: major >= 18,
     upgradeKeepsStatistics: major >= 18,
     hasCollationVersions: major >= 15,
+    hasHashExtended: major >= 11,
   };
 }
 

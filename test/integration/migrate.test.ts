@@ -81,7 +81,9 @@ describe("pgrep migrate: PostgreSQL 13 onto other hosts at 15, by logical replic
 CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, payload jsonb);
 INSERT INTO items (name, payload) SELECT 'item ' || i, jsonb_build_object('n', i) FROM generate_series(1, 120000) i;
 CREATE TABLE acks (id bigserial PRIMARY KEY, at timestamptz NOT NULL);
-ALTER TABLE items OWNER TO app; ALTER TABLE acks OWNER TO app;
+CREATE TABLE words (w text COLLATE "C", lang text, n int, PRIMARY KEY (lang, w));
+INSERT INTO words SELECT md5(i::text), 'en', i FROM generate_series(1, 3000) i;
+ALTER TABLE items OWNER TO app; ALTER TABLE acks OWNER TO app; ALTER TABLE words OWNER TO app;
 CREATE TABLE nokey (x int);
 SQL
 runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen on both'"`,
@@ -99,14 +101,14 @@ runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen
     await inDb("o1", "DROP TABLE nokey");
     const dry = await pgrep(["migrate", "-i", oldInv, "--to", newInv, "--dry-run"]);
     expect(dry.exitCode, dry.all).toBe(0);
-    expect(dry.stdout).toMatch(/\[n1\] subscribe each database to o1; 2 table\(s\) copied/);
+    expect(dry.stdout).toMatch(/\[n1\] subscribe each database to o1; 3 table\(s\) copied/);
     expect(await rig.sh("n1", "ls /var/lib/postgresql/15/main 2>/dev/null | wc -l")).toBe("0\n");
   });
 
   it("start: the new cluster set up, roles and schema copied, every table copied and kept up to date; writes refused there", async () => {
     const r = await pgrep(["migrate", "-i", oldInv, "--to", newInv]);
     expect(r.exitCode, r.all).toBe(0);
-    expect(r.stdout).toMatch(/appdb: 2\/2 tables copied/);
+    expect(r.stdout).toMatch(/appdb: 3\/3 tables copied/);
     expect(r.stdout).toMatch(/n2\s+standby\s+streaming\s+n1/);
     expect(await rows("n1")).toBe(await rows("o1"));
     await app("o1", "INSERT INTO items (name) VALUES ('after the copy')");
@@ -118,7 +120,7 @@ runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen
     expect(await verifier("n1")).toBe(await verifier("o1"));
     const again = await pgrep(["migrate", "-i", oldInv, "--to", newInv]);
     expect(again.exitCode, again.all).toBe(0);
-    expect(again.stdout).toMatch(/appdb: 2\/2 tables copied, \d+ bytes behind/);
+    expect(again.stdout).toMatch(/appdb: 3\/3 tables copied, \d+ bytes behind/);
     expect(again.stderr).not.toMatch(/set up cluster new/);
   });
 
@@ -126,7 +128,7 @@ runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen
     await behindItsBack("n1", "UPDATE items SET name = 'changed behind its back' WHERE id = 70000");
     const r = await pgrep(["migrate", "-i", oldInv, "--to", newInv, "--cutover"]);
     expect(r.exitCode, r.all).toBe(4);
-    expect(r.stderr).toMatch(/appdb: "public"\."items": rows 50001–100000 in key order differ/);
+    expect(r.stderr).toMatch(/appdb: "public"\."items": the rows with id from 50000 to 99999 differ/);
     expect(r.stderr).toMatch(/o1 takes writes again/);
     await app("o1", "INSERT INTO acks (at) VALUES (now())");
     await behindItsBack("n1", "UPDATE items SET name = 'item 70000' WHERE id = 70000");

@@ -15,7 +15,7 @@ ${hosts.map((h, i) => `  - { name: ${h}, address: 10.0.${name === "old" ? 1 : 2}
 const facts = (over: Partial<MigrateFacts> = {}): MigrateFacts => ({
   walLevel: "logical",
   databases: [{ name: "app", oid: 16384, owner: "app", encoding: "UTF8", collate: "C.UTF-8", ctype: "C.UTF-8" }],
-  schemas: new Map([["app", { tables: [{ schema: "public", name: "items", key: ["id"], unlogged: false }], schemas: ["public"], largeObjects: 0 }]]),
+  schemas: new Map([["app", { tables: [{ schema: "public", name: "items", key: ["id"], intKey: true, unlogged: false }], schemas: ["public"], largeObjects: 0 }]]),
   preparedXacts: 0,
   freeSlots: 5,
   ...over,
@@ -34,7 +34,7 @@ describe("migrate's checks", () => {
       walLevel: "replica",
       preparedXacts: 1,
       freeSlots: 0,
-      schemas: new Map([["app", { tables: [{ schema: "public", name: "log", key: null, unlogged: false }, { schema: "s", name: "cache", key: ["k"], unlogged: true }], schemas: ["public", "s"], largeObjects: 2 }]]),
+      schemas: new Map([["app", { tables: [{ schema: "public", name: "log", key: null, intKey: false, unlogged: false }, { schema: "s", name: "cache", key: ["k"], intKey: false, unlogged: true }], schemas: ["public", "s"], largeObjects: 2 }]]),
     });
     const p = migrateProblems(old, cluster("new", 12, ["n1"], "work_mem: 4MB"), f, "old.yml", "new.yml");
     expect(p).toEqual([
@@ -57,8 +57,15 @@ describe("migrate's checks", () => {
 
 describe("the row check", () => {
   it("orders by the whole key and quotes every name", () => {
-    const sql = tableHashSql({ schema: "Odd\"s", name: "t", key: ["a", "B c"], unlogged: false });
+    const sql = tableHashSql({ schema: "Odd\"s", name: "t", key: ["a", "B c"], intKey: false, unlogged: false }, true);
     expect(sql).toContain('ORDER BY "a", "B c"');
     expect(sql).toContain('FROM "Odd""s"."t" t');
+  });
+
+  it("an integer key: ranges of it, summed 64-bit hashes, no sort", () => {
+    const sql = tableHashSql({ schema: "public", name: "t", key: ["id"], intKey: true, unlogged: false }, true);
+    expect(sql).toMatch(/^SET enable_sort = off;/);
+    expect(sql).toContain('"id" / 50000 c, count(*) n, sum(hashtextextended(t::text, 0)::numeric)');
+    expect(tableHashSql({ schema: "public", name: "t", key: ["id"], intKey: true, unlogged: false }, false)).toContain("hashtext(t::text)::bigint");
   });
 });
