@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { ReachableHost } from "../cluster/state.js";
 import { PgrepError } from "../errors.js";
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
-import { applyBlock, mergePgpass } from "../postgres/files.js";
+import { blockMarkers, mergePgpass } from "../postgres/files.js";
 import {
   ALLOW_WRITES_SQL,
   CHUNK_ROWS,
@@ -11,7 +11,11 @@ import {
   DATABASES_SQL,
   DROP_SUBSCRIPTION_SQL,
   grantReadSql,
-  HAS_SUBSCRIPTION_SQL,
+  SUBSCRIPTION_STATE_SQL,
+  createSlotSql,
+  DISABLE_SUBSCRIPTION_SQL,
+  DROP_PREPARED_SQL,
+  ENABLE_SUBSCRIPTION_SQL,
   MIGRATE_ROLE,
   PUBLICATION,
   qualified,
@@ -113,7 +117,7 @@ export async function openAccess(pub: Side, subscriberAddresses: readonly string
   await runSql(pub.sql, `${WRITABLE}${createRoleIfMissing(MIGRATE_ROLE)}\nALTER ROLE ${sqlIdent(MIGRATE_ROLE)} WITH LOGIN REPLICATION PASSWORD ${sqlLiteral(scramVerifier(password))};`, `the role ${MIGRATE_ROLE} on ${pub.host.name}`);
   for (const [db, facts] of schemas) await runSql(pub.sql, `${WRITABLE}${grantReadSql(MIGRATE_ROLE, facts.schemas)}\n${CREATE_PUBLICATION_SQL}`, `the publication of ${db} on ${pub.host.name}`, undefined, db);
   const lines = [MARKERS.begin, `# pgrep migrate: the other cluster's primary reads this one by logical replication. Removed when the migration ends.`, ...subscriberAddresses.map((a) => `host    all    ${MIGRATE_ROLE}    ${a.includes(":") ? `${a}/128` : `${a}/32`}    scram-sha-256`), MARKERS.end];
-  await editHba(pub, (text) => applyBlock(text, `${lines.join("\n")}\n`, MARKERS.begin, MARKERS.end));
+  await editHba(pub, (text) => withMigrationBlock(text, lines, blockMarkers(pub.spec.name).begin));
 }
 
 /** The publisher's side of a migration removed: publications, grants, the role, the pg_hba block. */
@@ -123,12 +127,23 @@ export async function closeAccess(pub: Side, schemas: ReadonlyMap<string, Schema
     await runSql(pub.sql, `${WRITABLE}DROP PUBLICATION IF EXISTS ${sqlIdent(PUBLICATION)};\n${role ? revokeReadSql(MIGRATE_ROLE, facts.schemas) : ""}`, `the publication of ${db} on ${pub.host.name}`, undefined, db);
   }
   await runSql(pub.sql, `${WRITABLE}DROP ROLE IF EXISTS ${sqlIdent(MIGRATE_ROLE)};`, `dropping ${MIGRATE_ROLE} on ${pub.host.name}`);
-  await editHba(pub, (text) => {
-    const l = text.split("\n");
-    const b = l.indexOf(MARKERS.begin);
-    const e = l.indexOf(MARKERS.end);
-    return b !== -1 && e > b ? [...l.slice(0, b), ...l.slice(e + 1)].join("\n") : text;
-  });
+  await editHba(pub, withoutMigrationBlock);
+}
+
+/** The migration's block in place of an earlier one, else right above pgrep's own block (or the first rule). */
+function withMigrationBlock(text: string, block: string[], pgrepBegin: string): string {
+  const l = withoutMigrationBlock(text).replace(/\n$/, "").split("\n");
+  const ours = l.indexOf(pgrepBegin);
+  const first = l.findIndex((x) => x.trim() !== "" && !x.trim().startsWith("#"));
+  const at = ours !== -1 ? ours : first !== -1 ? first : l.length;
+  return `${[...l.slice(0, at), ...block, ...l.slice(at)].join("\n")}\n`;
+}
+
+function withoutMigrationBlock(text: string): string {
+  const l = text.split("\n");
+  const b = l.indexOf(MARKERS.begin);
+  const e = l.indexOf(MARKERS.end);
+  return b !== -1 && e > b ? [...l.slice(0, b), ...l.slice(e + 1)].join("\n") : text;
 }
 
 async function editHba(s: Side, edit: (text: string) => string): Promise<void> {
@@ -149,19 +164,45 @@ export async function setPassfile(sub: Side, pub: Side, password: string | undef
   if (after !== before) await writeFileAtomic(t, passfile, after, { owner: admin === "root" ? `${sub.host.pg.osUser}:` : "", mode: 0o600, asUser: admin });
 }
 
-/** Subscribes `sub`'s database to `pub`'s, unless it already is. `copy`: copy every table first. */
-export async function subscribe(sub: Side, pub: Side, d: DatabaseFacts, direction: "forward" | "back", copy: boolean): Promise<void> {
-  if ((await runSql(sub.sql, HAS_SUBSCRIPTION_SQL, "reading subscriptions", undefined, d.name)) !== "0") return;
+/** Subscribes `sub`'s database to `pub`'s, unless it already is (see createSubscriptionSql for `mode`). */
+export async function subscribe(sub: Side, pub: Side, d: DatabaseFacts, direction: "forward" | "back", mode: "copy" | "prepared"): Promise<void> {
+  if ((await subscriptionState(sub, d.name)) !== "none") return;
   const conn = { host: pub.host.address, port: pub.host.pg.port, dbname: d.name, passfile: sub.state.layout.passfile };
-  await runSql(sub.sql, createSubscriptionSql(conn, slotName(direction, d.oid), copy), `subscribing ${d.name} on ${sub.host.name} to ${pub.host.name}`, undefined, d.name);
+  await runSql(sub.sql, createSubscriptionSql(conn, slotName(direction, d.oid), mode), `subscribing ${d.name} on ${sub.host.name} to ${pub.host.name}`, undefined, d.name);
 }
 
+/** Ends the subscription and drops its slot on the publisher. */
 export async function unsubscribe(sub: Side, db: string): Promise<void> {
   await runSql(sub.sql, DROP_SUBSCRIPTION_SQL, `ending the subscription of ${db} on ${sub.host.name}`, undefined, db);
 }
 
+/** A prepared subscription (no slot yet) removed: the way back of a cut-over that did not happen. */
+export async function dropPrepared(sub: Side, db: string): Promise<void> {
+  if ((await subscriptionState(sub, db)) === "disabled") await runSql(sub.sql, DROP_PREPARED_SQL, `removing the prepared subscription of ${db} on ${sub.host.name}`, undefined, db);
+}
+
+export async function setSubscriptionEnabled(sub: Side, db: string, enabled: boolean): Promise<void> {
+  await runSql(sub.sql, enabled ? ENABLE_SUBSCRIPTION_SQL : DISABLE_SUBSCRIPTION_SQL, `${enabled ? "enabling" : "disabling"} the subscription of ${db} on ${sub.host.name}`, undefined, db);
+}
+
+/** The slot of a prepared subscription, made on its publisher (in the database it replicates). */
+export async function createSlot(pub: Side, d: DatabaseFacts, direction: "forward" | "back"): Promise<void> {
+  await runSql(pub.sql, `SET default_transaction_read_only = off;\n${createSlotSql(slotName(direction, d.oid))}`, `making the slot for ${d.name} on ${pub.host.name}`, undefined, d.name);
+}
+
+/** A slot made for a prepared subscription, dropped again (a cut-over that did not happen). */
+export async function dropSlot(pub: Side, d: DatabaseFacts, direction: "forward" | "back"): Promise<void> {
+  const slot = sqlLiteral(slotName(direction, d.oid));
+  await runSql(pub.sql, `SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE slot_name = ${slot};`, `dropping the slot for ${d.name} on ${pub.host.name}`);
+}
+
+export async function subscriptionState(s: Side, db: string): Promise<"none" | "enabled" | "disabled"> {
+  return (await runSql(s.sql, SUBSCRIPTION_STATE_SQL, "reading subscriptions", undefined, db)) as "none" | "enabled" | "disabled";
+}
+
+/** Whether the database has an enabled subscription of the migration. */
 export async function hasSubscription(s: Side, db: string): Promise<boolean> {
-  return (await runSql(s.sql, HAS_SUBSCRIPTION_SQL, "reading subscriptions", undefined, db)) !== "0";
+  return (await subscriptionState(s, db)) === "enabled";
 }
 
 /** Tables of the database's subscription by state letter (r: ready). */

@@ -10,6 +10,10 @@ import { openSession, type Session } from "../session/session.js";
 import {
   allowWrites,
   closeAccess,
+  createSlot,
+  dropPrepared,
+  dropSlot,
+  setSubscriptionEnabled,
   copyRoles,
   copySchema,
   copySequences,
@@ -154,7 +158,7 @@ async function start(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map<s
   const password = newMigratePassword();
   await openAccess(old, await addressesOf(old, next), password, schemas);
   await setPassfile(next, old, password);
-  for (const d of dbs) await subscribe(next, old, d, "forward", true);
+  for (const d of dbs) await subscribe(next, old, d, "forward", "copy");
   out.progress(`[${next.host.name}] subscribed ${dbs.map((d) => d.name).join(", ")} to ${old.host.name}; copying every table`);
 }
 
@@ -190,8 +194,11 @@ async function report(old: Side, next: Side, dbs: DatabaseFacts[], out: Output):
   out.result([`Replicating ${old.spec.name} (${old.host.name}) → ${next.spec.name} (${next.host.name}):`, ...lines].join("\n"));
 }
 
-/** Writes stop on `from`; `to` applies all of it; sequences and every table checked. Undone on failure. */
-async function handOver(from: Side, to: Side, dbs: DatabaseFacts[], direction: "forward" | "back", timeoutSeconds: number, out: Output): Promise<void> {
+/**
+ * Writes stop on `from`; `to` applies all of it; sequences set and every table checked, then `inPause`
+ * (what must happen before `to` takes writes). Writes go back to `from` on any failure.
+ */
+async function handOver(from: Side, to: Side, dbs: DatabaseFacts[], direction: "forward" | "back", timeoutSeconds: number, out: Output, inPause: () => Promise<void>): Promise<void> {
   await refuseWrites(from);
   try {
     const lsn = await walEnd(from);
@@ -203,6 +210,7 @@ async function handOver(from: Side, to: Side, dbs: DatabaseFacts[], direction: "
     const bad = checks.filter((c) => c.differs);
     if (bad.length) throw new RefusedError(`the two sides differ:\n${bad.map((c) => `  ${c.table}: ${c.differs}`).join("\n")}`);
     out.progress(`[${to.host.name}] applied everything up to ${lsn}; ${sequences} sequence(s) set; ${checks.length} table(s), ${checks.reduce((n, c) => n + c.rows, 0)} rows, the same on both sides`);
+    await inPause();
   } catch (e) {
     await allowWrites(from);
     throw new PgrepError(`${(e as Error).message}\n${from.host.name} takes writes again; nothing else changed`, { exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed, cause: e });
@@ -215,23 +223,41 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
     if (!(await hasSubscription(next, d.name)) || Object.keys(s).some((k) => k !== "r"))
       throw new RefusedError(`${d.name} is not copied and replicating yet on ${next.host.name}; run pgrep migrate -i ${shownPath(opts.inventory)} --to ${shownPath(opts.to)} first`);
   }
+  // The way back made before the pause: the new primary publishes, the old one's subscriptions wait
+  // (no slot, disabled); only their slots are made in the pause, before the first write on the new side.
+  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
+  const nextSchemas = new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const)));
+  const password = newMigratePassword();
+  await openAccess(next, await addressesOf(next, old), password, nextSchemas);
+  await setPassfile(old, next, password);
+  for (const d of nextDbs) await subscribe(old, next, d, "back", "prepared");
   const paused = Date.now();
   out.progress(`[${old.host.name}] writes refused`);
-  await handOver(old, next, dbs, "forward", opts.streamTimeoutSeconds, out);
-  // The way back exists before the new side takes its first write.
+  try {
+    await handOver(old, next, dbs, "forward", opts.streamTimeoutSeconds, out, async () => {
+      for (const d of dbs) await setSubscriptionEnabled(next, d.name, false);
+      for (const d of nextDbs) await createSlot(next, d, "back");
+      await allowWrites(next);
+    });
+  } catch (e) {
+    // Back to replicating forward, and nothing of the way back left.
+    const undo = async () => {
+      for (const d of dbs) await setSubscriptionEnabled(next, d.name, true);
+      for (const d of nextDbs) await dropPrepared(old, d.name);
+      for (const d of nextDbs) await dropSlot(next, d, "back");
+      await closeAccess(next, nextSchemas);
+      await setPassfile(old, next, undefined);
+    };
+    await undo().catch((u) => out.progress(`Could not remove the prepared way back: ${(u as Error).message}`));
+    throw e;
+  }
+  const pause = (Date.now() - paused) / 1000;
+  for (const d of nextDbs) await setSubscriptionEnabled(old, d.name, true);
   for (const d of dbs) await unsubscribe(next, d.name);
   await closeAccess(old, schemas);
   await setPassfile(next, old, undefined);
-  const password = newMigratePassword();
-  const nextSchemas = new Map(await Promise.all(dbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const)));
-  await openAccess(next, await addressesOf(next, old), password, nextSchemas);
-  await setPassfile(old, next, password);
-  const nextDbs = await readDatabases(next);
-  for (const d of nextDbs.filter((x) => dbs.some((y) => y.name === x.name))) await subscribe(old, next, d, "back", false);
-  await allowWrites(next);
-  const pause = (Date.now() - paused) / 1000;
   out.result(`Cut over: ${next.host.name} (${next.spec.name}) takes writes; ${old.host.name} is read-only and replicates from it, for --rollback. Writes were refused for ${pause.toFixed(1)} s.`);
-  out.progress(`Applications: pgrep app-config -i ${shownPath(opts.to)} --format … (a libpq list of both primaries with target_session_attrs=read-write follows by itself). Then --finish, or --rollback.`);
+  out.progress(`Applications: pgrep app-config -i ${shownPath(opts.to)} --format … (a connection string listing both primaries with target_session_attrs=read-write follows by itself). Then --finish, or --rollback.`);
   return EXIT.ok;
 }
 
@@ -239,12 +265,13 @@ async function rollback(old: Side, next: Side, dbs: DatabaseFacts[], out: Output
   const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
   const paused = Date.now();
   out.progress(`[${next.host.name}] writes refused`);
-  await handOver(next, old, nextDbs, "back", opts.streamTimeoutSeconds, out);
+  await handOver(next, old, nextDbs, "back", opts.streamTimeoutSeconds, out, () => allowWrites(old));
+  const pause = (Date.now() - paused) / 1000;
+  // The new side refuses writes: the way back carries nothing more, and ends after the pause.
   for (const d of dbs) await unsubscribe(old, d.name);
   await closeAccess(next, new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const))));
   await setPassfile(old, next, undefined);
-  await allowWrites(old);
-  out.result(`Rolled back: ${old.host.name} (${old.spec.name}) takes writes again, with everything written on ${next.host.name}; ${next.spec.name} stays read-only. Writes were refused for ${((Date.now() - paused) / 1000).toFixed(1)} s.`);
+  out.result(`Rolled back: ${old.host.name} (${old.spec.name}) takes writes again, with everything written on ${next.host.name}; ${next.spec.name} stays read-only. Writes were refused for ${pause.toFixed(1)} s.`);
   return EXIT.ok;
 }
 

@@ -9,6 +9,8 @@ import type { ClusterSnapshot } from "../cluster/state.js";
 import { planSetup } from "../plan/setup.js";
 import type { Plan } from "../plan/steps.js";
 import type { TlsMaterial } from "../tls/material.js";
+import { migrationLines } from "../cluster/migration-status.js";
+import { sqlTarget } from "../apply/context.js";
 
 /**
  * The setup plan for what observe saw; or, when setup would refuse, what it refuses (told as drift: no
@@ -49,11 +51,15 @@ export async function statusCommand(opts: StatusCommandOptions, out: Output): Pr
     }
     const { maxLagSeconds } = spec.apps;
     const splitBrain = reports.filter((r) => r.state === "split brain").map((r) => r.name);
+    // A migration under way (pgrep migrate) is read from the primary, when it answers.
+    const P = snap.hosts.get(spec.primary.name);
+    const migration = P?.reachable && P.sql && P.psql ? await migrationLines(sqlTarget(spec.primary, P)).catch(() => []) : [];
+    if (migration.length) expectMigrationReadOnly(drift, spec.primary.name, migration);
     const headline = splitBrain.length ? [`SPLIT BRAIN: ${splitBrain.join(", ")} accept${splitBrain.length > 1 ? "" : "s"} writes, but the inventory's primary is ${spec.primary.name} (see the problems below)`, ""] : [];
     out.result(
       opts.json
-        ? JSON.stringify({ cluster: spec.name, healthy: healthy(reports), splitBrain, differs: drift.size > 0, maxLagSeconds, hosts: reports.map((r) => ({ ...r, differs: drift.get(r.name) ?? [] })) }, null, 2)
-        : [...headline, formatStatusTable(reports, maxLagSeconds, drift)].join("\n"),
+        ? JSON.stringify({ cluster: spec.name, healthy: healthy(reports), splitBrain, differs: drift.size > 0, maxLagSeconds, hosts: reports.map((r) => ({ ...r, differs: drift.get(r.name) ?? [] })), migration: migration.slice(2).map((l) => l.trim()) }, null, 2)
+        : [...headline, formatStatusTable(reports, maxLagSeconds, drift), ...migration].join("\n"),
     );
     if (splitBrain.length) return EXIT.splitBrain;
     if (reports.some((r) => r.state === "unreachable")) return EXIT.unreachable;
@@ -62,4 +68,20 @@ export async function statusCommand(opts: StatusCommandOptions, out: Output): Pr
   } finally {
     await session.close();
   }
+}
+
+/**
+ * pgrep migrate refuses writes on a side that must not take them (ALTER SYSTEM default_transaction_read_only):
+ * while the migration is under way that is said with it, not as drift.
+ */
+function expectMigrationReadOnly(drift: Map<string, string[]>, primary: string, migration: string[]): void {
+  const said = drift.get(primary) ?? [];
+  const setting = "default_transaction_read_only";
+  const kept = said
+    .map((d) => (d.startsWith("postgresql.auto.conf (ALTER SYSTEM) sets ") ? d.replace(`${setting}, `, "").replace(`, ${setting}`, "") : d))
+    .filter((d) => d !== `postgresql.auto.conf (ALTER SYSTEM) sets ${setting}`);
+  if (kept.length === said.length && kept.every((d, i) => d === said[i])) return;
+  migration.push(`  writes refused here until the cut-over (${setting}, set by pgrep migrate)`);
+  if (kept.length) drift.set(primary, kept);
+  else drift.delete(primary);
 }

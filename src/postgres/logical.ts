@@ -74,18 +74,36 @@ END $pgrep$;`;
 
 /**
  * The subscription of one database (CREATE SUBSCRIPTION cannot run inside a DO block or a transaction:
- * the caller checks it is absent). `copy`: the initial copy of every table (false: from now on only).
+ * the caller checks it is absent). "copy": every table copied first, then kept up to date. "prepared":
+ * the table list fetched, nothing copied, no slot made and not enabled: the way back of a cut-over, made
+ * before the pause; its slot is made in the pause (createSlotSql) and it is enabled after it.
  * The password comes from the passfile; it is never in the catalog.
  */
-export function createSubscriptionSql(conn: { host: string; port: number; dbname: string; passfile: string }, slot: string, copy: boolean): string {
+export function createSubscriptionSql(conn: { host: string; port: number; dbname: string; passfile: string }, slot: string, mode: "copy" | "prepared"): string {
   const info = `host=${conn.host} port=${conn.port} dbname='${conn.dbname.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}' user=${MIGRATE_ROLE} passfile=${conn.passfile} application_name=${slot}`;
-  return `SET default_transaction_read_only = off;\nCREATE SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)} CONNECTION ${sqlLiteral(info)} PUBLICATION ${sqlIdent(PUBLICATION)} WITH (slot_name = ${sqlLiteral(slot)}, copy_data = ${copy});`;
+  const options = mode === "copy" ? "copy_data = true" : "copy_data = false, create_slot = false, enabled = false";
+  return `SET default_transaction_read_only = off;\nCREATE SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)} CONNECTION ${sqlLiteral(info)} PUBLICATION ${sqlIdent(PUBLICATION)} WITH (slot_name = ${sqlLiteral(slot)}, ${options});`;
 }
+
+/** A prepared subscription's slot, made on the publisher in the subscription's database: from here on, nothing is missed. */
+export function createSlotSql(slot: string): string {
+  return `SELECT count(pg_create_logical_replication_slot(${sqlLiteral(slot)}, 'pgoutput')) FROM (SELECT 1) x WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${sqlLiteral(slot)});`;
+}
+
+export const ENABLE_SUBSCRIPTION_SQL = `SET default_transaction_read_only = off;\nALTER SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)} ENABLE;`;
+export const DISABLE_SUBSCRIPTION_SQL = `SET default_transaction_read_only = off;\nALTER SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)} DISABLE;`;
+
+/** A prepared subscription dropped without touching the publisher (it has no slot there yet). */
+export const DROP_PREPARED_SQL = `SET default_transaction_read_only = off;
+ALTER SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)} DISABLE;
+ALTER SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)} SET (slot_name = NONE);
+DROP SUBSCRIPTION ${sqlIdent(SUBSCRIPTION)};`;
 
 /** Dropped with its slot on the publisher (DROP SUBSCRIPTION connects there to drop it). */
 export const DROP_SUBSCRIPTION_SQL = `SET default_transaction_read_only = off;\nDROP SUBSCRIPTION IF EXISTS ${sqlIdent(SUBSCRIPTION)};`;
 
-export const HAS_SUBSCRIPTION_SQL = `SELECT count(*) FROM pg_subscription WHERE subname = ${sqlLiteral(SUBSCRIPTION)} AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`;
+/** This database's subscription: "none", "enabled" or "disabled". */
+export const SUBSCRIPTION_STATE_SQL = `SELECT coalesce((SELECT CASE WHEN subenabled THEN 'enabled' ELSE 'disabled' END FROM pg_subscription WHERE subname = ${sqlLiteral(SUBSCRIPTION)} AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())), 'none')`;
 
 /** Tables of this database's subscription by state: i(nit), d(ata copy), f/s (sync), r(eady). */
 export const SYNC_STATE_SQL = `SELECT coalesce(json_object_agg(s, n), '{}') FROM (SELECT srsubstate::text s, count(*) n FROM pg_subscription_rel r JOIN pg_subscription u ON u.oid = r.srsubid WHERE u.subname = ${sqlLiteral(SUBSCRIPTION)} AND u.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) GROUP BY 1) x`;

@@ -1,7 +1,6 @@
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pgrep } from "../cli.js";
+import { inDb as inDbOf, migrationInventory, writeAppPassword } from "../rig/migration.js";
 import { Rig, UPGRADE_IMAGE } from "../rig/rig.js";
 
 // pgrep migrate on real hosts: a PostgreSQL 13 cluster (o1, o2) moved onto other hosts at 15 (n1, n2) by
@@ -12,31 +11,9 @@ import { Rig, UPGRADE_IMAGE } from "../rig/rig.js";
 let rig: Rig;
 let oldInv: string;
 let newInv: string;
-const APP_PASSWORD = "app pass: with 'quotes' \\ and spaces";
-
-function inventory(name: string, major: number, hosts: [string, "primary" | "standby"][]): string {
-  const file = join(rig.dir, `${name}.yml`);
-  writeFileSync(
-    file,
-    `cluster: ${name}
-postgres:
-  major: ${major}
-  layout: debian
-  settings: { wal_level: logical }
-ssh: { user: root, identity_file: ${rig.keyFile}, known_hosts: ${rig.knownHostsFile} }
-applications:
-  roles: [{ name: app, password: { file: ${join(rig.dir, "app.password")} } }]
-  databases: [{ name: appdb, owner: app }]
-  access: [{ database: appdb, user: app, source: 0.0.0.0/0 }]
-hosts:
-${hosts.map(([h, role]) => `  - { name: ${h}, address: ${h}, role: ${role}, ssh: { host: ${rig.host(h).sshHost}, port: ${rig.host(h).sshPort} } }`).join("\n")}
-`,
-  );
-  return file;
-}
 
 const app = (h: string, sql: string) => rig.sh(h, `PGPASSWORD="$(cat /tmp/app.password)" psql -XAtq "postgresql://app@${h}/appdb" -c "${sql}"`);
-const inDb = (h: string, sql: string) => rig.sh(h, `runuser -u postgres -- psql -XAtq -d appdb -c "${sql}"`).then((s) => s.trim());
+const inDb = (h: string, sql: string) => inDbOf(rig, h, sql);
 /** SQL as postgres past the read-only default pgrep sets on a side that must not take writes (a separate statement first). */
 const behindItsBack = (h: string, sql: string) => rig.sh(h, `printf '%s\\n' 'SET default_transaction_read_only = off;' "${sql};" | runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d appdb`);
 /** Every row of items, counted and hashed in key order. */
@@ -69,10 +46,9 @@ function writer() {
 describe("pgrep migrate: PostgreSQL 13 onto other hosts at 15, by logical replication", () => {
   beforeAll(async () => {
     rig = await Rig.start(["o1", "o2", "n1", "n2"], [], {}, [], UPGRADE_IMAGE);
-    writeFileSync(join(rig.dir, "app.password"), APP_PASSWORD);
-    for (const h of ["o1", "o2", "n1", "n2"]) await rig.sh(h, `printf '%s' '${APP_PASSWORD.replaceAll("'", "'\\''")}' > /tmp/app.password`);
-    oldInv = inventory("old", 13, [["o1", "primary"], ["o2", "standby"]]);
-    newInv = inventory("new", 15, [["n1", "primary"], ["n2", "standby"]]);
+    await writeAppPassword(rig);
+    oldInv = migrationInventory(rig, "old", 13, [["o1", "primary"], ["o2", "standby"]]);
+    newInv = migrationInventory(rig, "new", 15, [["n1", "primary"], ["n2", "standby"]]);
     const r = await pgrep(["setup", "-i", oldInv]);
     expect(r.exitCode, r.all).toBe(0);
     await rig.sh(
@@ -121,6 +97,16 @@ runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen
     const again = await pgrep(["migrate", "-i", oldInv, "--to", newInv]);
     expect(again.exitCode, again.all).toBe(0);
     expect(again.stdout).toMatch(/appdb: 3\/3 tables copied, \d+ bytes behind/);
+    // status of either cluster shows the migration, read from its primary.
+    const sn = await pgrep(["status", "-i", newInv]);
+    expect(sn.exitCode, sn.all).toBe(0);
+    expect(sn.stdout).toMatch(/writes refused here until the cut-over/);
+    expect(sn.stdout).toMatch(/Migration \(pgrep migrate\) on the primary:\n(.*\n)*  appdb: subscribed, 3\/3 tables copied, last message [\d.]+ s ago/);
+    const so = await pgrep(["status", "-i", oldInv]);
+    expect(so.exitCode, so.all).toBe(0);
+    expect(so.stdout).toMatch(/publishes through pgrep_migrate_forward_\d+: the subscriber is \d+ bytes behind/);
+    // The pg_hba block of the migration is outside pgrep's own: setup of the old cluster keeps it.
+    expect(so.stdout).not.toMatch(/pg_hba\.conf differs/);
     expect(again.stderr).not.toMatch(/set up cluster new/);
   });
 
@@ -131,6 +117,10 @@ runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen
     expect(r.stderr).toMatch(/appdb: "public"\."items": the rows with id from 50000 to 99999 differ/);
     expect(r.stderr).toMatch(/o1 takes writes again/);
     await app("o1", "INSERT INTO acks (at) VALUES (now())");
+    // The way back it prepared is gone again; the new side still replicates from the old one.
+    expect(await inDb("o1", "SELECT count(*) FROM pg_subscription")).toBe("0");
+    expect(await rig.psql("n1", "SELECT count(*) FROM pg_replication_slots")).toBe("1");
+    expect(await inDb("n1", "SELECT string_agg(subenabled::text, ',') FROM pg_subscription")).toBe("true,true");
     await behindItsBack("n1", "UPDATE items SET name = 'item 70000' WHERE id = 70000");
   });
 
