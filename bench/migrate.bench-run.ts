@@ -55,7 +55,7 @@ it(`migration at pgbench scale ${SCALE}`, async () => {
     expect(r.exitCode, r.all).toBe(0);
   });
   const cut = await underWriter(async () => {
-    const r = await pgrep(["migrate", "-i", oldInv, "--to", newInv, "--cutover", "--stream-timeout", "600"]);
+    const r = await pgrep(["migrate", "-i", oldInv, "--to", newInv, "--cutover", "--stream-timeout", "600", ...(process.env.PGREP_BENCH_DEBUG ? ["--debug"] : [])]);
     expect(r.exitCode, r.all).toBe(0);
     return r.all;
   });
@@ -69,7 +69,7 @@ it(`migration at pgbench scale ${SCALE}`, async () => {
   const onOld = new Set((await inDb(rig, "o1", "SELECT string_agg(id::text, ',') FROM acks")).split(",").map(Number));
   const lostAtBack = [...cut.acked, ...back.acked].filter((id) => !onOld.has(id)).length;
   const refused = (out: string) => Number(/Writes were refused for ([\d.]+) s/.exec(out)?.[1]);
-  const checked = /(\d+) table\(s\), (\d+) rows, the same on both sides/.exec(cut.out);
+  const checked = /(\d+) table\(s\), (\d+) rows, the same on both sides \(checked in ([\d.]+) s\)/.exec(cut.out);
 
   const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).stdout.trim();
   const commit = sh("git", ["rev-parse", "HEAD"]);
@@ -90,7 +90,7 @@ The writer: a loop on o3 inserting one row per connection through
 | start: set up the new cluster, copy roles, schema and every row, until every table is copied | ${seconds(startMs)} | |
 | cut-over: writes refused on o1 until n1 takes them (printed by pgrep) | ${refused(cut.out).toFixed(1)} s | |
 | cut-over: longest pause between two of the writer's acknowledged commits | ${seconds(cut.longestMs)} | ≤ 5 s ${verdict(cut.longestMs <= 5000)} |
-| cut-over: tables and rows checked on both sides | ${checked ? `${checked[1]} tables, ${checked[2]} rows` : "?"} | every table ${verdict(!!checked)} |
+| cut-over: tables and rows checked on both sides | ${checked ? `${checked[1]} tables, ${checked[2]} rows, in ${checked[3]} s of the pause` : "?"} | every table ${verdict(!!checked)} |
 | acknowledged commits missing on n1 after the cut-over | ${lostAtCut} of ${cut.acked.length} | 0 ${verdict(lostAtCut === 0)} |
 | rollback: writes refused on n1 until o1 takes them again | ${refused(back.out).toFixed(1)} s | |
 | rollback: longest pause between two acknowledged commits | ${seconds(back.longestMs)} | |
@@ -102,4 +102,5 @@ cores, where on real hosts each hashes on its own.
   writeFileSync(new URL("../docs/benchmarks-migrate.md", import.meta.url), md);
   console.log(md);
   console.log(startOut.split("\n").slice(-6).join("\n"));
+  if (process.env.PGREP_BENCH_DEBUG) console.log(cut.out);
 });

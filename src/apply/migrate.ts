@@ -205,6 +205,15 @@ export async function hasSubscription(s: Side, db: string): Promise<boolean> {
   return (await subscriptionState(s, db)) === "enabled";
 }
 
+/**
+ * VACUUM ANALYZE of a database the initial copy filled: the rows' hint bits and the visibility map set
+ * now, not by the first read — the cut-over's check, while writes are refused (with checksums on,
+ * setting hint bits also writes every page to the WAL) — and statistics for the planner.
+ */
+export async function vacuumAnalyze(s: Side, db: string): Promise<void> {
+  await runSql(s.sql, "SET default_transaction_read_only = off;\nVACUUM (ANALYZE);", `VACUUM ANALYZE of ${db} on ${s.host.name}`, undefined, db);
+}
+
 /** Tables of the database's subscription by state letter (r: ready). */
 export const syncState = (sub: Side, db: string) => queryJson<Record<string, number>>(sub.sql, SYNC_STATE_SQL, `reading the subscription of ${db}`, db);
 

@@ -30,11 +30,13 @@ import {
   subscribe,
   syncState,
   unsubscribe,
+  vacuumAnalyze,
   verifyTables,
   waitConfirmed,
   walEnd,
   type Side,
 } from "../apply/migrate.js";
+import { debug } from "../debug.js";
 import { setupCommand } from "./setup.js";
 
 export interface MigrateCommandOptions {
@@ -105,7 +107,7 @@ export async function migrateCommand(opts: MigrateCommandOptions, out: Output): 
     newS = await openSession({ inventory: opts.to, acceptNewHostKeys: opts.acceptNewHostKeys, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } });
     const next = primarySide(newS.spec, await newS.observe());
     if (!started) await start(old, next, dbs, schemas, out);
-    return await waitSynced(old, next, dbs, out, opts.syncTimeoutSeconds);
+    return await waitSynced(old, next, dbs, out, opts.syncTimeoutSeconds, !started);
   } finally {
     await newS?.close();
     await oldS.close();
@@ -162,7 +164,8 @@ async function start(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map<s
   out.progress(`[${next.host.name}] subscribed ${dbs.map((d) => d.name).join(", ")} to ${old.host.name}; copying every table`);
 }
 
-async function waitSynced(old: Side, next: Side, dbs: DatabaseFacts[], out: Output, seconds: number): Promise<ExitCode> {
+/** `fresh`: the copy began in this run (its databases are vacuumed once copied). */
+async function waitSynced(old: Side, next: Side, dbs: DatabaseFacts[], out: Output, seconds: number, fresh: boolean): Promise<ExitCode> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
     const states = await Promise.all(dbs.map((d) => syncState(next, d.name)));
@@ -173,6 +176,10 @@ async function waitSynced(old: Side, next: Side, dbs: DatabaseFacts[], out: Outp
       throw new PgrepError(`${pending} table(s) not copied yet after ${seconds} s; the copy goes on`, { exitCode: EXIT.degraded, hint: "run the same command again to see how far it is" });
     }
     await new Promise((r) => setTimeout(r, 250));
+  }
+  if (fresh) {
+    for (const d of dbs) await vacuumAnalyze(next, d.name);
+    out.progress(`[${next.host.name}] VACUUM ANALYZE of every database copied`);
   }
   await report(old, next, dbs, out);
   out.progress(`Every table is copied and kept up to date. When ready: pgrep migrate -i ${shownPath(old.spec.inventoryFile)} --to ${shownPath(next.spec.inventoryFile)} --cutover`);
@@ -201,16 +208,22 @@ async function report(old: Side, next: Side, dbs: DatabaseFacts[], out: Output):
 async function handOver(from: Side, to: Side, dbs: DatabaseFacts[], direction: "forward" | "back", timeoutSeconds: number, out: Output, inPause: () => Promise<void>): Promise<void> {
   await refuseWrites(from);
   try {
+    debug(`migrate: writes refused on ${from.host.name}`);
     const lsn = await walEnd(from);
     if (!(await waitConfirmed(from, dbs.map((d) => slotName(direction, d.oid)), lsn, timeoutSeconds)))
       throw new PgrepError(`${to.host.name} did not apply ${from.host.name}'s last write (${lsn}) within ${timeoutSeconds} s`, { exitCode: EXIT.degraded, hint: "see the migration with the same command without --cutover/--rollback; raise --stream-timeout" });
+    debug(`migrate: ${to.host.name} applied up to ${lsn}`);
     let sequences = 0;
     for (const d of dbs) sequences += await copySequences(from, to, d.name);
+    debug(`migrate: sequences set`);
+    const checking = Date.now();
     const checks = (await Promise.all(dbs.map(async (d) => verifyTables(from, to, d.name, (await readSchema(from, d.name)).tables)))).flat();
+    const checkedIn = (Date.now() - checking) / 1000;
     const bad = checks.filter((c) => c.differs);
     if (bad.length) throw new RefusedError(`the two sides differ:\n${bad.map((c) => `  ${c.table}: ${c.differs}`).join("\n")}`);
-    out.progress(`[${to.host.name}] applied everything up to ${lsn}; ${sequences} sequence(s) set; ${checks.length} table(s), ${checks.reduce((n, c) => n + c.rows, 0)} rows, the same on both sides`);
+    out.progress(`[${to.host.name}] applied everything up to ${lsn}; ${sequences} sequence(s) set; ${checks.length} table(s), ${checks.reduce((n, c) => n + c.rows, 0)} rows, the same on both sides (checked in ${checkedIn.toFixed(1)} s)`);
     await inPause();
+    debug(`migrate: ${to.host.name} takes writes`);
   } catch (e) {
     await allowWrites(from);
     throw new PgrepError(`${(e as Error).message}\n${from.host.name} takes writes again; nothing else changed`, { exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed, cause: e });
@@ -236,7 +249,9 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
   try {
     await handOver(old, next, dbs, "forward", opts.streamTimeoutSeconds, out, async () => {
       for (const d of dbs) await setSubscriptionEnabled(next, d.name, false);
+      debug("migrate: forward subscriptions disabled");
       for (const d of nextDbs) await createSlot(next, d, "back");
+      debug("migrate: slots of the way back made");
       await allowWrites(next);
     });
   } catch (e) {

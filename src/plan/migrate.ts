@@ -47,7 +47,8 @@ export function startSteps(old: ClusterSpec, next: ClusterSpec, f: MigrateFacts)
     `[${next.primary.name}] refuse writes until the cut-over (default_transaction_read_only)`,
     `[${old.primary.name}] role pgrep_migrate (replication, reads every table), a publication of every table in each database, a pg_hba block for ${next.primary.name}`,
     `[${next.primary.name}] subscribe each database to ${old.primary.name}; ${tables} table(s) copied, then kept up to date`,
-    "wait until every table is copied; then show the migration (run again to see it, --cutover when ready)",
+    `[${next.primary.name}] once every table is copied: VACUUM ANALYZE of each database; then show the migration (run again, or pgrep status, to see it; --cutover when ready)`,
+    "not carried by logical replication, and what is done: sequences are set at the cut-over; schema changes (DDL) are not replicated, so change no schema until the migration ends",
   ];
 }
 

