@@ -253,6 +253,7 @@ program
   .option("--rollback", "after a cut-over: back to the old primary, with everything written on the new one", false)
   .option("--finish", "after a cut-over: end the way back and remove what the migration made; the old cluster stays read-only", false)
   .addOption(dryRunOption())
+  .addOption(new Option("--check <when>", "when the cut-over (or rollback) checks every row: in-pause, while writes are refused; or after, on snapshots of both sides taken in the pause, for a pause that does not grow with the data").choices(["in-pause", "after"]).default("in-pause"))
   .option("--sync-timeout <seconds>", "how long the first copy of every table may take", numberArg("--sync-timeout", 1), 3600)
   .addOption(streamTimeoutOption("the other side to apply the last write"))
   .addOption(hostKeysOption())
@@ -263,7 +264,7 @@ program
     const { migrateCommand } = await import("./commands/migrate.js");
     return finish(
       migrateCommand(
-        { inventory: inventoryPath(o.inventory), to: o.to, cutover: o.cutover, rollback: o.rollback, finish: o.finish, dryRun: o.dryRun, waitLock: o.waitLock, acceptNewHostKeys: o.acceptNewHostKeys, syncTimeoutSeconds: o.syncTimeout, streamTimeoutSeconds: o.streamTimeout },
+        { inventory: inventoryPath(o.inventory), to: o.to, cutover: o.cutover, rollback: o.rollback, finish: o.finish, dryRun: o.dryRun, waitLock: o.waitLock, acceptNewHostKeys: o.acceptNewHostKeys, syncTimeoutSeconds: o.syncTimeout, streamTimeoutSeconds: o.streamTimeout, check: o.check },
         await output(o.quiet),
       ),
     );

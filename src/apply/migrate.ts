@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { ReachableHost } from "../cluster/state.js";
-import { PgrepError } from "../errors.js";
+import { lastLines, PgrepError } from "../errors.js";
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import { blockMarkers, mergePgpass } from "../postgres/files.js";
 import {
@@ -33,7 +33,7 @@ import {
   type TableFacts,
 } from "../postgres/logical.js";
 import { scramVerifier } from "../postgres/scram.js";
-import { clientArgv, createRoleIfMissing, queryJson, runSql, sqlIdent, sqlLiteral, type SqlTarget } from "../postgres/sql.js";
+import { clientArgv, createRoleIfMissing, psqlArgv, queryJson, runSql, sqlIdent, sqlLiteral, type SqlTarget } from "../postgres/sql.js";
 import { readFileText, writeFileAtomic } from "../transport/files.js";
 import { sqlTarget } from "./context.js";
 
@@ -255,13 +255,17 @@ export interface TableCheck {
   differs: string;
 }
 
-/** Every table of `db` counted and hashed in chunks (see tableHashSql), on both sides at once. */
-export async function verifyTables(a: Side, b: Side, db: string, tables: readonly TableFacts[]): Promise<TableCheck[]> {
+/**
+ * Every table of `db` counted and hashed in chunks (see tableHashSql), on both sides at once; with
+ * `snapshots`, each side as its held snapshot saw it.
+ */
+export async function verifyTables(a: Side, b: Side, db: string, tables: readonly TableFacts[], snapshots?: { a: string; b: string }): Promise<TableCheck[]> {
   const hash64 = a.state.caps.hasHashExtended && b.state.caps.hasHashExtended;
+  const inSnapshot = (sql: string, id: string | undefined) => (id ? `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSET TRANSACTION SNAPSHOT ${sqlLiteral(id)};\n${sql};\nCOMMIT;` : sql);
   const checks: TableCheck[] = [];
   for (const t of tables) {
     const sql = tableHashSql(t, hash64);
-    const [x, y] = await Promise.all([runSql(a.sql, sql, `hashing ${t.name}`, undefined, db), runSql(b.sql, sql, `hashing ${t.name}`, undefined, db)]);
+    const [x, y] = await Promise.all([runSql(a.sql, inSnapshot(sql, snapshots?.a), `hashing ${t.name}`, undefined, db), runSql(b.sql, inSnapshot(sql, snapshots?.b), `hashing ${t.name}`, undefined, db)]);
     const chunks = (s: string) => new Map(s.split("\n").filter(Boolean).map((l) => l.split(" ")).map(([c, n, h]) => [Number(c), { n: Number(n), h }] as const));
     const ca = chunks(x);
     const cb = chunks(y);
@@ -287,4 +291,40 @@ function keyRange(c: number): string {
 /** A migration step's failure, said with what state the two clusters are in. */
 export function migrateError(e: unknown, state: string): PgrepError {
   return new PgrepError(`${(e as Error).message}\n${state}`, { cause: e });
+}
+
+/** A snapshot exported and held open on a side (pg_export_snapshot): what it saw, read later by other sessions. */
+export interface HeldSnapshot {
+  id: string;
+  release(): Promise<void>;
+}
+
+export async function holdSnapshot(s: Side, db: string, timeoutMs = 60_000): Promise<HeldSnapshot> {
+  let out = "";
+  let found: (id: string) => void = () => {};
+  const got = new Promise<string>((resolve) => (found = resolve));
+  const p = s.state.transport.spawn(psqlArgv(s.sql, db), {
+    user: s.host.pg.osUser,
+    onOutput: (chunk, stream) => {
+      if (stream !== "stdout") return;
+      out += chunk;
+      const m = /PGREP_SNAPSHOT (\S+)\n/.exec(out);
+      if (m) found(m[1]!);
+    },
+  });
+  p.write("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT 'PGREP_SNAPSHOT ' || pg_export_snapshot();\n");
+  let timer: NodeJS.Timeout | undefined;
+  const failed = Promise.race([
+    p.done.then((r) => `psql ended: ${lastLines(r.stderr || r.stdout, 3)}`),
+    new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`no answer within ${timeoutMs / 1000} s`), timeoutMs))),
+  ]);
+  const id = await Promise.race([got, failed.then((why) => Promise.reject(new PgrepError(`${s.host.name}: exporting a snapshot of ${db}: ${why}`)))]).finally(() => clearTimeout(timer));
+  return {
+    id,
+    release: async () => {
+      p.write("COMMIT;\n");
+      p.end();
+      await p.done;
+    },
+  };
 }

@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import type { HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
-import { CommandError, lastLines, PgrepError, RefusedError } from "../errors.js";
+import { CommandError, EXIT, lastLines, PgrepError, RefusedError } from "../errors.js";
 import { cleanlyShutDown, readControl } from "../postgres/control.js";
 import { runSql, waitUntilSql } from "../postgres/sql.js";
 import { carriedConfig, initdbOptions, pgUpgradeArgv, rsyncMoved, upgradeRsyncArgv, type OldClusterFacts } from "../postgres/upgrade.js";
@@ -67,16 +67,38 @@ function confOutsideData(s: ReachableHost): string | null {
  * checkpoint is the primary's: only then is the standbys' --size-only copy safe.
  */
 export async function stopInStep(P: UpgradeHost, standbys: UpgradeHost[], waitSeconds: number, say: (text: string) => void): Promise<string> {
+  try {
+    return await stopAndCompare(P, standbys, waitSeconds, say);
+  } catch (e) {
+    if (e instanceof StartedAgain) throw e.reason;
+    // Anything else on the way (a stop that failed, pg_control unreadable): the hosts stopped so far start again.
+    const started = await Promise.allSettled([P, ...standbys].map((u) => control(u.spec, u.old, "start")));
+    const left = started.map((r, i) => (r.status === "rejected" && !/already running/i.test(String(r.reason)) ? [P, ...standbys][i]!.spec.name : "")).filter(Boolean);
+    throw new PgrepError(`${(e as Error).message}\n${left.length ? `not started again: ${left.join(", ")} (see pgrep status)` : "every host was started again as it was; nothing else changed"}`, { exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed, cause: e });
+  }
+}
+
+/** A refusal of stopAndCompare's, after it started the hosts again itself. */
+class StartedAgain extends Error {
+  constructor(readonly reason: Error) {
+    super(reason.message);
+  }
+}
+
+async function stopAndCompare(P: UpgradeHost, standbys: UpgradeHost[], waitSeconds: number, say: (text: string) => void): Promise<string> {
   await control(P.spec, P.old, "stop");
   const pc = await readControl(P.old.transport, P.old.layout.dataDir, P.old.layout.admin);
   if (!pc || !cleanlyShutDown(pc)) {
     await startOld([P, ...standbys]);
-    throw new PgrepError(`${P.spec.name}: PostgreSQL did not shut down cleanly; it was started again, nothing else changed`);
+    throw new StartedAgain(new PgrepError(`${P.spec.name}: PostgreSQL did not shut down cleanly; it was started again, nothing else changed`));
   }
   say(`[${P.spec.name}] stopped at checkpoint ${pc.checkpointLsn}`);
   const caughtUp = `pg_last_wal_replay_lsn() > '${pc.checkpointLsn}'::pg_lsn`;
   await Promise.all(standbys.map((s) => runSql(sqlTarget(s.spec, s.old), waitUntilSql(caughtUp, waitSeconds), "waiting for the primary's last checkpoint").catch(() => "")));
-  await Promise.all(standbys.map((s) => control(s.spec, s.old, "stop")));
+  // Every stop ended before anything else happens: a host still stopping must not be started meanwhile.
+  const stops = await Promise.allSettled(standbys.map((s) => control(s.spec, s.old, "stop")));
+  const failed = stops.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
   const behind: string[] = [];
   for (const s of standbys) {
     const c = await readControl(s.old.transport, s.old.layout.dataDir, s.old.layout.admin);
@@ -84,10 +106,10 @@ export async function stopInStep(P: UpgradeHost, standbys: UpgradeHost[], waitSe
   }
   if (behind.length) {
     await startOld([P, ...standbys]);
-    throw new RefusedError(
+    throw new StartedAgain(new RefusedError(
       `not upgrading: the standbys' latest checkpoint must be ${P.spec.name}'s (${pc.checkpointLsn}), and ${behind.join(", ")} ${behind.length > 1 ? "are" : "is"} not; copied by size alone, such a standby would be corrupt`,
       "the cluster was started again as it was; see why the standby is behind (pgrep status), then run the upgrade again",
-    );
+    ));
   }
   return pc.checkpointLsn;
 }

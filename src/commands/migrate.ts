@@ -34,6 +34,8 @@ import {
   verifyTables,
   waitConfirmed,
   walEnd,
+  holdSnapshot,
+  type HeldSnapshot,
   type Side,
 } from "../apply/migrate.js";
 import { debug } from "../debug.js";
@@ -52,6 +54,8 @@ export interface MigrateCommandOptions {
   syncTimeoutSeconds: number;
   /** How long a cut-over waits for the other side to apply the last write. */
   streamTimeoutSeconds: number;
+  /** When the rows are checked: while writes are refused, or after, on snapshots of both sides taken in the pause. */
+  check: "in-pause" | "after";
 }
 
 /**
@@ -201,32 +205,58 @@ async function report(old: Side, next: Side, dbs: DatabaseFacts[], out: Output):
   out.result([`Replicating ${old.spec.name} (${old.host.name}) → ${next.spec.name} (${next.host.name}):`, ...lines].join("\n"));
 }
 
+/** Every table of every database counted and hashed on both sides (as held snapshots saw them, if given). */
+async function checkTables(from: Side, to: Side, dbs: DatabaseFacts[], out: Output, held?: Map<string, { a: HeldSnapshot; b: HeldSnapshot }>): Promise<void> {
+  const checking = Date.now();
+  const checks = (await Promise.all(dbs.map(async (d) => verifyTables(from, to, d.name, (await readSchema(from, d.name)).tables, held?.get(d.name) && { a: held.get(d.name)!.a.id, b: held.get(d.name)!.b.id })))).flat();
+  const bad = checks.filter((c) => c.differs);
+  if (bad.length) throw new RefusedError(`the two sides differ${held ? " (as both were at the hand-over)" : ""}:\n${bad.map((c) => `  ${c.table}: ${c.differs}`).join("\n")}`);
+  out.progress(`[${to.host.name}] ${checks.length} table(s), ${checks.reduce((n, c) => n + c.rows, 0)} rows, the same on both sides${held ? " as both were at the hand-over" : ""} (checked in ${((Date.now() - checking) / 1000).toFixed(1)} s)`);
+}
+
 /**
- * Writes stop on `from`; `to` applies all of it; sequences set and every table checked, then `inPause`
- * (what must happen before `to` takes writes). Writes go back to `from` on any failure.
+ * Writes stop on `from`; `to` applies all of it; sequences set; every table checked ("in-pause"), or both
+ * sides' snapshots taken to be checked once `to` takes writes ("after": the check returned is to be run
+ * then); then `inPause` (what must happen before `to` takes writes). Writes go back to `from` on any failure.
  */
-async function handOver(from: Side, to: Side, dbs: DatabaseFacts[], direction: "forward" | "back", timeoutSeconds: number, out: Output, inPause: () => Promise<void>): Promise<void> {
+async function handOver(from: Side, to: Side, dbs: DatabaseFacts[], direction: "forward" | "back", opts: MigrateCommandOptions, out: Output, inPause: () => Promise<void>): Promise<() => Promise<void>> {
   await refuseWrites(from);
+  const held = new Map<string, { a: HeldSnapshot; b: HeldSnapshot }>();
+  const release = () => Promise.allSettled([...held.values()].flatMap((h) => [h.a.release(), h.b.release()]));
   try {
     debug(`migrate: writes refused on ${from.host.name}`);
     const lsn = await walEnd(from);
-    if (!(await waitConfirmed(from, dbs.map((d) => slotName(direction, d.oid)), lsn, timeoutSeconds)))
-      throw new PgrepError(`${to.host.name} did not apply ${from.host.name}'s last write (${lsn}) within ${timeoutSeconds} s`, { exitCode: EXIT.degraded, hint: "see the migration with the same command without --cutover/--rollback; raise --stream-timeout" });
+    if (!(await waitConfirmed(from, dbs.map((d) => slotName(direction, d.oid)), lsn, opts.streamTimeoutSeconds)))
+      throw new PgrepError(`${to.host.name} did not apply ${from.host.name}'s last write (${lsn}) within ${opts.streamTimeoutSeconds} s`, { exitCode: EXIT.degraded, hint: "see the migration with the same command without --cutover/--rollback; raise --stream-timeout" });
     debug(`migrate: ${to.host.name} applied up to ${lsn}`);
     let sequences = 0;
     for (const d of dbs) sequences += await copySequences(from, to, d.name);
-    debug(`migrate: sequences set`);
-    const checking = Date.now();
-    const checks = (await Promise.all(dbs.map(async (d) => verifyTables(from, to, d.name, (await readSchema(from, d.name)).tables)))).flat();
-    const checkedIn = (Date.now() - checking) / 1000;
-    const bad = checks.filter((c) => c.differs);
-    if (bad.length) throw new RefusedError(`the two sides differ:\n${bad.map((c) => `  ${c.table}: ${c.differs}`).join("\n")}`);
-    out.progress(`[${to.host.name}] applied everything up to ${lsn}; ${sequences} sequence(s) set; ${checks.length} table(s), ${checks.reduce((n, c) => n + c.rows, 0)} rows, the same on both sides (checked in ${checkedIn.toFixed(1)} s)`);
+    out.progress(`[${to.host.name}] applied everything up to ${lsn}; ${sequences} sequence(s) set`);
+    if (opts.check === "in-pause") await checkTables(from, to, dbs, out);
+    else for (const d of dbs) held.set(d.name, { a: await holdSnapshot(from, d.name), b: await holdSnapshot(to, d.name) });
     await inPause();
     debug(`migrate: ${to.host.name} takes writes`);
   } catch (e) {
+    await release();
     await allowWrites(from);
     throw new PgrepError(`${(e as Error).message}\n${from.host.name} takes writes again; nothing else changed`, { exitCode: e instanceof PgrepError ? e.exitCode : EXIT.failed, cause: e });
+  }
+  return async () => {
+    if (opts.check === "in-pause") return;
+    try {
+      await checkTables(from, to, dbs, out, held);
+    } finally {
+      await release();
+    }
+  };
+}
+
+/** The check run after the hand-over (--check after): a difference is said with where things stand. */
+async function lateCheck(check: () => Promise<void>, state: string): Promise<void> {
+  try {
+    await check();
+  } catch (e) {
+    throw new PgrepError(`${(e as Error).message}\n${state}`, { exitCode: EXIT.refused, cause: e });
   }
 }
 
@@ -246,8 +276,9 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
   for (const d of nextDbs) await subscribe(old, next, d, "back", "prepared");
   const paused = Date.now();
   out.progress(`[${old.host.name}] writes refused`);
+  let check: () => Promise<void>;
   try {
-    await handOver(old, next, dbs, "forward", opts.streamTimeoutSeconds, out, async () => {
+    check = await handOver(old, next, dbs, "forward", opts, out, async () => {
       for (const d of dbs) await setSubscriptionEnabled(next, d.name, false);
       debug("migrate: forward subscriptions disabled");
       for (const d of nextDbs) await createSlot(next, d, "back");
@@ -272,6 +303,7 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
   await closeAccess(old, schemas);
   await setPassfile(next, old, undefined);
   out.result(`Cut over: ${next.host.name} (${next.spec.name}) takes writes; ${old.host.name} is read-only and replicates from it, for --rollback. Writes were refused for ${pause.toFixed(1)} s.`);
+  await lateCheck(check, `the cut-over is done: ${next.host.name} takes writes; pgrep migrate --rollback goes back to ${old.host.name} with them`);
   out.progress(`Applications: pgrep app-config -i ${shownPath(opts.to)} --format … (a connection string listing both primaries with target_session_attrs=read-write follows by itself). Then --finish, or --rollback.`);
   return EXIT.ok;
 }
@@ -280,13 +312,14 @@ async function rollback(old: Side, next: Side, dbs: DatabaseFacts[], out: Output
   const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
   const paused = Date.now();
   out.progress(`[${next.host.name}] writes refused`);
-  await handOver(next, old, nextDbs, "back", opts.streamTimeoutSeconds, out, () => allowWrites(old));
+  const check = await handOver(next, old, nextDbs, "back", opts, out, () => allowWrites(old));
   const pause = (Date.now() - paused) / 1000;
   // The new side refuses writes: the way back carries nothing more, and ends after the pause.
   for (const d of dbs) await unsubscribe(old, d.name);
   await closeAccess(next, new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const))));
   await setPassfile(old, next, undefined);
   out.result(`Rolled back: ${old.host.name} (${old.spec.name}) takes writes again, with everything written on ${next.host.name}; ${next.spec.name} stays read-only. Writes were refused for ${pause.toFixed(1)} s.`);
+  await lateCheck(check, `the rollback is done: ${old.host.name} takes writes`);
   return EXIT.ok;
 }
 

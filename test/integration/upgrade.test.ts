@@ -76,6 +76,27 @@ describe("pgrep upgrade: PostgreSQL 13 to 15 in place", () => {
     await rig.waitReplayed("pg1", "pg3");
   });
 
+  it("a standby that cannot be stopped while the upgrade stops the cluster: every host runs again, nothing changed", async () => {
+    const before = await contents("pg1");
+    // pg2's pg_ctlcluster refuses to stop it (the fault) once the primary has stopped.
+    await rig.sh("pg2", `mv /usr/bin/pg_ctlcluster /usr/bin/pg_ctlcluster.real && printf '#!/bin/sh\\n[ "$3" = stop ] && { echo "stop refused (injected fault)" >&2; exit 1; }\\nexec /usr/bin/pg_ctlcluster.real "$@"\\n' > /usr/bin/pg_ctlcluster && chmod 755 /usr/bin/pg_ctlcluster`);
+    try {
+      const r = await pgrep(["upgrade", "-i", inv, "--major", "15"]);
+      expect(r.exitCode, r.all).toBe(1);
+      expect(r.stderr).toMatch(/stop refused \(injected fault\)/);
+      expect(r.stderr).toMatch(/every host was started again as it was; nothing else changed/);
+    } finally {
+      await rig.sh("pg2", "mv /usr/bin/pg_ctlcluster.real /usr/bin/pg_ctlcluster");
+    }
+    expect(await newDirs()).toBe("");
+    // pg2 kept running; it streams again once its receiver retries against the restarted primary.
+    const w = await pgrep(["wait", "-i", inv, "--timeout", "60"]);
+    expect(w.exitCode, w.all).toBe(0);
+    const s = await pgrep(["status", "-i", inv]);
+    expect(s.exitCode, s.all).toBe(0);
+    expect(await contents("pg1")).toBe(before);
+  });
+
   it("a failure after pg_upgrade ran: the 13 cluster is put back on every host and runs, every row there", async () => {
     const before = await contents("pg1");
     // pg3's copy cannot make its new data directory (a file stands where its parent goes): it fails
