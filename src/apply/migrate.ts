@@ -178,7 +178,7 @@ export async function unsubscribe(sub: Side, db: string): Promise<void> {
 
 /** A prepared subscription (no slot yet) removed: the way back of a cut-over that did not happen. */
 export async function dropPrepared(sub: Side, db: string): Promise<void> {
-  if ((await subscriptionState(sub, db)) === "disabled") await runSql(sub.sql, DROP_PREPARED_SQL, `removing the prepared subscription of ${db} on ${sub.host.name}`, undefined, db);
+  if ((await subscriptionState(sub, db)) !== "none") await runSql(sub.sql, DROP_PREPARED_SQL, `removing the prepared subscription of ${db} on ${sub.host.name}`, undefined, db);
 }
 
 export async function setSubscriptionEnabled(sub: Side, db: string, enabled: boolean): Promise<void> {
@@ -327,4 +327,9 @@ export async function holdSnapshot(s: Side, db: string, timeoutMs = 60_000): Pro
       await p.done;
     },
   };
+}
+
+/** Whether the side refuses writes by default (pgrep migrate's ALTER SYSTEM default_transaction_read_only). */
+export async function refusesWrites(s: Side): Promise<boolean> {
+  return (await runSql(s.sql, "SELECT current_setting('default_transaction_read_only')", `reading ${s.host.name}'s default`)) === "on";
 }

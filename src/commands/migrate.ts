@@ -14,6 +14,8 @@ import {
   dropPrepared,
   dropSlot,
   setSubscriptionEnabled,
+  refusesWrites,
+  subscriptionState,
   copyRoles,
   copySchema,
   copySequences,
@@ -76,14 +78,20 @@ export async function migrateCommand(opts: MigrateCommandOptions, out: Output): 
     const schemas = new Map(await Promise.all(dbs.map(async (d) => [d.name, await readSchema(old, d.name)] as const)));
     const cutOver = (await Promise.all(dbs.map((d) => hasSubscription(old, d.name)))).some(Boolean);
     const title = `Migration of cluster ${oldS.spec.name} to ${nextSpec.name}`;
-    if (opts.rollback || opts.finish) {
-      if (!cutOver) throw new RefusedError(`${title}: not cut over (${old.host.name} does not replicate from ${nextSpec.primary.name}); nothing to ${opts.rollback ? "roll back" : "finish"}`);
-      if (opts.dryRun) return show(out, `${title}, ${opts.rollback ? "rollback" : "finish"} (dry run):`, opts.rollback ? rollbackSteps(oldS.spec, nextSpec) : [`[${old.host.name}] end the way back; [${nextSpec.primary.name}] remove the publications, the role and the pg_hba block; ${old.host.name} stays read-only`]);
-      newS = await openSession({ inventory: opts.to, acceptNewHostKeys: opts.acceptNewHostKeys, lock: { waitSeconds: opts.waitLock } });
-      const next = primarySide(newS.spec, await newS.observe());
-      return opts.rollback ? await rollback(old, next, dbs, out, opts) : await finish(old, next, dbs, out);
+    if ((opts.rollback || opts.finish) && !cutOver) throw new RefusedError(`${title}: not cut over (${old.host.name} does not replicate from ${nextSpec.primary.name}); nothing to ${opts.rollback ? "roll back" : "finish"}`);
+    if (cutOver && opts.dryRun) {
+      if (opts.rollback) return show(out, `${title}, rollback (dry run):`, rollbackSteps(oldS.spec, nextSpec));
+      if (opts.finish) return show(out, `${title}, finish (dry run):`, [`[${old.host.name}] end the way back; [${nextSpec.primary.name}] remove the publications, the role and the pg_hba block; ${old.host.name} stays read-only`]);
     }
     if (cutOver) {
+      newS = await openSession({ inventory: opts.to, acceptNewHostKeys: opts.acceptNewHostKeys, lock: opts.dryRun ? undefined : { waitSeconds: opts.waitLock } });
+      const next = primarySide(newS.spec, await newS.observe());
+      if (!opts.dryRun && (await resumeCutOver(old, next, dbs, schemas, out)) === "rolled-back") {
+        out.result(`${title}: rolled back; ${old.host.name} takes writes.`);
+        return EXIT.ok;
+      }
+      if (opts.rollback) return await rollback(old, next, dbs, out, opts);
+      if (opts.finish) return await finish(old, next, dbs, out);
       out.result(`${title}: cut over already; ${nextSpec.primary.name} takes the writes and ${old.host.name} replicates from it. Next: --finish, or --rollback to go back.`);
       return EXIT.ok;
     }
@@ -260,7 +268,68 @@ async function lateCheck(check: () => Promise<void>, state: string): Promise<voi
   }
 }
 
+/** After the new side took writes: the forward subscriptions, their slots and the old side's access removed (each step can run again). */
+async function endForward(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map<string, SchemaFacts>): Promise<void> {
+  for (const d of dbs) await unsubscribe(next, d.name);
+  await closeAccess(old, schemas);
+  await setPassfile(next, old, undefined);
+}
+
+/**
+ * A cut-over interrupted inside its pause (pgrep killed, a connection lost) before the way back was
+ * enabled: the forward subscriptions run again and the slots it made go, so that it can start over.
+ * The old side may still refuse writes; the cut-over refuses them anyway, and gives them back on failure.
+ */
+async function repairInterruptedPause(old: Side, next: Side, dbs: DatabaseFacts[], out: Output): Promise<void> {
+  let repaired = false;
+  for (const d of dbs) {
+    if ((await subscriptionState(next, d.name)) !== "disabled") continue;
+    await setSubscriptionEnabled(next, d.name, true);
+    repaired = true;
+  }
+  for (const d of (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name))) await dropSlot(next, d, "back");
+  if (repaired) out.progress(`[${next.host.name}] an earlier cut-over stopped inside its pause: replicating from ${old.host.name} again, then the cut-over starts over`);
+}
+
+/**
+ * The way back runs (a cut-over happened): an earlier command that stopped before its end is finished
+ * first, by which side refuses writes. Both refuse: a pause was interrupted (the cut-over's end, or a
+ * rollback's start); the new side takes writes again, having everything it had. Only the new side
+ * refuses: a rollback stopped after the old side took writes; its end is done. Both take writes: refused.
+ */
+async function resumeCutOver(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map<string, SchemaFacts>, out: Output): Promise<"cut-over" | "rolled-back"> {
+  const [oldRo, nextRo] = await Promise.all([refusesWrites(old), refusesWrites(next)]);
+  if (!oldRo && !nextRo) throw new RefusedError(`${old.host.name} and ${next.host.name} both take writes while ${old.host.name} replicates from ${next.host.name}: pgrep will not choose`, "make one refuse writes (ALTER SYSTEM SET default_transaction_read_only = on, then SELECT pg_reload_conf()), then run this again");
+  if (!oldRo && nextRo) {
+    await endBack(old, next, dbs);
+    out.progress(`Finished a rollback that had stopped after ${old.host.name} took writes again`);
+    return "rolled-back";
+  }
+  // The way back whole first: a pause may have stopped between two databases. While the new side refuses
+  // writes, a slot made now misses nothing; once it takes them, every slot was made before.
+  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
+  for (const d of nextDbs) {
+    if (nextRo) await createSlot(next, d, "back");
+    if ((await subscriptionState(old, d.name)) === "disabled") await setSubscriptionEnabled(old, d.name, true);
+  }
+  if (nextRo) {
+    await allowWrites(next);
+    out.progress(`[${next.host.name}] takes writes again: an earlier cut-over or rollback stopped inside its pause (a cut-over run with --check after did not check its rows)`);
+  }
+  await endForward(old, next, dbs, schemas);
+  return "cut-over";
+}
+
+/** After the old side took writes again: the way back, the new side's access and the old side's .pgpass line removed. */
+async function endBack(old: Side, next: Side, dbs: DatabaseFacts[]): Promise<void> {
+  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
+  for (const d of dbs) await unsubscribe(old, d.name);
+  await closeAccess(next, new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const))));
+  await setPassfile(old, next, undefined);
+}
+
 async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map<string, SchemaFacts>, out: Output, opts: MigrateCommandOptions): Promise<ExitCode> {
+  await repairInterruptedPause(old, next, dbs, out);
   for (const d of dbs) {
     const s = await syncState(next, d.name);
     if (!(await hasSubscription(next, d.name)) || Object.keys(s).some((k) => k !== "r"))
@@ -282,7 +351,10 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
       for (const d of dbs) await setSubscriptionEnabled(next, d.name, false);
       debug("migrate: forward subscriptions disabled");
       for (const d of nextDbs) await createSlot(next, d, "back");
-      debug("migrate: slots of the way back made");
+      // Enabled before the new side's first write: a cut-over interrupted from here on is finished by
+      // the next run (see resumeCutOver), never left with writes on the new side and no way back.
+      for (const d of nextDbs) await setSubscriptionEnabled(old, d.name, true);
+      debug("migrate: the way back made and enabled");
       await allowWrites(next);
     });
   } catch (e) {
@@ -298,10 +370,7 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
     throw e;
   }
   const pause = (Date.now() - paused) / 1000;
-  for (const d of nextDbs) await setSubscriptionEnabled(old, d.name, true);
-  for (const d of dbs) await unsubscribe(next, d.name);
-  await closeAccess(old, schemas);
-  await setPassfile(next, old, undefined);
+  await endForward(old, next, dbs, schemas);
   out.result(`Cut over: ${next.host.name} (${next.spec.name}) takes writes; ${old.host.name} is read-only and replicates from it, for --rollback. Writes were refused for ${pause.toFixed(1)} s.`);
   await lateCheck(check, `the cut-over is done: ${next.host.name} takes writes; pgrep migrate --rollback goes back to ${old.host.name} with them`);
   out.progress(`Applications: pgrep app-config -i ${shownPath(opts.to)} --format … (a connection string listing both primaries with target_session_attrs=read-write follows by itself). Then --finish, or --rollback.`);
@@ -315,19 +384,14 @@ async function rollback(old: Side, next: Side, dbs: DatabaseFacts[], out: Output
   const check = await handOver(next, old, nextDbs, "back", opts, out, () => allowWrites(old));
   const pause = (Date.now() - paused) / 1000;
   // The new side refuses writes: the way back carries nothing more, and ends after the pause.
-  for (const d of dbs) await unsubscribe(old, d.name);
-  await closeAccess(next, new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const))));
-  await setPassfile(old, next, undefined);
+  await endBack(old, next, dbs);
   out.result(`Rolled back: ${old.host.name} (${old.spec.name}) takes writes again, with everything written on ${next.host.name}; ${next.spec.name} stays read-only. Writes were refused for ${pause.toFixed(1)} s.`);
   await lateCheck(check, `the rollback is done: ${old.host.name} takes writes`);
   return EXIT.ok;
 }
 
 async function finish(old: Side, next: Side, dbs: DatabaseFacts[], out: Output): Promise<ExitCode> {
-  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
-  for (const d of dbs) await unsubscribe(old, d.name);
-  await closeAccess(next, new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const))));
-  await setPassfile(old, next, undefined);
+  await endBack(old, next, dbs);
   out.result(`Finished: ${next.spec.name} is the cluster; ${old.host.name} no longer replicates and stays read-only (pgrep destroy -i ${shownPath(old.spec.inventoryFile)} when it is no longer wanted).`);
   return EXIT.ok;
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pgrep } from "../cli.js";
+import { execa } from "execa";
+import { CLI, pgrep } from "../cli.js";
 import { inDb as inDbOf, migrationInventory, writeAppPassword } from "../rig/migration.js";
 import { Rig, UPGRADE_IMAGE } from "../rig/rig.js";
 
@@ -127,9 +128,18 @@ runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen
   it("the cut-over under a steady writer: every acknowledged row on the new primary, the sequence goes on, the old one follows it", async () => {
     const w = writer();
     await rig.waitFor("the writer on o1", async () => w.acked.length >= 20, 60_000);
-    const r = await pgrep(["migrate", "-i", oldInv, "--to", newInv, "--cutover"]);
+    // A first cut-over killed (SIGKILL) inside its pause, once its forward subscriptions are disabled
+    // (o1 refuses writes, n1 does not take them yet, or has just begun to): the next one redoes or finishes it.
+    const killed = execa("node", [CLI, "migrate", "-i", oldInv, "--to", newInv, "--cutover", "--debug"], { reject: false, env: { NO_COLOR: "1" } });
+    let said = "";
+    killed.stderr?.on("data", (d: Buffer) => (said += d.toString()));
+    await rig.waitFor("the cut-over's pause", async () => /migrate: forward subscriptions disabled/.test(said), 60_000);
+    killed.kill("SIGKILL");
+    await killed;
+    const r = await pgrep(["migrate", "-i", oldInv, "--to", newInv, "--cutover", "--wait-lock", "30"]);
     expect(r.exitCode, r.all).toBe(0);
-    expect(r.stdout).toMatch(/Cut over: n1 \(new\) takes writes; o1 is read-only and replicates from it/);
+    console.log(`after the killed cut-over: ${/an earlier cut-over stopped.*|takes writes again: an earlier.*/.exec(r.stderr)?.[0] ?? r.stdout.split("\n")[0]}`);
+    expect(r.stdout).toMatch(/Cut over: n1 \(new\) takes writes; o1 is read-only and replicates from it|cut over already; n1 takes the writes and o1 replicates from it/);
     const at = w.acked.length;
     await rig.waitFor("the writer on n1", async () => w.acked.length >= at + 20, 60_000);
     const { acked, longest, errors } = await w.stop();
@@ -147,6 +157,15 @@ runuser -u postgres -- psql -XAtq -c "CREATE ROLE reporting LOGIN PASSWORD 'seen
   });
 
   it("the rollback under the writer: back to the old primary with everything written on the new one", async () => {
+    // First, a pause that stopped between two databases (pgrep killed): both sides refuse writes and one
+    // database's way back is not enabled yet. The next migrate command finishes it before anything else.
+    await rig.sh("n1", `runuser -u postgres -- psql -XAtq -c "ALTER SYSTEM SET default_transaction_read_only = on" -c "SELECT pg_reload_conf()"`);
+    await rig.sh("o1", `printf '%s\\n' 'SET default_transaction_read_only = off;' 'ALTER SUBSCRIPTION pgrep_migrate DISABLE;' | runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d postgres`);
+    const resumed = await pgrep(["migrate", "-i", oldInv, "--to", newInv]);
+    expect(resumed.exitCode, resumed.all).toBe(0);
+    expect(resumed.stderr).toMatch(/\[n1\] takes writes again: an earlier cut-over or rollback stopped inside its pause/);
+    expect(await rig.psql("o1", "SELECT string_agg(subenabled::text, ',') FROM pg_subscription")).toBe("true,true");
+    await app("n1", "INSERT INTO acks (at) VALUES (now())");
     const w = writer();
     await rig.waitFor("the writer on n1", async () => w.acked.length >= 10, 60_000);
     const r = await pgrep(["migrate", "-i", oldInv, "--to", newInv, "--rollback"]);
