@@ -35,6 +35,7 @@ import {
 import { scramVerifier } from "../postgres/scram.js";
 import { clientArgv, createRoleIfMissing, psqlArgv, queryJson, runSql, sqlIdent, sqlLiteral, type SqlTarget } from "../postgres/sql.js";
 import { readFileText, writeFileAtomic } from "../transport/files.js";
+import { fileTarget } from "../plan/steps.js";
 import { sqlTarget } from "./context.js";
 
 // The steps of pgrep migrate on the two primaries: one side publishes, the other subscribes. Each step
@@ -57,6 +58,16 @@ const MARKERS = { begin: "# BEGIN pgrep migration", end: "# END pgrep migration"
 
 export const readDatabases = (s: Side) => queryJson<DatabaseFacts[]>(s.sql, DATABASES_SQL, "reading the databases");
 export const readSchema = (s: Side, db: string) => queryJson<SchemaFacts>(s.sql, SCHEMA_SQL, `reading the tables of ${db}`, db);
+
+/** The tables and schemas of each database, by name. */
+export async function readSchemas(s: Side, dbs: readonly DatabaseFacts[]): Promise<Map<string, SchemaFacts>> {
+  return new Map(await Promise.all(dbs.map(async (d) => [d.name, await readSchema(s, d.name)] as const)));
+}
+
+/** The side's own facts (its oids) of the databases named in `dbs`: the other side's slots are named by them. */
+export async function sameDatabases(s: Side, dbs: readonly DatabaseFacts[]): Promise<DatabaseFacts[]> {
+  return (await readDatabases(s)).filter((x) => dbs.some((y) => y.name === x.name));
+}
 
 /** Runs a client program of the side's major (pg_dump, pg_dumpall) as its OS user; its output. */
 async function client(s: Side, tool: string, args: string[]): Promise<string> {
@@ -122,8 +133,8 @@ export async function openAccess(pub: Side, subscriberAddresses: readonly string
 
 /** The publisher's side of a migration removed: publications, grants, the role, the pg_hba block. */
 export async function closeAccess(pub: Side, schemas: ReadonlyMap<string, SchemaFacts>): Promise<void> {
+  const role = (await runSql(pub.sql, `SELECT count(*) FROM pg_roles WHERE rolname = ${sqlLiteral(MIGRATE_ROLE)}`)) === "1";
   for (const [db, facts] of schemas) {
-    const role = (await runSql(pub.sql, `SELECT count(*) FROM pg_roles WHERE rolname = ${sqlLiteral(MIGRATE_ROLE)}`)) === "1";
     await runSql(pub.sql, `${WRITABLE}DROP PUBLICATION IF EXISTS ${sqlIdent(PUBLICATION)};\n${role ? revokeReadSql(MIGRATE_ROLE, facts.schemas) : ""}`, `the publication of ${db} on ${pub.host.name}`, undefined, db);
   }
   await runSql(pub.sql, `${WRITABLE}DROP ROLE IF EXISTS ${sqlIdent(MIGRATE_ROLE)};`, `dropping ${MIGRATE_ROLE} on ${pub.host.name}`);
@@ -147,21 +158,22 @@ function withoutMigrationBlock(text: string): string {
 }
 
 async function editHba(s: Side, edit: (text: string) => string): Promise<void> {
-  const { t, path, admin } = { t: s.state.transport, path: s.state.layout.hbaFile, admin: s.state.layout.admin };
-  const before = (await readFileText(t, path, admin)) ?? "";
+  const { transport: t, layout } = s.state;
+  const before = (await readFileText(t, layout.hbaFile, layout.admin)) ?? "";
   const after = edit(before);
   if (after === before) return;
-  await writeFileAtomic(t, path, after, { owner: admin === "root" ? `${s.host.pg.osUser}:` : "", mode: 0o640, asUser: admin });
+  await writeFileAtomic(t, layout.hbaFile, after, { owner: fileTarget(s.host, s.state, layout.hbaFile, 0o640).owner, mode: 0o640, asUser: layout.admin });
   await runSql(s.sql, "SELECT pg_reload_conf();", `reloading ${s.host.name}`);
 }
 
 /** The subscriber's .pgpass gets (or loses, password undefined) the line for the publisher. */
 export async function setPassfile(sub: Side, pub: Side, password: string | undefined): Promise<void> {
-  const { t, passfile, admin } = { t: sub.state.transport, passfile: sub.state.layout.passfile, admin: sub.state.layout.admin };
-  const before = (await readFileText(t, passfile, admin)) ?? "";
+  const { transport: t, layout } = sub.state;
+  const before = (await readFileText(t, layout.passfile, layout.admin)) ?? "";
   const others = before.split("\n").filter((l) => l !== "" && !l.includes(`:${MIGRATE_ROLE}:`));
-  const after = password === undefined ? (others.length ? `${others.join("\n")}\n` : "") : mergePgpass(others.length ? `${others.join("\n")}\n` : "", [{ host: pub.host.address, port: pub.host.pg.port, user: MIGRATE_ROLE, password }]);
-  if (after !== before) await writeFileAtomic(t, passfile, after, { owner: admin === "root" ? `${sub.host.pg.osUser}:` : "", mode: 0o600, asUser: admin });
+  const kept = others.length ? `${others.join("\n")}\n` : "";
+  const after = password === undefined ? kept : mergePgpass(kept, [{ host: pub.host.address, port: pub.host.pg.port, user: MIGRATE_ROLE, password }]);
+  if (after !== before) await writeFileAtomic(t, layout.passfile, after, { owner: fileTarget(sub.host, sub.state, layout.passfile, 0o600).owner, mode: 0o600, asUser: layout.admin });
 }
 
 /** Subscribes `sub`'s database to `pub`'s, unless it already is (see createSubscriptionSql for `mode`). */

@@ -25,6 +25,8 @@ import {
   openAccess,
   readDatabases,
   readSchema,
+  readSchemas,
+  sameDatabases,
   refuseWrites,
   setPassfile,
   sideOf,
@@ -75,7 +77,7 @@ export async function migrateCommand(opts: MigrateCommandOptions, out: Output): 
   try {
     const old = primarySide(oldS.spec, await oldS.observe());
     const dbs = await readDatabases(old);
-    const schemas = new Map(await Promise.all(dbs.map(async (d) => [d.name, await readSchema(old, d.name)] as const)));
+    const schemas = await readSchemas(old, dbs);
     const cutOver = (await Promise.all(dbs.map((d) => hasSubscription(old, d.name)))).some(Boolean);
     const title = `Migration of cluster ${oldS.spec.name} to ${nextSpec.name}`;
     if ((opts.rollback || opts.finish) && !cutOver) throw new RefusedError(`${title}: not cut over (${old.host.name} does not replicate from ${nextSpec.primary.name}); nothing to ${opts.rollback ? "roll back" : "finish"}`);
@@ -287,7 +289,7 @@ async function repairInterruptedPause(old: Side, next: Side, dbs: DatabaseFacts[
     await setSubscriptionEnabled(next, d.name, true);
     repaired = true;
   }
-  for (const d of (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name))) await dropSlot(next, d, "back");
+  for (const d of await sameDatabases(next, dbs)) await dropSlot(next, d, "back");
   if (repaired) out.progress(`[${next.host.name}] an earlier cut-over stopped inside its pause: replicating from ${old.host.name} again, then the cut-over starts over`);
 }
 
@@ -307,7 +309,7 @@ async function resumeCutOver(old: Side, next: Side, dbs: DatabaseFacts[], schema
   }
   // The way back whole first: a pause may have stopped between two databases. While the new side refuses
   // writes, a slot made now misses nothing; once it takes them, every slot was made before.
-  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
+  const nextDbs = await sameDatabases(next, dbs);
   for (const d of nextDbs) {
     if (nextRo) await createSlot(next, d, "back");
     if ((await subscriptionState(old, d.name)) === "disabled") await setSubscriptionEnabled(old, d.name, true);
@@ -322,9 +324,9 @@ async function resumeCutOver(old: Side, next: Side, dbs: DatabaseFacts[], schema
 
 /** After the old side took writes again: the way back, the new side's access and the old side's .pgpass line removed. */
 async function endBack(old: Side, next: Side, dbs: DatabaseFacts[]): Promise<void> {
-  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
+  const nextDbs = await sameDatabases(next, dbs);
   for (const d of dbs) await unsubscribe(old, d.name);
-  await closeAccess(next, new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const))));
+  await closeAccess(next, await readSchemas(next, nextDbs));
   await setPassfile(old, next, undefined);
 }
 
@@ -337,8 +339,8 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
   }
   // The way back made before the pause: the new primary publishes, the old one's subscriptions wait
   // (no slot, disabled); only their slots are made in the pause, before the first write on the new side.
-  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
-  const nextSchemas = new Map(await Promise.all(nextDbs.map(async (d) => [d.name, await readSchema(next, d.name)] as const)));
+  const nextDbs = await sameDatabases(next, dbs);
+  const nextSchemas = await readSchemas(next, nextDbs);
   const password = newMigratePassword();
   await openAccess(next, await addressesOf(next, old), password, nextSchemas);
   await setPassfile(old, next, password);
@@ -378,7 +380,7 @@ async function cutover(old: Side, next: Side, dbs: DatabaseFacts[], schemas: Map
 }
 
 async function rollback(old: Side, next: Side, dbs: DatabaseFacts[], out: Output, opts: MigrateCommandOptions): Promise<ExitCode> {
-  const nextDbs = (await readDatabases(next)).filter((x) => dbs.some((y) => y.name === x.name));
+  const nextDbs = await sameDatabases(next, dbs);
   const paused = Date.now();
   out.progress(`[${next.host.name}] writes refused`);
   const check = await handOver(next, old, nextDbs, "back", opts, out, () => allowWrites(old));
