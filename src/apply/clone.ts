@@ -4,7 +4,7 @@ import type { HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
 import { CommandError, PgrepError, RefusedError } from "../errors.js";
 import { endWalsendersSql, replicationConninfo, slotName } from "../postgres/replication.js";
-import { Meter, parseBasebackup, parseRsync, withoutProgressLines } from "../progress.js";
+import { formatBytes, Meter, parseBasebackup, parseRsync, withoutProgressLines } from "../progress.js";
 import { BackupSession } from "../postgres/backup.js";
 import { runSql } from "../postgres/sql.js";
 import { recordCreated } from "../state-store.js";
@@ -14,6 +14,7 @@ import { hostOf, sqlTarget, type ExecContext } from "./context.js";
 import { control, dropCopiedConninfo, emptyDataDir, prepareDataDir, readSysid } from "./host-ops.js";
 import type { Step } from "../plan/steps.js";
 import { copyMarker } from "../plan/setup.js";
+import { chooseCompression, type CompressChoice } from "./link.js";
 
 type CloneStep = Extract<Step, { kind: "clone" }>;
 
@@ -21,16 +22,23 @@ type CloneStep = Extract<Step, { kind: "clone" }>;
 export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: ReachableHost): Promise<string> {
   const { spec: uh, state: us } = hostOf(ctx, step.from);
   const L = s.layout;
-  const primarySysid = (await runSql(sqlTarget(uh, us), "SELECT system_identifier FROM pg_control_system()")).trim();
+  const [primarySysid = "", dataBytes = "0"] = (await runSql(sqlTarget(uh, us), "SELECT system_identifier, (SELECT sum(pg_database_size(oid)) FROM pg_database) FROM pg_control_system()")).trim().split("|");
   let createdNow = false;
   let config: Promise<void> | undefined;
+  let forgetConfig = () => {};
   if (h.pg.layout === "debian" && s.files.mainConf === null) {
     // Debian keeps the configuration in /etc and a clone brings only the data directory, so the cluster's
     // configuration is made by pg_createcluster, whose initdb runs beside the copy instead of before it.
     config = debianConfigBeside(ctx, h, s);
     config.catch(() => {}); // awaited below, after the copy
+    // Interrupted, the configuration still points at the data directory: nothing may start the side
+    // cluster as a primary (Debian starts every cluster at boot).
+    forgetConfig = onInterrupt(() => config!.then(() => pointConfigAtDataDir(s)));
     createdNow = true;
     await prepareDataDir(s, h);
+  } else if (h.pg.layout === "debian" && s.files.mainConf?.includes(`data_directory = '${L.dataDir}${SIDE}'`)) {
+    // A copy cut short before its configuration was pointed at the data directory (pgrep was killed).
+    await pointConfigAtDataDir(s);
   } else if (h.pg.layout !== "debian") await prepareDataDir(s, h);
   let now = await readSysid(s);
   if (now.running) {
@@ -45,10 +53,17 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   // A marker beside the data directory while the copy runs: if pgrep loses the host mid-copy (SSH cut),
   // the next setup knows the half-made copy is its own and copies again instead of refusing it.
   const marker = copyMarker(s);
+  let compression: CompressChoice = { algo: undefined, said: "" };
+  let moved: RsyncMoved | undefined;
+  // An rsync copy cut short (pgrep killed, a connection lost) is continued where it stopped when its marker
+  // says it was a copy of this same cluster: rsync then sends only what the copy lacks or what differs.
+  const resume = step.method === "rsync" && s.copyUnfinished && (await readMarker(s, marker)) === primarySysid;
+  if (resume) ctx.report.info(`[${h.name}] continuing the copy of ${step.from} left unfinished here: rsync sends only what it lacks or what changed since`);
   await writeFileAtomic(s.transport, marker, `${primarySysid}\n`, { mode: 0o600, asUser: L.admin });
   try {
-    if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh, us);
-    else await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid);
+    compression = await compressionFor(ctx, step, h, s, uh, Number(dataBytes));
+    if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh, us, compression.algo);
+    else moved = await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid || resume, compression.algo);
   } catch (e) {
     // The copy was cleaned away: nothing half-made is left, so neither is the marker.
     await s.transport.run(["sh", "-c", '[ -n "$(ls -A "$1")" ] || rm -f -- "$2"', "sh", L.dataDir, marker], { user: L.admin, allowFailure: true }).catch(() => {});
@@ -56,6 +71,7 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   } finally {
     // On every path the configuration ends up pointing at the real data directory (copied or empty).
     if (config) await config.then(() => pointConfigAtDataDir(s));
+    forgetConfig();
   }
   // A fresh copy is no former primary waiting for rejoin. The copy marker stays until the server has
   // started: neither copy method syncs its files to disk, the server's first start does (below).
@@ -63,7 +79,21 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
 
   if (!createdNow) await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: L.dataDir });
   if (s.caps.standbyMechanism === "standby.signal") await dropCopiedConninfo(h, s);
-  return `cloned ${step.from} into ${L.dataDir} with ${step.method} (system identifier ${primarySysid})`;
+  const how = [compression.algo ? compression.said.replace(/:.*/, "") : "", resume && moved ? `continued: ${formatBytes(moved.received)} received for ${formatBytes(moved.total)} of files` : ""].filter(Boolean);
+  return `cloned ${step.from} into ${L.dataDir} with ${step.method}${how.map((x) => `, ${x}`).join("")} (system identifier ${primarySysid})`;
+}
+
+async function readMarker(s: ReachableHost, marker: string): Promise<string> {
+  const r = await s.transport.run(["cat", "--", marker], { user: s.layout.admin, allowFailure: true });
+  return r.exitCode === 0 ? r.stdout.trim() : "";
+}
+
+async function compressionFor(ctx: ExecContext, step: CloneStep, h: HostSpec, s: ReachableHost, uh: HostSpec, dataBytes: number): Promise<CompressChoice> {
+  if (step.compress === "none") return { algo: undefined, said: step.compressNote ?? "uncompressed" };
+  if (step.compress !== "auto") return { algo: step.compress, said: `compressed with ${step.compress}: clone.compress` };
+  const choice = await chooseCompression(ctx, h, s, uh, dataBytes);
+  ctx.report.info(`[${h.name}] ${choice.said}`);
+  return choice;
 }
 
 const SIDE = ".pgrep-init";
@@ -98,7 +128,7 @@ async function freeOwnSlot(ctx: ExecContext, h: HostSpec, uh: HostSpec, us: Reac
   if (left !== "0") throw new PgrepError(`${uh.name}: the slot ${slotName(h.name)} is still held by a walsender 10 s after it was ended`, { hint: "see that host's server log; nothing of the standby's data was touched yet" });
 }
 
-async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost): Promise<void> {
+async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost, algo: CompressChoice["algo"]): Promise<void> {
   await emptyDataDir(s);
   if (ctx.spec.slots) await freeOwnSlot(ctx, h, uh, us);
   const args = [
@@ -115,6 +145,8 @@ async function viaBasebackup(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh
     // The standby's own slot: the WAL of the copy is kept for it until it streams.
     ...(ctx.spec.slots ? [`--slot=${slotName(h.name)}`] : []),
     ...(h.clone.maxRate ? [`--max-rate=${h.clone.maxRate}`] : []),
+    // Compressed by the server, before the network; pg_basebackup unpacks it into the plain copy.
+    ...(algo && algo !== "negotiated" ? [`--compress=server-${algo}`] : []),
     "--dbname", replicationConninfo(ctx.spec, s.layout, uh, { application_name: `pgrep_clone_${h.name}` }),
   ];
   const meter = new Meter();
@@ -141,21 +173,35 @@ const RSYNC_EXCLUDES = [
   "/pg_serial/*", "/pg_snapshots/*", "/pg_stat_tmp/*", "/pg_subtrans/*", "pgsql_tmp*", "pg_internal.init",
   "/postgresql.auto.conf.tmp", "/current_logfiles.tmp", "/backup_label", "/backup_label.old", "/tablespace_map",
   "/backup_manifest", "/standby.signal", "/recovery.signal", "/recovery.conf", "/recovery.done", "/pgrep-server.log",
+  // Sent last, apart (as pg_basebackup does): a copy without it cannot be started, so one cut short is kept
+  // for the next setup to continue, and nobody can start it by mistake meanwhile.
+  "/global/pg_control",
 ];
 
-async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost, sameCluster: boolean): Promise<void> {
+/**
+ * `delta`: the data directory holds this cluster's files already (an earlier copy, whole or cut short), and
+ * rsync sends only what differs. A copy that fails is left as it is, without its control file.
+ */
+interface RsyncMoved {
+  /** Bytes that came over the network for the copy (rsync's own count), and the size of every file copied. */
+  received: number;
+  total: number;
+}
+
+async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost, delta: boolean, algo: CompressChoice["algo"]): Promise<RsyncMoved> {
   const tablespaces = await runSql(sqlTarget(uh, us), "SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')");
   if (tablespaces.trim() !== "0") throw new PgrepError(`${uh.name} has tablespaces, which the rsync method does not copy yet`, { hint: "use clone: { method: basebackup }" });
-  // Same cluster: rsync sends only what differs (a delta copy); --delete-excluded clears the rest.
-  if (!sameCluster) await emptyDataDir(s);
+  // A delta copy: --delete-excluded clears what the upstream lacks. Its control file goes first, so that
+  // from now until the copy is whole it cannot be started.
+  if (!delta) await emptyDataDir(s);
+  else await s.transport.run(["rm", "-f", "--", `${s.layout.dataDir}/global/pg_control`], { user: s.layout.admin, what: "setting the old control file aside" });
   const trust = await allowCopy(ctx, h, s, uh, us);
   let session: BackupSession | undefined;
   const forget = onInterrupt(async () => {
     await session?.abort();
     await trust.revoke();
-    // A half-made copy is removed, so that the next setup simply clones again.
+    // The half-made copy stays, without a control file, for the next setup to continue.
     await s.transport.run(["pkill", "-u", h.pg.osUser, "-x", "rsync"], { user: s.layout.admin, allowFailure: true });
-    await emptyDataDir(s).catch(() => {});
   });
   try {
     session = await BackupSession.start(sqlTarget(uh, us), us.caps, `pgrep clone of ${uh.name} for ${h.name}`, uh.name);
@@ -166,20 +212,24 @@ async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Hos
       meter.add(sample);
       ctx.report.live(h.name, `rsync from ${uh.name}: ${meter.describe()}`);
     };
-    await s.transport.run(
+    const copied = await s.transport.run(
       [
         // progress2: one running total for the whole copy; no-inc-recursive: the total is known up front.
-        "rsync", "--archive", "--delete", "--delete-excluded", "--info=progress2", "--no-inc-recursive",
+        "rsync", "--archive", "--delete", "--delete-excluded", "--info=progress2", "--no-inc-recursive", "--stats",
         ...(h.clone.maxRate ? [`--bwlimit=${h.clone.maxRate}`] : []),
+        ...(algo ? ["--compress", ...(algo === "negotiated" ? [] : [`--compress-choice=${algo}`])] : []),
         // Over an existing copy, a file is compared by its content, never skipped for having the same size
         // and modification second: two servers replaying the same WAL write a relation in the same second,
         // and a skipped file that differs is a silently corrupt standby.
-        ...(sameCluster ? ["--checksum"] : []),
+        ...(delta ? ["--checksum"] : []),
+        // A file cut short keeps what arrived: continued, rsync sends only the rest of it.
+        "--partial",
         ...RSYNC_EXCLUDES.map((x) => `--exclude=${x}`),
         ...trust.rsyncArgs, `${trust.source}/`, `${s.layout.dataDir}/`,
       ],
       { user: h.pg.osUser, what: "rsync of the data directory", onOutput },
     ).finally(() => ctx.report.live(h.name, undefined));
+    await copyControlFile(h, s, uh, us);
     const backup = await session.stop();
     session = undefined;
     const own = { owner: s.layout.admin === "root" ? `${h.pg.osUser}:` : "", mode: 0o600, asUser: s.layout.admin };
@@ -187,17 +237,28 @@ async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: Hos
     await writeFileAtomic(s.transport, `${s.layout.dataDir}/backup_label`, backup.labelfile, own);
     if (backup.spcmapfile) await writeFileAtomic(s.transport, `${s.layout.dataDir}/tablespace_map`, backup.spcmapfile, own);
     await s.transport.run(["mkdir", "-p", `${s.layout.dataDir}/pg_wal/archive_status`], { user: h.pg.osUser });
+    const stat = (name: string) => Number(new RegExp(`^Total ${name}: ([\\d,.]+)`, "m").exec(copied.stdout)?.[1]?.replace(/[,.]/g, "") ?? NaN);
+    return { received: stat("bytes received"), total: stat("file size") };
   } catch (e) {
     if (session) {
       // pg_backup_stop on every path; if even that fails, ending the session aborts the backup.
       await session.stop(30_000).catch(() => session!.abort());
     }
-    await emptyDataDir(s).catch(() => {});
     throw e;
   } finally {
     forget();
     await trust.revoke();
   }
+}
+
+/** The upstream's control file, read inside the backup after every other file, as pg_basebackup sends it. */
+async function copyControlFile(h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost): Promise<void> {
+  const b64 = await runSql(sqlTarget(uh, us), "SELECT encode(pg_read_binary_file('global/pg_control'), 'base64')", "reading the control file");
+  await s.transport.run(["sh", "-c", 'set -e; umask 077; base64 -d > "$1.pgrep-tmp"; mv -f -- "$1.pgrep-tmp" "$1"', "sh", `${s.layout.dataDir}/global/pg_control`], {
+    user: h.pg.osUser,
+    stdin: `${b64}\n`,
+    what: "writing the control file",
+  });
 }
 
 export interface CopyTrust {

@@ -115,7 +115,7 @@ export function resolveCluster(file: string, inv: Inventory, doc: Document, line
         dataChecksums: pg.data_checksums,
         settings,
       },
-      clone: { method: h.clone?.method ?? inv.clone.method, maxRate: h.clone?.max_rate ?? inv.clone.max_rate },
+      clone: { method: h.clone?.method ?? inv.clone.method, maxRate: h.clone?.max_rate ?? inv.clone.max_rate, compress: h.clone?.compress ?? inv.clone.compress },
       failoverPriority: h.failover?.priority ?? 1,
       tlsFiles: h.tls ? { cert: localFile(h.tls.cert, at("tls", "cert")), key: localFile(h.tls.key, at("tls", "key")) } : undefined,
     };

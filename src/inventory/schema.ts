@@ -30,6 +30,8 @@ const sshSettings = z
   .strict();
 
 const cloneMethods = ["basebackup", "rsync"] as const;
+/** auto: compressed when the link to the upstream measures slower than compressing is (under 1 Gbit/s). */
+const cloneCompress = ["auto", "none", "lz4", "zstd"] as const;
 const rate = z.string().regex(/^[1-9][0-9]*[kM]?$/, "a rate like 500k or 20M (bytes per second)");
 
 const postgresHost = z
@@ -152,6 +154,7 @@ export const inventorySchema = z
       .object({
         method: z.enum(cloneMethods).default("basebackup"),
         max_rate: rate.optional(),
+        compress: z.enum(cloneCompress).default("auto"),
       })
       .strict()
       .default({}),
@@ -177,7 +180,7 @@ export const inventorySchema = z
             connection: z.enum(["ssh", "local"]).default("ssh"),
             ssh: sshSettings.optional(),
             postgres: postgresHost.optional(),
-            clone: z.object({ method: z.enum(cloneMethods).optional(), max_rate: rate.optional() }).strict().optional(),
+            clone: z.object({ method: z.enum(cloneMethods).optional(), max_rate: rate.optional(), compress: z.enum(cloneCompress).optional() }).strict().optional(),
             /** pgrep failover: among standbys that hold the same WAL, a higher priority is chosen first; 0: never chosen. */
             failover: z.object({ priority: z.number().int().min(0).max(1000).default(1) }).strict().optional(),
             /** This host's own server certificate and key (PEM files on this machine), instead of one pgrep issues. */

@@ -3,6 +3,8 @@
 export type Role = "primary" | "standby";
 export type LayoutName = "debian" | "rhel" | "generic";
 export type CloneMethod = "basebackup" | "rsync";
+/** auto: measured at the copy's start; lz4 and zstd are asked for by name (rsync: --compress-choice). */
+export type CloneCompress = "auto" | "none" | "lz4" | "zstd";
 
 export type Connection =
   | { kind: "local" }
@@ -55,7 +57,7 @@ export interface HostSpec {
   connection: Connection;
   pg: PgSpec;
   /** How this host is cloned when it is a standby. */
-  clone: { method: CloneMethod; maxRate: string | undefined };
+  clone: { method: CloneMethod; maxRate: string | undefined; compress: CloneCompress };
   /** pgrep failover: among standbys that hold the same WAL, the higher is chosen first; 0: never chosen. */
   failoverPriority: number;
   /** Its own server certificate and key (files on this machine), when the inventory gives them. */

@@ -9,6 +9,7 @@ import { renderTemplate } from "../render/index.js";
 import { hopsFromPrimary, replicationCapacity, replicationConninfo, SLOT_PREFIX, slotName, synchronousStandbyNames, wantedSlots } from "../postgres/replication.js";
 import { divergence } from "../cluster/positions.js";
 import { autoConfSteps } from "./adopt.js";
+import { planCompression } from "./compress.js";
 import { loweredMinimums, primaryTurn, rollingPhases, type RestartStep } from "./rolling.js";
 import { fileTarget, settingsTarget, type FileEdit, type Phase, type Plan, type Step } from "./steps.js";
 
@@ -433,7 +434,7 @@ function planStandby(
   const marker = S.caps.standbyMechanism === "standby.signal" ? S.hasStandbySignal : S.hasRecoveryConf;
   let problem: string | undefined;
   let cloneWhy: string | undefined;
-  if (S.copyUnfinished && !S.running) cloneWhy = "a copy pgrep started here did not finish";
+  if (S.copyUnfinished && !S.running) cloneWhy = `a copy pgrep started here did not finish${method === "rsync" ? "; rsync continues it where it stopped when it is a copy of this cluster" : ""}`;
   else if (S.pgVersion === undefined) {
     if (S.dataDirEntries > 0) problem = `${S.layout.dataDir} is not empty but holds no PostgreSQL cluster`;
     else cloneWhy = "no data yet";
@@ -453,7 +454,9 @@ function planStandby(
   steps.push(...passfileSteps(h, S, "pg_basebackup and the standby's walreceiver read the replication password from it"));
   const tls = tlsSteps(spec, h, S, opts.tls);
   steps.push(...tls);
-  if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, expectSysid: S.sysid, why: cloneWhy! });
+  const compression = planCompression(h, upstream, S.caps);
+  if (clone && compression.problem) refusals.push(`${h.name}: ${compression.problem}`);
+  if (clone) steps.push({ kind: "clone", host: h.name, from: upstream.name, method, compress: compression.compress, ...(compression.note ? { compressNote: compression.note } : {}), expectSysid: S.sysid, why: cloneWhy! });
   // A copy's postgresql.auto.conf is the upstream's, cleaned as it is made; one that is kept is checked.
   const config = configSteps(spec, h, S, hba, { host: upstream }, clone);
   let afterStreaming: Step[] = [];

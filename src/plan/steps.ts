@@ -1,7 +1,8 @@
 // A plan is data: what would be done, where, and why. Executing it is a separate module, so printing a
 // plan cannot change anything.
 
-import type { HostSpec } from "../model/cluster.js";
+import type { CloneCompress, HostSpec } from "../model/cluster.js";
+import { describeCompression } from "./compress.js";
 import type { ReachableHost } from "../cluster/state.js";
 
 export type FileEdit =
@@ -45,7 +46,17 @@ export type Step =
   | { kind: "slots"; host: string; create: string[]; drop: string[]; why: string }
   /** A slot that is not pgrep's, on host, dropped once nothing streams through it (a hand-made standby's). */
   | { kind: "drop-slot"; host: string; slot: string; why: string }
-  | { kind: "clone"; host: string; from: string; method: "basebackup" | "rsync"; expectSysid: string | undefined; why: string }
+  | {
+      kind: "clone";
+      host: string;
+      from: string;
+      method: "basebackup" | "rsync";
+      /** auto: measured when the copy starts; `compressNote` says why auto was settled in the plan. */
+      compress: CloneCompress;
+      compressNote?: string;
+      expectSysid: string | undefined;
+      why: string;
+    }
   | { kind: "wait-streaming"; host: string; upstream: string; why: string }
   /** Waits until the standby has replayed what the primary has written when the step starts. */
   | { kind: "catch-up"; host: string; primary: string; why: string }
@@ -114,7 +125,7 @@ export function describeStep(s: Step): string {
     case "slots":
       return [s.create.length ? `create replication slot${s.create.length > 1 ? "s" : ""} ${s.create.join(", ")}` : "", s.drop.length ? `drop unused slot${s.drop.length > 1 ? "s" : ""} ${s.drop.join(", ")}` : ""].filter(Boolean).join("; ");
     case "clone":
-      return `clone from ${s.from} with ${s.method === "rsync" ? "the backup API and rsync" : "pg_basebackup"}`;
+      return `clone from ${s.from} with ${s.method === "rsync" ? "the backup API and rsync" : "pg_basebackup"}${describeCompression(s.method, s.from, s.compress, s.compressNote)}`;
     case "wait-streaming":
       return `wait until it streams from ${s.upstream}`;
     case "catch-up":

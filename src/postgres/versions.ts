@@ -44,6 +44,8 @@ export interface Capabilities {
   hasCollationVersions: boolean;
   /** hashtextextended(), a 64-bit hash of text (11+); hashtext() is 32 bits. */
   hasHashExtended: boolean;
+  /** pg_basebackup can have the server compress what it sends (--compress=server-lz4/zstd, 15+); before, it compresses only on its own side, after the network. */
+  serverSideCompression: boolean;
 }
 
 export function isSupportedMajor(major: number): boolean {
@@ -77,6 +79,7 @@ export function capabilities(major: number): Capabilities {
     upgradeKeepsStatistics: major >= 18,
     hasCollationVersions: major >= 15,
     hasHashExtended: major >= 11,
+    serverSideCompression: major >= 15,
   };
 }
 

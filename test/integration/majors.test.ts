@@ -139,28 +139,47 @@ const rejoinArgs = (o: Options) => (o.bin ? [] : ["--allow-reclone"]);
  * A standby copy in progress: the cluster is set up, the primary gets ~50 MB, the standby's data is wiped,
  * and a bandwidth-limited setup runs until rsync is seen copying on the standby.
  */
-async function slowCopyInProgress(o: Options): Promise<{ running: ReturnType<typeof execa> }> {
+async function slowCopyInProgress(o: Options, maxRate = "1M", over: "nothing" | "an old copy" = "nothing"): Promise<{ running: ReturnType<typeof execa> }> {
   const first = await pgrep(["setup", "-i", inventory(o)]);
   expect(first.exitCode, first.all).toBe(0);
-  await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
-  await rig.sh("pb", `runuser -u postgres -- ${binDirIn(o.major)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null; rm -rf ${dataDir(o)}/*`);
-  const running = execa("node", [CLI, "setup", "-i", inventory({ ...o, maxRate: "1M" })], { reject: false });
+  const stop = `runuser -u postgres -- ${binDirIn(o.major)}/pg_ctl -D ${dataDir(o)} -m fast stop >/dev/null`;
+  if (over === "an old copy") {
+    // The standby's whole copy, older than the primary, and a copy of it marked as not finished.
+    await rig.sh("pb", stop);
+    await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
+    await rig.sh("pb", `od -An -t u8 -N8 ${dataDir(o)}/global/pg_control | tr -d ' ' > ${dataDir(o)}.pgrep-copy`);
+  } else {
+    await sql("pa", o, "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g");
+    await rig.sh("pb", `${stop}; rm -rf ${dataDir(o)}/*`);
+  }
+  const running = execa("node", [CLI, "setup", "-i", inventory({ ...o, maxRate })], { reject: false });
   await rig.sh("pb", "for i in $(seq 1 200); do pgrep -x rsync >/dev/null && exit 0; sleep 0.1; done; exit 1");
+  // Some of the copy has arrived: what is cut short then is a half-made copy, not an empty directory.
+  if (over === "nothing") await rig.waitFor("the copy to begin arriving on pb", async () => (await copiedBytes(o)) >= 2 * 2 ** 20);
   // Wrapped: a subprocess is itself awaitable, and must not be awaited here.
   return { running };
 }
 
-/** After a copy was cut short: no backup session, no temporary key, no half-made copy. */
+/**
+ * After a copy was cut short: no backup session, no temporary key, no rsync; the half-made copy is kept
+ * for the next setup to continue, marked as pgrep's, and without a control file nothing can start it.
+ */
 async function nothingLeftBehind(o: Options): Promise<void> {
   expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("0");
   expect(await rig.sh("pa", "cat /var/lib/postgresql/.ssh/authorized_keys")).not.toMatch(/pgrep-clone/);
-  expect(await rig.sh("pb", `ls -A ${dataDir(o)} | wc -l`)).toBe("0\n");
+  await rig.waitFor("rsync on pb to end", async () => (await rig.sh("pb", "pgrep -x rsync || true")).trim() === "");
+  expect(await rig.sh("pb", `test -e ${dataDir(o)}.pgrep-copy && echo marked; test -e ${dataDir(o)}/global/pg_control && echo startable; ls -A ${dataDir(o)} | wc -l`)).toMatch(/^marked\n[1-9]\d*\n$/);
+  const start = await rig.host("pb").container.exec(["runuser", "-u", "postgres", "--", `${bin(o)}/pg_ctl`, "-D", dataDir(o), "-o", `-p ${port(o)}`, "-w", "-t", "5", "start"]);
+  expect(start.exitCode, start.output).not.toBe(0);
 }
 
-/** The next setup converges: the standby streams and has the primary's rows. */
+const copiedBytes = async (o: Options) => Number((await rig.sh("pb", `du -sb ${dataDir(o)} 2>/dev/null | cut -f1`)).trim() || 0);
+
+/** The next setup continues the copy and converges: the standby streams and has the primary's rows. */
 async function nextSetupConverges(o: Options): Promise<void> {
   const again = await pgrep(["setup", "-i", inventory(o)]);
   expect(again.exitCode, again.all).toBe(0);
+  expect(again.stderr).toMatch(/\[pb\] continuing the copy of pa left unfinished here/);
   await waitReplayed(o);
   expect(await sql("pb", o, "SELECT count(*) FROM big")).toBe("40000");
   await stopBoth(o);
@@ -398,7 +417,7 @@ describe("every major, on real servers", () => {
     expect(await rig.sh("pb", `test -e ${dataDir(o)} && echo exists || echo absent`)).toBe("absent\n");
   });
 
-  it("a copy killed mid-way: the backup is stopped, the key revoked, the copy removed; the next setup succeeds", async () => {
+  it("a copy killed mid-way: the backup is stopped, the key revoked, the copy kept and unstartable; the next setup continues it", async () => {
     const o: Options = { major: 17, tag: "f" };
     const { running } = await slowCopyInProgress(o);
     expect(await sql("pa", o, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgrep_backup'")).toBe("1");
@@ -410,9 +429,34 @@ describe("every major, on real servers", () => {
     await nextSetupConverges(o);
   });
 
-  it("Ctrl-C during a copy: the backup is ended, the key revoked, the copy removed; exit 130; the next setup succeeds", async () => {
+  it("an rsync copy cut at half way: the next setup continues it, receiving what was left and no more than 10% over it", async () => {
+    const o: Options = { major: 15, tag: "r" };
+    const { running } = await slowCopyInProgress(o, "8M");
+    // What the copy sends: the data directory but its WAL (and a few small files rsync leaves out).
+    const whole = Number((await rig.sh("pa", `du -sb --exclude=pg_wal ${dataDir(o)} | cut -f1`)).trim());
+    await rig.waitFor("half of the copy on pb", async () => (await copiedBytes(o)) >= whole / 2, 60_000);
+    running.kill("SIGTERM");
+    const r = await running;
+    expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(130);
+    await nothingLeftBehind(o);
+    const left = whole - (await copiedBytes(o));
+    const again = await pgrep(["setup", "-i", inventory(o)]);
+    expect(again.exitCode, again.all).toBe(0);
+    const moved = /\[pb\] ✓ cloned pa .* with rsync, continued: (\d+) MB received for (\d+) MB of files/.exec(again.stderr);
+    expect(moved, again.stderr).not.toBeNull();
+    const [received, total] = [Number(moved![1]) * 2 ** 20, Number(moved![2]) * 2 ** 20];
+    expect(Math.abs(total - whole) / whole, `rsync's ${total} bytes of files, the primary's ${whole}`).toBeLessThan(0.05);
+    expect(left / whole).toBeGreaterThan(0.2);
+    // rsync's count rounded to a MB; 10% over what was left, and one MB for the rounding.
+    expect(received, `received ${received} bytes, ${left} were left of ${whole}`).toBeLessThanOrEqual(1.1 * left + 2 ** 20);
+    await waitReplayed(o);
+    expect(await sql("pb", o, "SELECT count(*) FROM big")).toBe("40000");
+    await stopBoth(o);
+  });
+
+  it("Ctrl-C while an old copy is brought up to date: the backup is ended, the key revoked, the copy kept and unstartable; exit 130; the next setup continues it", async () => {
     const o: Options = { major: 16, tag: "i" };
-    const { running } = await slowCopyInProgress(o);
+    const { running } = await slowCopyInProgress(o, "1M", "an old copy");
     running.kill("SIGINT");
     const r = await running;
     expect(r.exitCode, `${r.stdout}\n${r.stderr}`).toBe(130);
