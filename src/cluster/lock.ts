@@ -19,11 +19,15 @@ import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 const HOLD = [
   'f=$1; d=${f%/*}',
   '[ -d "$d" ] || mkdir -p -m 700 "$d" || exit 1',
+  'old=; [ -e "$f" ] && old=1',
   'exec 9>>"$f" || exit 1',
   'command -v flock >/dev/null || { echo "flock is not installed (util-linux)" >&2; exit 1; }',
   'if ! flock -n 9; then printf "BUSY %s\\n" "$(cat "$f")"; exit 0; fi',
+  // When the lock was last let go (the time its holder emptied the file), "new", or "dirty": the last
+  // holder died holding it (its line is still there), and when it stopped acting is not known.
+  'if [ -s "$f" ]; then was=dirty; elif [ -n "$old" ]; then was=$(date -r "$f" +%s%N); else was=new; fi',
   'printf "%s\\n" "$2" > "$f"',
-  "echo LOCKED",
+  'echo "LOCKED $was"',
   "while read -r _; do :; done",
   ': > "$f"',
 ].join("\n");
@@ -71,19 +75,30 @@ function holderLine(): string {
 interface Held {
   host: string;
   p: Spawned;
+  /** When the lock was last let go, before this command took it: ns by the host's clock, "new" or "dirty". */
+  was: string;
 }
 
 /**
- * Takes every reachable host's lock, or none: the first host (by name) decides between commands started
- * together. Once that first lock is held no other command can pass it, so `meanwhile` (a read: observe)
- * starts then, beside the other hosts' locks; an attempt that fails drops what it read.
+ * Takes every reachable host's lock, or none. The first attempt asks every host at once; a later one (two
+ * commands each held a part) takes the first host by name alone before the others, so that one of them
+ * wins. `meanwhile` (a read: observe) runs beside the locking from the start, and what it read of a host
+ * counts only when nobody let that host's lock go after the read began there (`readTimes`, by the host's
+ * clock): no command acts without every lock, so nothing changed under the read. Otherwise it is read
+ * again, under the lock. An attempt that fails drops what it read.
  */
-export async function acquireClusterLock<T = undefined>(spec: ClusterSpec, conns: Connections, opts: LockOptions, meanwhile?: () => Promise<T>): Promise<HeldLock<T>> {
+export async function acquireClusterLock<T = undefined>(
+  spec: ClusterSpec,
+  conns: Connections,
+  opts: LockOptions,
+  meanwhile?: () => Promise<T>,
+  readTimes?: (value: T) => ReadonlyMap<string, string | undefined>,
+): Promise<HeldLock<T>> {
   const hosts = [...spec.hosts].sort((a, b) => a.name.localeCompare(b.name));
   const holder = holderLine();
   const deadline = Date.now() + opts.waitSeconds * 1000;
   let told = false;
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const held: Held[] = [];
     let busy: string | undefined;
     let failure: unknown;
@@ -97,21 +112,25 @@ export async function acquireClusterLock<T = undefined>(spec: ClusterSpec, conns
       const L = draftLayout(h, t.loginUser);
       try {
         const r = await lockOne(t, h.pg.osUser, lockName(L.dataDir), L.admin, holder);
-        if (r.held) held.push({ host: h.name, p: r.held });
+        if (r.held) held.push({ host: h.name, p: r.held, was: r.was! });
         else busy ??= `${r.busy} (on ${h.name})`;
       } catch (e) {
         failure ??= e;
       }
     };
-    // The first reachable host alone, then the others together.
+    const read = meanwhile ? settled(meanwhile()) : undefined;
     let i = 0;
-    while (i < hosts.length && !held.length && !busy && !failure) await take(hosts[i++]!);
-    const read = !busy && !failure && meanwhile ? settled(meanwhile()) : undefined;
+    if (attempt > 0) while (i < hosts.length && !held.length && !busy && !failure) await take(hosts[i++]!);
     if (!busy && !failure) await Promise.all(hosts.slice(i).map(take));
     if (!busy && !failure) {
-      debug(`cluster lock held on ${held.map((x) => x.host).join(", ") || "no host"}`);
+      debug(`cluster lock held on ${held.map((x) => x.host).join(", ") || "no host"}${attempt ? ` (attempt ${attempt + 1})` : ""}`);
       const lock = { hosts: held.map((x) => x.host), release: () => releaseAll(held) };
-      const r = await read;
+      let r = await read;
+      const stale = r && "value" in r && readTimes ? staleReads(held, readTimes(r.value)) : [];
+      if (stale.length) {
+        debug(`read again under the lock: ${stale.join(", ")} let go of it by another command while being read`);
+        r = await settled(meanwhile!());
+      }
       if (r && "error" in r) {
         await lock.release();
         throw r.error;
@@ -121,6 +140,8 @@ export async function acquireClusterLock<T = undefined>(spec: ClusterSpec, conns
     await read;
     await releaseAll(held);
     if (failure) throw failure;
+    // Two commands that asked every host at once may each hold a part: both go again at once, in order.
+    if (attempt === 0 && held.length) continue;
     const by = busy ?? "another command";
     if (Date.now() >= deadline) {
       throw new PgrepError(`cluster ${spec.name} is locked by another command: ${by}`, {
@@ -134,6 +155,17 @@ export async function acquireClusterLock<T = undefined>(spec: ClusterSpec, conns
   }
 }
 
+/** Hosts read before their lock was ours whose lock another command let go after the read began (or died holding). */
+export function staleReads(held: readonly { host: string; was: string }[], readAt: ReadonlyMap<string, string | undefined>): string[] {
+  return held
+    .filter((x) => {
+      if (!readAt.has(x.host) || x.was === "new") return false;
+      const at = readAt.get(x.host);
+      return x.was === "dirty" || !/^\d+$/.test(x.was) || at === undefined || !/^\d+$/.test(at) || BigInt(x.was) >= BigInt(at);
+    })
+    .map((x) => x.host);
+}
+
 /** A promise that never rejects: its value or its error. */
 function settled<T>(p: Promise<T>): Promise<{ value: T } | { error: unknown }> {
   return p.then(
@@ -143,7 +175,7 @@ function settled<T>(p: Promise<T>): Promise<{ value: T } | { error: unknown }> {
 }
 
 /** Starts the holding process on one host; it answers LOCKED (and holds until released) or BUSY <holder>. */
-async function lockOne(t: Transport, osUser: string, name: string, user: string, holder: string): Promise<{ held?: Spawned; busy?: string }> {
+async function lockOne(t: Transport, osUser: string, name: string, user: string, holder: string): Promise<{ held?: Spawned; was?: string; busy?: string }> {
   let out = "";
   let answered: (line: string) => void = () => {};
   const answer = new Promise<string>((resolve) => (answered = resolve));
@@ -152,13 +184,13 @@ async function lockOne(t: Transport, osUser: string, name: string, user: string,
     onOutput: (chunk, stream) => {
       if (stream !== "stdout") return;
       out += chunk;
-      const line = /^(LOCKED|BUSY .*)$/m.exec(out);
+      const line = /^(LOCKED.*|BUSY .*)$/m.exec(out);
       if (line && out.includes(`${line[0]}\n`)) answered(line[0]);
     },
   });
   void p.done.then((r) => answered(`FAILED ${lastLines(r.stderr, 2) || `exit ${r.exitCode ?? r.signal}`}`));
   const line = await answer;
-  if (line === "LOCKED") return { held: p };
+  if (line.startsWith("LOCKED")) return { held: p, was: line.slice(6).trim() || "dirty" };
   if (line.startsWith("BUSY ")) return { busy: line.slice(5).trim() || "a command that is just starting or ending" };
   p.end();
   throw new PgrepError(`${t.host}: cannot take the cluster lock (${name}.lock in ${osUser}'s ~/.pgrep/locks): ${line.slice(7)}`);

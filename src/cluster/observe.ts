@@ -116,11 +116,12 @@ export async function observePositions(hosts: readonly HostSpec[], conns: Connec
       const args = [host.pg.osUser, host.pg.binDir ?? "", String(major), draft.dataDir, `sql:${draft.admin === host.pg.osUser ? "direct" : "runuser"}`];
       const r = await t.run(["sh", "-c", PROBE_SCRIPT, "sh", ...args], { user: draft.admin, what: "reading its WAL position", stdin: sql, allowFailure: true });
       const kv = parseKv(r.stdout);
-      if (r.exitCode !== 0) return { name: host.name, position: undefined, why: `reading its position failed: ${lastLines(r.stderr, 1)}` };
-      if (kv.get("running") !== "1") return { name: host.name, position: undefined, why: "PostgreSQL is not running" };
+      const at = kv.get("read_at") ? { readAt: kv.get("read_at")! } : {};
+      if (r.exitCode !== 0) return { name: host.name, position: undefined, why: `reading its position failed: ${lastLines(r.stderr, 1)}`, ...at };
+      if (kv.get("running") !== "1") return { name: host.name, position: undefined, why: "PostgreSQL is not running", ...at };
       const answer = kv.has("sql_json") ? parseJson(kv.get("sql_json")!) : undefined;
-      if (!answer) return { name: host.name, position: undefined, why: `cannot query: ${kv.has("sql_error") ? lastLines(Buffer.from(kv.get("sql_error")!, "base64").toString("utf8"), 1) : "no psql"}` };
-      return { name: host.name, position: positionFrom(host.name, answer as unknown as RawPosition), needsRejoin: kv.has("needs_rejoin") };
+      if (!answer) return { name: host.name, position: undefined, why: `cannot query: ${kv.has("sql_error") ? lastLines(Buffer.from(kv.get("sql_error")!, "base64").toString("utf8"), 1) : "no psql"}`, ...at };
+      return { name: host.name, position: positionFrom(host.name, answer as unknown as RawPosition), needsRejoin: kv.has("needs_rejoin"), ...at };
     }),
   );
 }
@@ -196,6 +197,7 @@ async function observeHost(
   const state: ReachableHost = {
     name: host.name,
     reachable: true,
+    ...(kv.get("read_at") ? { readAt: kv.get("read_at")! } : {}),
     transport: t,
     layout,
     caps: capabilities(hostMajor),

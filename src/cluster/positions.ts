@@ -82,9 +82,10 @@ export function lsnDiff(a: string, b: string): number {
 /** A full observe's host state as a position read: the position, or why there is none. */
 export function positionRead(s: HostState): PositionRead {
   if (!s.reachable) return { name: s.name, position: undefined, why: `unreachable: ${s.error.message.replace(`${s.name}: `, "")}` };
-  if (!s.running) return { name: s.name, position: undefined, why: "PostgreSQL is not running" };
-  if (!s.sql) return { name: s.name, position: undefined, why: `cannot query: ${s.sqlError ?? "no psql"}` };
-  return { name: s.name, position: s.sql.position, needsRejoin: s.needsRejoin };
+  const at = s.readAt ? { readAt: s.readAt } : {};
+  if (!s.running) return { name: s.name, position: undefined, why: "PostgreSQL is not running", ...at };
+  if (!s.sql) return { name: s.name, position: undefined, why: `cannot query: ${s.sqlError ?? "no psql"}`, ...at };
+  return { name: s.name, position: s.sql.position, needsRejoin: s.needsRejoin, ...at };
 }
 
 /**

@@ -23,6 +23,7 @@ export const RESOLVE_SCRIPT = `${RESOLVE_FUNCTION}\nfor n in "$@"; do resolve "$
 // script leans on shell builtins: parameter expansion instead of cut/sed, read instead of cat.
 // "%{" stands for the shell's "${", which a template literal cannot hold.
 export const PROBE_SCRIPT = String.raw`
+echo "read_at=$(date +%s%N)"
 ${RESOLVE_FUNCTION}
 osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""; ver=""; psqlbin=""
 # One word of a list, without a subshell (a function's arguments are its own).

@@ -30,7 +30,8 @@ export interface Position {
 }
 
 /** What a light read (or a full one) tells of a standby's position, or why it tells nothing. */
-export type PositionRead = { name: string; position: Position; needsRejoin: boolean } | { name: string; position: undefined; why: string };
+/** `readAt`: when the read began, by the host's clock (ns since the epoch): the cluster lock checks it. */
+export type PositionRead = { name: string; position: Position; needsRejoin: boolean; readAt?: string } | { name: string; position: undefined; why: string; readAt?: string };
 
 export interface SqlState {
   inRecovery: boolean;
@@ -79,6 +80,8 @@ export interface ManagedFiles {
 export interface ReachableHost {
   name: string;
   reachable: true;
+  /** When the probe began, by the host's clock (ns since the epoch): a read the cluster lock did not cover yet is checked against it. */
+  readAt?: string;
   transport: Transport;
   layout: Layout;
   caps: Capabilities;

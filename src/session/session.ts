@@ -74,7 +74,7 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
     for (const h of spec.hosts) conns.get(h); // every host is dialled at once; the lock waits for them
     try {
       // The first look at every host runs beside the locking of all but the first.
-      lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.lock.waitSeconds, onWait: (holder) => process.stderr.write(`Waiting for the cluster lock: held by ${holder}\n`) }, firstLook);
+      lock = await acquireClusterLock(spec, conns, { waitSeconds: opts.lock.waitSeconds, onWait: (holder) => process.stderr.write(`Waiting for the cluster lock: held by ${holder}\n`) }, firstLook, readTimes);
     } catch (e) {
       await conns.closeAll();
       throw e;
@@ -107,6 +107,14 @@ export async function openSession(opts: SessionOptions, validate?: (spec: Cluste
       debug("connections closed");
     },
   };
+}
+
+/** When each host's part of a first look was read, by its own clock (hosts that did not answer are not in it). */
+function readTimes(staged: StagedSnapshot): Map<string, string | undefined> {
+  const at = new Map<string, string | undefined>();
+  for (const h of staged.first.hosts.values()) if (h.reachable) at.set(h.name, h.readAt);
+  for (const p of staged.positions) if (p.position || !p.why.startsWith("unreachable")) at.set(p.name, p.readAt);
+  return at;
 }
 
 /** Throws the unreachable hosts' errors (exit 3) when any host could not be read. */
