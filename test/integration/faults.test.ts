@@ -142,7 +142,7 @@ describe("faults", () => {
     // pgrep could not clean up over the cut connection; its marker says the copy is its own.
     expect(await rig.sh("pg2", `test -e ${DATA}.pgrep-copy && echo marker || echo none`)).toBe("marker\n");
     const dry = await dryRun(rig, ["setup", "-i", inv]);
-    expect(dry.stdout).toMatch(/\[pg2\] clone from pg1 with pg_basebackup — a copy pgrep started here did not finish/);
+    expect(dry.stdout).toMatch(/\[pg2\] clone from pg1 with pg_basebackup, .* — a copy pgrep started here did not finish/);
     await converges();
   });
 });

@@ -274,6 +274,18 @@ export class Rig {
     };
   }
 
+  /**
+   * What the host sends on the rig's network limited to `rate` (tc's token bucket, e.g. "200mbit"; the
+   * host needs NET_ADMIN). Limit both ends for a link between two hosts. Its SSH from this machine comes
+   * over Docker's bridge and is left alone. tbf is used because it is in every kernel here; netem is not.
+   * `null` takes the limit away.
+   */
+  async limitLink(name: string, rate: string | null): Promise<void> {
+    const ip = this.host(name).container.getIpAddress(this.network.getName());
+    const tc = rate ? `tc qdisc replace dev "$dev" root tbf rate ${rate} burst 256kb latency 50ms` : `tc qdisc del dev "$dev" root`;
+    await this.sh(name, `dev=$(ip -o -4 addr show | awk '$4 ~ /^${ip.replaceAll(".", "\\.")}\\// {print $2}'); [ -n "$dev" ] && ${tc}`);
+  }
+
   /** SQL on a host's cluster, as its postgres user over the local socket. */
   async psql(name: string, sql: string, port = 5432, socketDir = "/var/run/postgresql"): Promise<string> {
     const r = await this.host(name).container.exec(["runuser", "-u", "postgres", "--", "psql", "-X", "-A", "-t", "-h", socketDir, "-p", String(port), "-d", "postgres", "-c", sql]);
