@@ -32,7 +32,7 @@ it(`a copy over a ${RATE} link`, async () => {
   await rig.sh("l1", `cat > /tmp/data.sql <<'EOF'\n${readFileSync(join("bench", "realistic-data.sql"), "utf8")}\nEOF`);
   const loadMs = await timed(() => rig.sh("l1", `runuser -u postgres -- psql -Xq -v ON_ERROR_STOP=1 -v rows=${ROWS} -f /tmp/data.sql`));
   // Settled, as a quiet database is: later reads would otherwise set hint bits and change every page.
-  await rig.psql("l1", "VACUUM (FREEZE, ANALYZE)");
+  await rig.psql("l1", "VACUUM (FREEZE, ANALYZE, PARALLEL 0)"); // parallel workers need more /dev/shm than Docker gives
   await rig.psql("l1", "CHECKPOINT");
   const dbBytes = Number(await rig.psql("l1", "SELECT sum(pg_database_size(oid)) FROM pg_database"));
   await ok(["setup", "-i", none]); // the standby's Debian configuration, which the by-hand copies start from

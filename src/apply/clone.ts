@@ -23,6 +23,9 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   const { spec: uh, state: us } = hostOf(ctx, step.from);
   const L = s.layout;
   const [primarySysid = "", dataBytes = "0"] = (await runSql(sqlTarget(uh, us), "SELECT system_identifier, (SELECT sum(pg_database_size(oid)) FROM pg_database) FROM pg_control_system()")).trim().split("|");
+  // The link is measured (clone.compress: auto) while the data directory is made ready.
+  const choosing = compressionFor(ctx, step, h, s, uh, Number(dataBytes));
+  choosing.catch(() => {}); // awaited before the copy
   let createdNow = false;
   let config: Promise<void> | undefined;
   let forgetConfig = () => {};
@@ -61,11 +64,12 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
   if (resume) ctx.report.info(`[${h.name}] continuing the copy of ${step.from} left unfinished here: rsync sends only what it lacks or what changed since`);
   await writeFileAtomic(s.transport, marker, `${primarySysid}\n`, { mode: 0o600, asUser: L.admin });
   try {
-    compression = await compressionFor(ctx, step, h, s, uh, Number(dataBytes));
+    compression = await choosing;
     if (step.method === "basebackup") await viaBasebackup(ctx, h, s, uh, us, compression.algo);
     else moved = await viaRsync(ctx, h, s, uh, us, now.sysid === primarySysid || resume, compression.algo);
   } catch (e) {
-    // The copy was cleaned away: nothing half-made is left, so neither is the marker.
+    // A pg_basebackup copy is cleaned away, and its marker with it; a half-made rsync copy keeps its marker,
+    // which tells the next setup to continue it.
     await s.transport.run(["sh", "-c", '[ -n "$(ls -A "$1")" ] || rm -f -- "$2"', "sh", L.dataDir, marker], { user: L.admin, allowFailure: true }).catch(() => {});
     throw e;
   } finally {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { CloneCompress, CloneMethod, ClusterSpec } from "../../../src/model/cluster.js";
+import { decideCompression } from "../../../src/apply/link.js";
 import { describeCompression, planCompression } from "../../../src/plan/compress.js";
 import { planSetup } from "../../../src/plan/setup.js";
 import { capabilities } from "../../../src/postgres/versions.js";
@@ -40,5 +41,13 @@ describe("clone.compress", () => {
     expect(describeCompression("basebackup", "db1", "auto", undefined)).toBe(", compressed (zstd on db1) if the link from db1 measures under 1 Gbit/s when the copy starts (clone.compress: auto)");
     expect(describeCompression("rsync", "db1", "lz4", undefined)).toBe(", compressed (rsync --compress-choice=lz4)");
     expect(describeCompression("basebackup", "db1", "none", undefined)).toBe("");
+  });
+});
+
+describe("clone.compress: auto, once the link is measured", () => {
+  it("compresses under 1 Gbit/s (zstd from the server, or rsync's own), and not at or over it", () => {
+    expect(decideCompression("basebackup", "db1", 23e6)).toEqual({ algo: "zstd", said: "compressed with zstd: the link from db1 measured 21.9 MB/s (184 Mbit/s)" });
+    expect(decideCompression("rsync", "db1", 110e6).algo).toBe("negotiated");
+    expect(decideCompression("basebackup", "db1", 125e6)).toMatchObject({ algo: undefined, said: expect.stringMatching(/^uncompressed: .*\(1000 Mbit\/s\), faster than compressing would be$/) });
   });
 });
