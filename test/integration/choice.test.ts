@@ -126,6 +126,9 @@ describe("choosing, salvaging and fencing on a failover", () => {
     await rig.sh(old, "pg_ctlcluster 15 main stop -m immediate");
     await rig.releaseReceiver(a);
     await rig.releaseReceiver(b);
+    // Thawed, each receiver reads what its socket holds and then finds its upstream gone: that is over
+    // before the dry run looks, or the dry run would see the server end it, and positions still moving.
+    for (const s of [a, b]) await rig.waitFor(`${s}'s receiver to see ${old} gone`, async () => (await rig.psql(s, "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'")) === "0");
 
     const dry = await dryRun(rig, ["failover", "-i", inv]);
     expect(dry.exitCode, dry.all).toBe(0);
