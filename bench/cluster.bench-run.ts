@@ -53,27 +53,23 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     return s;
   };
 
+  // Adding one standby three ways, taken in turn in every round, so that a disk that is slower for a
+  // while (these machines vary) weighs on all three alike: pgrep; by hand, the same clone and start with
+  // the configuration pgrep's setup left in place; the peer, configured as its quick-start guide says,
+  // only its own commands timed, on the same primary and data.
   const setup1 = add("pgrep setup, primary + 1 standby");
+  const baseline = add("baseline: pg_basebackup -X stream -c fast + start, by hand");
+  const repmgrAdd = add("repmgr: standby clone --fast-checkpoint + start + standby register, until streaming");
+  const repmgrPromoted = add("repmgr standby promote, old primary stopped");
   let setupSaid = "";
+  await repmgrPrimary(rig, "b1");
   for (let i = 0; i < RUNS; i++) {
     await resetStandby(rig, "b2");
     await checkpoint();
     setup1.runsMs.push(await timed(async () => (setupSaid = await ok(["setup", "-i", inv2]))));
-  }
-
-  // By hand: the same clone and start, with the configuration already in place.
-  const baseline = add("baseline: pg_basebackup -X stream -c fast + start, by hand");
-  for (let i = 0; i < RUNS; i++) {
     await emptyStandby(rig, "b2");
     await checkpoint();
     baseline.runsMs.push(await timed(() => rig.sh("b2", byHandClone("b2", "b1"))));
-  }
-
-  // The peer, on the same primary and data: its quick-start configuration, then only its own commands timed.
-  const repmgrAdd = add("repmgr: standby clone --fast-checkpoint + start + standby register, until streaming");
-  const repmgrPromoted = add("repmgr standby promote, old primary stopped");
-  await repmgrPrimary(rig, "b1");
-  for (let i = 0; i < RUNS; i++) {
     await repmgrStandbyReady(rig, "b2", 2);
     await checkpoint();
     repmgrAdd.runsMs.push(await timed(() => repmgrAddStandby(rig, "b2", "b1")));
@@ -140,6 +136,7 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   const stoppedWritable = add("pgrep promote --old-primary-is-down, old primary down (PostgreSQL stopped, sshd refusing): command start → new primary accepts a write");
   const stoppedAll = add("pgrep promote --old-primary-is-down, old primary down: whole command (incl. re-pointing 2 standbys, seen streaming)");
   const switchover = add("pgrep switchover: whole command (old primary back as a standby)");
+  let promoteTrace = "";
   const switchoverPause = add("pgrep switchover: longest pause between acknowledged commits of a steady writer");
   for (let i = 0; i < RUNS; i++) {
     // Healthy: b1 is fenced by pgrep (a clean stop) and follows b2 in the same command.
@@ -190,12 +187,13 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     await rig.stopSshd("b1");
     writable = await watchWritable("b2");
     started = Date.now();
-    const stopped = pgrep(["promote", "b2", "-i", inv4, "--old-primary-is-down"]);
+    const stopped = pgrep(["promote", "b2", "-i", inv4, "--old-primary-is-down", "--debug"]);
     stoppedWritable.runsMs.push(await writable(started));
     const st = await stopped;
     await rig.startSshd("b1");
     expect(st.exitCode, st.all).toBe(0);
     stoppedAll.runsMs.push(st.ms);
+    promoteTrace = st.all;
     await ok(["rejoin", "b1", "-i", inv4]);
     await ok(["switchover", "b1", "-i", inv4]);
   }
@@ -258,7 +256,8 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
 Produced by \`${COMMAND}\` at commit \`${commit.slice(0, 12)}\`${dirty ? " (with uncommitted changes)" : ""} on ${new Date().toISOString().slice(0, 10)}.
 Machine: ${machine}. Hosts are containers of the test rig (PostgreSQL 15, Debian layout) on one Docker
 network. Data: ${(dbBytes / 2 ** 30).toFixed(2)} GiB in all databases (pgbench scale ${SCALE}; pgbench -i took ${seconds(pgbenchMs)}).
-${RUNS} runs of each, medians; baseline and floor were measured in the same run.
+${RUNS} runs of each, medians; baseline and floor were measured in the same run (pgrep, the by-hand copy and repmgr adding one
+standby in turn, round by round).
 
 | measurement | median | runs | × baseline | × floor | target |
 |---|---|---|---|---|---|
@@ -279,6 +278,14 @@ ${growth.map((g) => `| ${g.standbys} | ${g.cascade ? "two cascades of 4" : "all 
 
 SSH connections opened per host (counted in each host's sshd log), target exactly 1 per host per run:
 setup of 4 hosts: ${perHost(setupLogins)} ${oneEach(setupLogins) ? "✓" : "✗ missed"}; no-op run: ${perHost(noopLogins)} ${oneEach(noopLogins) ? "✓" : "✗ missed"}.
+
+## Where a promotion's time goes
+
+\`pgrep promote --old-primary-is-down\` with the old primary down, its last run above, as its \`--debug\` log stamps
+it (seconds since pgrep's own modules loaded; node's start and the loading come before, about
+\`--help\`'s ${seconds(m(help))}):
+
+${promotionTimeline(promoteTrace)}
 
 ## Reading these numbers
 
@@ -338,3 +345,22 @@ setup of 4 hosts: ${perHost(setupLogins)} ${oneEach(setupLogins) ? "✓" : "✗ 
   );
   console.log(md);
 });
+
+/** The steps of a promotion's --debug log that show where its time went, as a table. */
+function promotionTimeline(trace: string): string {
+  const at = (re: RegExp, last = false) => {
+    const hits = trace.split("\n").filter((l) => re.test(l)).map((l) => Number(/\+(\d+\.\d+)s/.exec(l)?.[1]));
+    return last ? hits.at(-1) : hits[0];
+  };
+  const marks: [string, number | undefined][] = [
+    ["first host dialled", at(/dialling/)],
+    ["every answering host connected (SSH)", at(/connected in/, true)],
+    ["cluster lock held on every host (the first look read beside it)", at(/cluster lock held/)],
+    ["target and old primary read, the others' positions compared", at(/observed the hosts the command acts on first/)],
+    ["promoted: the new primary takes a write", at(/✓ promoted/)],
+    ["the inventory records the new roles", at(/Recorded in/)],
+    ["the last standby seen streaming from it", at(/✓ streaming from/, true)],
+    ["the status table read and shown, lock released", at(/lock released/)],
+  ];
+  return ["| step | at | since the one before |", "|---|---|---|", ...marks.map(([what, t], i) => `| ${what} | ${t === undefined ? "?" : `${t.toFixed(3)} s`} | ${i && t !== undefined && marks[i - 1]![1] !== undefined ? `${Math.round((t - marks[i - 1]![1]!) * 1000)} ms` : ""} |`)].join("\n");
+}
