@@ -106,8 +106,9 @@ async function debianConfigBeside(ctx: ExecContext, h: HostSpec, s: ReachableHos
   const side = `${s.layout.dataDir}${SIDE}`;
   await s.transport.run(["rm", "-rf", "--", side], { user: s.layout.admin });
   const own = s.layout.createCluster.argv.filter((a, i, all) => a !== "--datadir" && all[i - 1] !== "--datadir");
-  // The copy replaces this initdb's data, so its own options ("--" and after) do not matter here.
-  const argv = [...own.slice(0, own.includes("--") ? own.indexOf("--") : own.length), "--datadir", side];
+  // The copy replaces this initdb's data, so its own options ("--" and after) do not matter here, and what
+  // it writes is thrown away: it is not synced to disk (--no-sync), where it would compete with the copy.
+  const argv = [...own.slice(0, own.includes("--") ? own.indexOf("--") : own.length), "--datadir", side, "--", "--no-sync"];
   await s.transport.run(argv, { user: s.layout.createCluster.user, what: "creating the cluster's configuration" });
   await recordCreated(ctx.spec.stateDir, { host: h.name, kind: "data_dir", path: s.layout.dataDir, debianCluster: `${s.caps.major}/${h.pg.clusterName}` });
 }
