@@ -59,7 +59,7 @@ export async function receivedBytes(rig: Rig, h: string): Promise<number> {
 export function provenance(): { commit: string; dirty: boolean; machine: string } {
   const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).stdout.trim();
   const commit = sh("git", ["rev-parse", "HEAD"]);
-  const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "";
+  const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"]) !== "";
   const machine = `${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; Linux ${release()}; Docker ${sh("docker", ["version", "--format", "{{.Server.Version}}"])}; Node ${process.version}`;
   return { commit, dirty, machine };
 }

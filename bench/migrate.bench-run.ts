@@ -75,7 +75,7 @@ it(`migration at pgbench scale ${SCALE}`, async () => {
 
   const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).stdout.trim();
   const commit = sh("git", ["rev-parse", "HEAD"]);
-  const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "";
+  const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"]) !== "";
   const machine = `${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; Linux ${release()}; Node ${process.version}`;
   const verdict = (ok: boolean) => (ok ? "✓" : "✗ missed");
   const md = `# Benchmark: migration onto other hosts (blue/green, logical replication)

@@ -54,7 +54,7 @@ it(`major upgrade at pgbench scale ${SCALE}`, async () => {
   const copy = copies.find((c) => c.host === "u3");
   const sh = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: "utf8" }).stdout.trim();
   const commit = sh("git", ["rev-parse", "HEAD"]);
-  const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no"]) !== "";
+  const dirty = sh("git", ["status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"]) !== "";
   const machine = `${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; Linux ${release()}; Node ${process.version}`;
   const verdict = (ok: boolean) => (ok ? "✓" : "✗ missed");
   const md = `# Benchmark: major upgrade in place
