@@ -177,9 +177,10 @@ export class Rig {
         // it moves when it is first made. The data directory by its entries' names: WAL and statistics move within it.
         `ls -lA -I .pgrep --time-style=+%s /var/lib/postgresql ${[...(at.confDirs ?? []), parent].join(" ")} 2>&1; ls ${at.dataDir} 2>&1`,
         `md5sum ${at.confFiles ?? `${at.dataDir}/*.conf`} /var/lib/postgresql/.pgpass ${files.join(" ")} 2>&1`,
-        // The postmaster's whole command line; its children by what they are. A WAL receiver only while it
-        // streams: one whose upstream is gone is started again by the server every few seconds, for a moment.
-        "ps -o args= -u postgres | sed -nE 's#^postgres: [^:]+: (logger|checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher|stats collector|archiver|startup|walsender)( .*)?$#\\1#p; s#^postgres: [^:]+: walreceiver streaming .*$#walreceiver streaming#p; /^\\//p' | sort",
+        // The postmaster's whole command line; its children by what they are, but the WAL receiver: the server
+        // itself ends it when its upstream goes and starts it again every few seconds, and its title changes
+        // as it starts streaming. What a command could change about it shows in the files and the start time.
+        "ps -o args= -u postgres | sed -nE 's#^postgres: [^:]+: (logger|checkpointer|background writer|walwriter|autovacuum launcher|logical replication launcher|stats collector|archiver|startup|walsender)( .*)?$#\\1#p; /^\\//p' | sort",
         `runuser -u postgres -- psql -h ${socket} -p ${at.port ?? 5432} -XAtc 'SELECT pg_postmaster_start_time(), pg_is_in_recovery()' 2>&1`,
         "true",
       ].join("; "),
