@@ -40,19 +40,17 @@ it(`a copy over a ${RATE} link`, async () => {
 
   const runs: Record<string, number[]> = { auto: [], none: [], hand: [], handZstd: [], bridgeAuto: [], bridgeZstd: [] };
   let said = "";
+  // One timed copy into `way`'s runs, from a clean primary; `empty` keeps the standby's configuration.
+  const copy = async (way: string, fn: () => Promise<unknown>, empty = false) => {
+    await (empty ? emptyStandby(rig, "l2") : resetStandby(rig, "l2"));
+    await rig.psql("l1", "CHECKPOINT");
+    runs[way]!.push(await timed(fn));
+  };
   for (let i = 0; i < RUNS; i++) {
-    await resetStandby(rig, "l2");
-    await rig.psql("l1", "CHECKPOINT");
-    runs.auto!.push(await timed(async () => (said = await ok(["setup", "-i", auto]))));
-    await resetStandby(rig, "l2");
-    await rig.psql("l1", "CHECKPOINT");
-    runs.none!.push(await timed(() => ok(["setup", "-i", none])));
-    await emptyStandby(rig, "l2");
-    await rig.psql("l1", "CHECKPOINT");
-    runs.hand!.push(await timed(() => rig.sh("l2", byHandClone("l2", "l1"))));
-    await emptyStandby(rig, "l2");
-    await rig.psql("l1", "CHECKPOINT");
-    runs.handZstd!.push(await timed(() => rig.sh("l2", byHandClone("l2", "l1", "--compress=server-zstd"))));
+    await copy("auto", async () => (said = await ok(["setup", "-i", auto])));
+    await copy("none", () => ok(["setup", "-i", none]));
+    await copy("hand", () => rig.sh("l2", byHandClone("l2", "l1")), true);
+    await copy("handZstd", () => rig.sh("l2", byHandClone("l2", "l1", "--compress=server-zstd")), true);
   }
   const planned = /\[l2\] clone from l1 .*/.exec(said)?.[0] ?? "(not found)";
   const measured = /\[l2\] (compressed|uncompressed)[^\n]*/.exec(said)?.[0] ?? "(not found)";
@@ -63,12 +61,8 @@ it(`a copy over a ${RATE} link`, async () => {
   const zstd = inv("zstd.yml", "clone: { compress: zstd }");
   let bridgeSaid = "";
   for (let i = 0; i < RUNS; i++) {
-    await resetStandby(rig, "l2");
-    await rig.psql("l1", "CHECKPOINT");
-    runs.bridgeAuto!.push(await timed(async () => (bridgeSaid = await ok(["setup", "-i", auto]))));
-    await resetStandby(rig, "l2");
-    await rig.psql("l1", "CHECKPOINT");
-    runs.bridgeZstd!.push(await timed(() => ok(["setup", "-i", zstd])));
+    await copy("bridgeAuto", async () => (bridgeSaid = await ok(["setup", "-i", auto])));
+    await copy("bridgeZstd", () => ok(["setup", "-i", zstd]));
   }
   const bridgeMeasured = /\[l2\] (compressed|uncompressed)[^\n]*/.exec(bridgeSaid)?.[0] ?? "(not found)";
   await Promise.all(["l1", "l2"].map((h) => rig.limitLink(h, RATE)));

@@ -54,7 +54,8 @@ export async function clone(ctx: ExecContext, step: CloneStep, h: HostSpec, s: R
     throw new RefusedError(`${h.name}: ${L.dataDir} changed since it was checked (system identifier ${now.sysid ?? "none"}); not replacing it`, "run setup again");
 
   // A marker beside the data directory while the copy runs: if pgrep loses the host mid-copy (SSH cut),
-  // the next setup knows the half-made copy is its own and copies again instead of refusing it.
+  // the next setup knows the half-made copy is its own and copies again (rsync: continues it) instead of
+  // refusing it.
   const marker = copyMarker(s);
   let compression: CompressChoice = { algo: undefined, said: "" };
   let moved: RsyncMoved | undefined;
@@ -183,16 +184,16 @@ const RSYNC_EXCLUDES = [
   "/global/pg_control",
 ];
 
-/**
- * `delta`: the data directory holds this cluster's files already (an earlier copy, whole or cut short), and
- * rsync sends only what differs. A copy that fails is left as it is, without its control file.
- */
 interface RsyncMoved {
   /** Bytes that came over the network for the copy (rsync's own count), and the size of every file copied. */
   received: number;
   total: number;
 }
 
+/**
+ * `delta`: the data directory holds this cluster's files already (an earlier copy, whole or cut short), and
+ * rsync sends only what differs. A copy that fails is left as it is, without its control file.
+ */
 async function viaRsync(ctx: ExecContext, h: HostSpec, s: ReachableHost, uh: HostSpec, us: ReachableHost, delta: boolean, algo: CompressChoice["algo"]): Promise<RsyncMoved> {
   const tablespaces = await runSql(sqlTarget(uh, us), "SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')");
   if (tablespaces.trim() !== "0") throw new PgrepError(`${uh.name} has tablespaces, which the rsync method does not copy yet`, { hint: "use clone: { method: basebackup }" });
