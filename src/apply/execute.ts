@@ -184,31 +184,45 @@ const QUIET_SESSION = "SET log_statement = 'none'; SET log_min_duration_statemen
 async function waitStreaming(ctx: ExecContext, h: HostSpec, s: ReachableHost, upstreamName: string): Promise<string> {
   const { spec: uh, state: us } = hostOf(ctx, upstreamName);
   const deadline = Date.now() + ctx.streamTimeoutMs;
-  const inRecovery = () => runSql(sqlTarget(h, s), "SELECT pg_is_in_recovery()").catch((e: Error) => `error: ${e.message}`);
-  let standby = inRecovery();
+  const window = () => Math.max(10, Math.min(2_000, deadline - Date.now()));
+  // Both sides are watched at once, each in one session that looks every 10–20 ms for up to 2 s: a psql
+  // for every look cost each host ~30 ms of CPU, and a standby usually streams within milliseconds of
+  // its start or reload.
+  const standbySide = () => runSql(sqlTarget(h, s), receiverStreamingSql(window())).catch((e: Error) => `error: ${e.message}`);
+  let mine = standbySide();
   let last = "";
   for (;;) {
-    // One session on the upstream looks every 10 ms, up to 2 s a session: a psql for every look cost each
-    // host ~30 ms of CPU, and a standby usually streams within milliseconds of its start or reload.
-    const seen = await runSql(sqlTarget(uh, us), streamingSeenSql(h.name, Math.max(10, Math.min(2_000, deadline - Date.now())))).catch((e: Error) => `error: ${e.message}`);
+    const seen = await runSql(sqlTarget(uh, us), streamingSeenSql(h.name, window())).catch((e: Error) => `error: ${e.message}`);
     const [onUpstream = "", timeline = ""] = seen.trim().split("\n").at(-1)!.trim().split(" ");
-    const recovery = (await standby).trim();
+    const [receiver = "", recovery = ""] = (await mine).trim().split("\n").slice(-2).map((x) => x.trim());
     if (onUpstream === "streaming" && recovery === "t") {
       // The upstream's view alone can be fooled: a standby that cannot follow its timeline (it went past
       // where it began) streams the old timeline's tail for a moment on every retry. Its own receiver must
       // stream the upstream's timeline, seen twice.
-      const mine = (await runSql(sqlTarget(h, s), receiverOnTimelineSql(Number(timeline))).catch((e: Error) => `error: ${e.message}`)).trim().split("\n").at(-1)!.trim();
-      if (mine === `streaming ${timeline}`) return `streaming from ${upstreamName} on timeline ${timeline}, read-only`;
-      last = `${upstreamName} sees it streaming, but its WAL receiver says '${mine}' (${upstreamName} is on timeline ${timeline})`;
-    } else last = `${upstreamName} sees it as '${onUpstream}', in recovery: '${recovery}'`;
+      if (receiver === `streaming ${timeline}`) return `streaming from ${upstreamName} on timeline ${timeline}, read-only`;
+      const again = (await runSql(sqlTarget(h, s), receiverOnTimelineSql(Number(timeline))).catch((e: Error) => `error: ${e.message}`)).trim().split("\n").at(-1)!.trim();
+      if (again === `streaming ${timeline}`) return `streaming from ${upstreamName} on timeline ${timeline}, read-only`;
+      last = `${upstreamName} sees it streaming, but its WAL receiver says '${again}' (${upstreamName} is on timeline ${timeline})`;
+    } else last = `${upstreamName} sees it as '${onUpstream}', in recovery: '${recovery || receiver}'`;
     if (Date.now() > deadline) {
       throw await withServerLog(s, new PgrepError(`${h.name}: not streaming after ${Math.round(ctx.streamTimeoutMs / 1000)}s (${last})`));
     }
     // An answer that came at once (an error, or streaming while the standby's side is not yet right) is
     // asked again after a pause, not in a tight loop.
     if (onUpstream === "streaming" || onUpstream.startsWith("error")) await new Promise((r) => setTimeout(r, 100));
-    if (recovery !== "t") standby = inRecovery();
+    mine = standbySide();
   }
+}
+
+/**
+ * On the standby, for up to `ms`: until its WAL receiver streams, on the same timeline on two looks in a
+ * row (or it is not in recovery); then its receiver's status and timeline, and whether it is in recovery.
+ */
+export function receiverStreamingSql(ms: number): string {
+  const now = "(SELECT status || ' ' || received_tli FROM pg_stat_wal_receiver)";
+  return `DO $pgrep$ DECLARE was text; cur text; BEGIN FOR i IN 1..${Math.ceil(ms / 20)} LOOP EXIT WHEN NOT pg_is_in_recovery(); cur := ${now}; EXIT WHEN cur LIKE 'streaming %' AND cur = was; was := cur; PERFORM pg_sleep(0.02); END LOOP; END $pgrep$;
+SELECT coalesce(${now}, 'no WAL receiver');
+SELECT pg_is_in_recovery();`;
 }
 
 /** On the standby, up to ~0.5 s: its WAL receiver streams `timeline`, seen on two looks in a row; then how it is. */
