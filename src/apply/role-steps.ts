@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { ipFamily } from "../model/address.js";
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { debug } from "../debug.js";
@@ -136,7 +136,13 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
             // promotes and pgrep only waits (not before: that would hold up the promotion's own start).
             const templates = T.caps.standbyMechanism === "standby.signal" ? ["pgrep.conf", "pg_hba.block"] : ["pgrep.conf", "pg_hba.block", "recovery.conf"];
             const warm = steps.some((x) => x.kind === "converge") ? () => setImmediate(() => warmTemplates(templates)) : undefined;
-            const w = await promoteServer(h, T, sqlTarget(h, T), step.method, step.slots, warm, run.promoteTimeoutMs ?? 60_000);
+            // The other hosts are read once the request is on the server, while it promotes and pgrep only
+            // waits: not before, where the reads slowed the promotion's start.
+            const onStarted = () => {
+              warm?.();
+              void run.all?.().catch(() => {});
+            };
+            const w = await promoteServer(h, T, sqlTarget(h, T), step.method, step.slots, onStarted, run.promoteTimeoutMs ?? 60_000);
             if (w.wasPaused) log("its replay was paused: resumed, so that it replays what it has received");
             if (w.unreplayedBytes > 0) log(`${w.unreplayedBytes} bytes had arrived but were not replayed yet: replayed before it became the primary`);
             log(`✓ promoted with ${methodLabel(step.method)}: accepts writes on timeline ${w.timeline} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
@@ -157,8 +163,6 @@ export async function executeRoleSteps(run: RoleRun, steps: RoleStep[]): Promise
             () => undefined,
             () => undefined,
           );
-          // The other hosts are read now, beside the record: not before, where they slowed the promotion.
-          void run.all?.().catch(() => {});
           run.onPromoted?.();
           break;
         }
@@ -276,7 +280,7 @@ async function converge(
 function resolvesAll(spec: ClusterSpec, snap: ClusterSnapshot): boolean {
   const P = snap.hosts.get(spec.primary.name);
   if (!P?.reachable) return false;
-  return spec.hosts.every((h) => isIP(h.address) || !snap.hosts.get(h.name)?.reachable || h.address in P.resolved);
+  return spec.hosts.every((h) => ipFamily(h.address) || !snap.hosts.get(h.name)?.reachable || h.address in P.resolved);
 }
 
 /**
