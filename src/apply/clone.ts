@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { ipFamily } from "../model/address.js";
 import { onInterrupt } from "../cleanup.js";
 import type { HostSpec } from "../model/cluster.js";
 import type { ReachableHost } from "../cluster/state.js";
@@ -294,7 +294,7 @@ export async function allowCopy(ctx: ExecContext, h: HostSpec, s: ReachableHost,
     const pattern = hostPattern(uh.address, port);
     const knownHosts = hostKeys.stdout.split("\n").filter((l) => l.trim()).map((l) => `${pattern} ${l.split(" ").slice(0, 2).join(" ")}`).join("\n") + "\n";
     await writeFileAtomic(s.transport, `${dir}/known_hosts`, knownHosts, { mode: 0o600, asUser: h.pg.osUser });
-    const from = isIP(h.address) ? [h.address] : (ctx.snap.hosts.get(ctx.spec.primary.name) as ReachableHost).resolved[h.address] ?? [];
+    const from = ipFamily(h.address) ? [h.address] : (ctx.snap.hosts.get(ctx.spec.primary.name) as ReachableHost).resolved[h.address] ?? [];
     const options = `restrict${from.length ? `,from="${from.join(",")}"` : ""}`;
     await us.transport.run(["sh", "-c", AUTHORIZE_SCRIPT, "sh", uh.pg.osUser, options, `${pub!.split(" ").slice(0, 2).join(" ")} ${tag}`, staleTag(ctx.spec.name, h.name)], {
       user: us.layout.admin,

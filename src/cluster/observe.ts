@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { ipFamily } from "../model/address.js";
 import { InputError, lastLines, PgrepError } from "../errors.js";
 import { mergePgpass, type PgpassEntry } from "../postgres/files.js";
 import { draftLayout, resolveLayout } from "../postgres/layout.js";
@@ -87,7 +87,7 @@ export async function observeStaged(spec: ClusterSpec, conns: Connections, passw
   const readAll = () =>
     (all ??= (async () => {
       const down = await dialled;
-      const names = spec.hosts.filter((h) => !isIP(h.address) && !down.has(h.name)).map((h) => h.address);
+      const names = spec.hosts.filter((h) => !ipFamily(h.address) && !down.has(h.name)).map((h) => h.address);
       const [rest, lookedUp] = await Promise.all([
         Promise.all(spec.hosts.filter((h) => !isFirst(h)).map(read)),
         Promise.all(firstStates.map(async (x) => (x.reachable && resolveOn.includes(x.name) && names.length ? { ...x, resolved: await resolveNames(x.transport, x.layout.admin, names) } : x))),
@@ -168,7 +168,7 @@ async function observeHost(
     `port:${host.pg.port}`,
     ...(["ca.crt", "server.crt", "server.key"] as const).map((f, i) => `sha:${["tlsCa", "tlsCert", "tlsKey"][i]}=${draft.tlsDir}/${f}`),
   ];
-  if (resolves) for (const h of spec.hosts) if (!isIP(h.address) && !down.has(h.name)) args.push(`resolve:${h.address}`);
+  if (resolves) for (const h of spec.hosts) if (!ipFamily(h.address) && !down.has(h.name)) args.push(`resolve:${h.address}`);
   // Application roles and databases are read on the primary, and only by setup (which makes them).
   const apps = host === spec.primary && appPasswords && (spec.apps.roles.length || spec.apps.databases.length) ? { expression: appObjectsExpression(spec.apps), passwords: appPasswords } : undefined;
   // With the major known, the server's state is read in the same round trip: the probe runs the query

@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { ipFamily } from "../model/address.js";
 import type { AccessRule } from "../model/cluster.js";
 import type { Capabilities } from "../postgres/versions.js";
 import type { Inventory } from "./schema.js";
@@ -21,7 +21,7 @@ export function checkSource(source: string): { value: string } | { problem: stri
   if (KEYWORD_SOURCES.has(source)) return { value: source };
   const slash = source.indexOf("/");
   const addr = slash === -1 ? source : source.slice(0, slash);
-  const family = isIP(addr);
+  const family = ipFamily(addr);
   const looksNumeric = /^[\d.]+$/.test(addr) || addr.includes(":");
   if (!family) {
     if (slash !== -1 || looksNumeric) return { problem: `'${source}' is not a CIDR address (like 10.0.0.0/8 or fd00::/8)` };

@@ -112,7 +112,7 @@ export function chooseStandby(spec: ClusterSpec, standbys: StandbyView[], old: O
         ? "no standby may be chosen"
         : "no standby answers with a position to compare (every one is unreachable or stopped)";
   }
-  const sorted = [...rows.values()].sort((a, b) => Number(b.chosen) - Number(a.chosen) || (a.behindBest ?? Infinity) - (b.behindBest ?? Infinity) || a.host.localeCompare(b.host));
+  const sorted = [...rows.values()].sort((a, b) => Number(b.chosen) - Number(a.chosen) || (a.behindBest ?? Infinity) - (b.behindBest ?? Infinity) || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
   return { rows: sorted, chosen: pick?.view.host.name, refusal, oldPrimary: oldPrimaryRow(old, onNewest.length ? most : undefined, newest) };
 }
 

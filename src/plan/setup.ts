@@ -1,4 +1,4 @@
-import { isIP } from "node:net";
+import { ipFamily } from "../model/address.js";
 import type { ClusterSpec, HostSpec } from "../model/cluster.js";
 import type { ClusterSnapshot, ReachableHost } from "../cluster/state.js";
 import { RefusedError, UnreachableError } from "../errors.js";
@@ -574,7 +574,7 @@ function hbaBlock(spec: ClusterSpec, P: ReachableHost, refusals: string[], down:
   const { begin, end } = blockMarkers(spec.name);
   const known = blockAddresses(P.files.hba, begin, end);
   for (const h of spec.hosts) {
-    let cidrs = (isIP(h.address) ? [h.address] : (P.resolved[h.address] ?? [])).map((ip) => `${ip}/${isIP(ip) === 6 ? 128 : 32}`);
+    let cidrs = (ipFamily(h.address) ? [h.address] : (P.resolved[h.address] ?? [])).map((ip) => `${ip}/${ipFamily(ip) === 6 ? 128 : 32}`);
     if (!cidrs.length && down.has(h.name)) {
       cidrs = known.get(h.name) ?? [];
       notes.push(

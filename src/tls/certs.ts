@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { isIP } from "node:net";
+import { ipFamily } from "../model/address.js";
 import forge from "node-forge";
 import type { HostSpec } from "../model/cluster.js";
 import type { HostTls } from "./material.js";
@@ -43,7 +43,7 @@ export function newCa(cluster: string): { cert: string; key: string } {
 /** The names a host's certificate must carry: its address (what verify-full checks) and its name. */
 function altNames(h: HostSpec): { type: number; value?: string; ip?: string }[] {
   const names = [...new Set([h.address, h.name])];
-  return names.map((n) => (isIP(n) ? { type: 7, ip: n } : { type: 2, value: n }));
+  return names.map((n) => (ipFamily(n) ? { type: 7, ip: n } : { type: 2, value: n }));
 }
 
 export function issue(h: HostSpec, ca: { cert: string; key: string }): HostTls {
