@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, expect, it } from "vitest";
@@ -8,7 +9,7 @@ import { Rig } from "../test/rig/rig.js";
 import { lineChart } from "./chart.js";
 import { median, seconds, timed, type Series } from "./measure.js";
 import { repmgrAddStandby, repmgrPrimary, repmgrPromote, repmgrStandbyReady } from "./repmgr.js";
-import { byHandClone, DATA, emptyStandby, ok, provenance, resetStandby, subsetInventory } from "./hosts.js";
+import { byHandClone, containerCpuMs, DATA, emptyStandby, machineCpuMs, ok, provenance, resetStandby, subsetInventory } from "./hosts.js";
 
 // pgrep against doing it by hand, on the container rig, in one run. Reports; never fails on a number.
 
@@ -57,6 +58,14 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
   // while (these machines vary) weighs on all three alike: pgrep; by hand, the same clone and start with
   // the configuration pgrep's setup left in place; the peer, configured as its quick-start guide says,
   // only its own commands timed, on the same primary and data.
+  // CPU used while a command ran: the whole machine's, and each host's (its container's cgroup).
+  const cpuNow = () => ({ machine: machineCpuMs(), hosts: hosts.map((h) => containerCpuMs(rig.host(h).container.getId())) });
+  const cpuSince = (a: ReturnType<typeof cpuNow>) => {
+    const b = cpuNow();
+    return { machine: b.machine - a.machine, hosts: hosts.map((h, i) => [h, b.hosts[i] !== undefined && a.hosts[i] !== undefined ? b.hosts[i]! - a.hosts[i]! : undefined] as const) };
+  };
+  let promoteCpu: ReturnType<typeof cpuSince> | undefined;
+  let repmgrCpu: ReturnType<typeof cpuSince> | undefined;
   const setup1 = add("pgrep setup, primary + 1 standby");
   const baseline = add("baseline: pg_basebackup -X stream -c fast + start, by hand");
   const repmgrAdd = add("repmgr: standby clone --fast-checkpoint + start + standby register, until streaming");
@@ -81,7 +90,9 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
       await checkpoint();
       repmgrAdd.runsMs.push(await timed(() => repmgrAddStandby(rig, "b2", "b1")));
       await rig.sh("b1", "pg_ctlcluster 15 main stop");
+      const cpu0 = cpuNow();
       repmgrPromoted.runsMs.push(await timed(() => repmgrPromote(rig, "b2")));
+      repmgrCpu = cpuSince(cpu0);
       await rig.sh("b1", "pg_ctlcluster 15 main start");
     },
   ];
@@ -198,10 +209,12 @@ it(`benchmark at pgbench scale ${SCALE}`, async () => {
     await rig.sh("b1", "pg_ctlcluster 15 main stop");
     await rig.stopSshd("b1");
     writable = await watchWritable("b2");
+    const cpu0 = cpuNow();
     started = Date.now();
     const stopped = pgrep(["promote", "b2", "-i", inv4, "--old-primary-is-down", "--debug"]);
     stoppedWritable.runsMs.push(await writable(started));
     const st = await stopped;
+    promoteCpu = cpuSince(cpu0);
     await rig.startSshd("b1");
     expect(st.exitCode, st.all).toBe(0);
     stoppedAll.runsMs.push(st.ms);
@@ -299,6 +312,9 @@ it (seconds since pgrep's own modules loaded; node's start and the loading come 
 
 ${promotionTimeline(promoteTrace)}
 
+CPU time used while it ran (its last run; this machine has ${cpus().length} cores): ${cpuText(promoteCpu)}. repmgr's
+\`standby promote\` (its last run, the old primary stopped): ${cpuText(repmgrCpu)}.
+
 ## Reading these numbers
 
 - What \`clone.compress: auto\` (the default) decided when adding one standby:
@@ -375,4 +391,13 @@ function promotionTimeline(trace: string): string {
     ["the status table read and shown, lock released", at(/lock released/)],
   ];
   return ["| step | at | since the one before |", "|---|---|---|", ...marks.map(([what, t], i) => `| ${what} | ${t === undefined ? "?" : `${t.toFixed(3)} s`} | ${i && t !== undefined && marks[i - 1]![1] !== undefined ? `${Math.round((t - marks[i - 1]![1]!) * 1000)} ms` : ""} |`)].join("\n");
+}
+
+/** "1.36 s on the machine, of which the hosts' containers b2 370 ms, …; the rest is pgrep, Docker and the machine's own". */
+function cpuText(c: { machine: number; hosts: (readonly [string, number | undefined])[] } | undefined): string {
+  if (!c) return "(not measured)";
+  const known = c.hosts.filter((x): x is readonly [string, number] => x[1] !== undefined);
+  const inHosts = known.reduce((a, [, ms]) => a + ms, 0);
+  if (!known.length) return `${seconds(c.machine)} on the whole machine`;
+  return `${seconds(c.machine)} on the whole machine, ${seconds(inHosts)} of it on the hosts (${known.map(([h, ms]) => `${h} ${seconds(ms)}`).join(", ")}); the rest is the command itself, Docker's port forwarding and whatever else this machine ran`;
 }

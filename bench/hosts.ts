@@ -63,3 +63,28 @@ export function provenance(): { commit: string; dirty: boolean; machine: string 
   const machine = `${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB; Linux ${release()}; Docker ${sh("docker", ["version", "--format", "{{.Server.Version}}"])}; Node ${process.version}`;
   return { commit, dirty, machine };
 }
+
+/**
+ * CPU time (ms) used so far by a container's processes, from its cgroup (v1 cpuacct or v2 cpu.stat), or
+ * undefined where neither is readable; and the whole machine's, from /proc/stat.
+ */
+export function containerCpuMs(id: string): number | undefined {
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch {
+      return undefined;
+    }
+  };
+  const v1 = read(`/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`);
+  if (v1 !== undefined) return Number(v1) / 1e6;
+  const v2 = read(`/sys/fs/cgroup/system.slice/docker-${id}.scope/cpu.stat`);
+  const usec = v2 && /^usage_usec (\d+)$/m.exec(v2)?.[1];
+  return usec ? Number(usec) / 1000 : undefined;
+}
+
+/** The machine's CPU time (ms, user + nice + system on every core) since boot. */
+export function machineCpuMs(): number {
+  const [, user, nice, system] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.split(/\s+/);
+  return ((Number(user) + Number(nice) + Number(system)) * 1000) / 100;
+}
