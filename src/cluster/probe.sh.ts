@@ -30,7 +30,7 @@ osuser=$1; bindir=$2; major=$3; datadir=$4; shift 4; running=""; ver=""; psqlbin
 word() { w=$1; }
 pw=$(getent passwd "$osuser"); home=%{pw#*:*:*:*:*:}; home=%{home%%:*}
 if [ -n "$home" ]; then echo "os_user_exists=1"; else echo "os_user_exists=0"; fi
-echo "home=$home"
+printf 'home=%s\n' "$home"
 [ -d /run/systemd/system ] && echo "systemd=1"
 command -v rsync >/dev/null && echo "rsync=1"
 if [ -z "$bindir" ] && [ -n "$major" ]; then
@@ -45,7 +45,7 @@ if [ -z "$bindir" ]; then
     if [ -z "$major" ] || "$d/postgres" --version | grep -q " $major\."; then bindir=$d; break; fi
   done
 fi
-echo "bin_dir=$bindir"
+printf 'bin_dir=%s\n' "$bindir"
 [ -n "$bindir" ] && [ -x "$bindir/pg_rewind" ] && echo "pg_rewind=1"
 if [ -n "$ver" ]; then echo "bin_version=$ver"
 elif [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$bindir/postgres" --version | sed -E 's/^[^0-9]*([0-9]+(\.[0-9]+)?).*/\1/')"; fi
@@ -53,7 +53,7 @@ elif [ -n "$bindir" ] && [ -x "$bindir/postgres" ]; then echo "bin_version=$("$b
 # servers, and a newer one writes settings an older walreceiver rejects), so its version is reported too.
 for tool in psql pg_basebackup; do
   if [ -n "$bindir" ] && [ -x "$bindir/$tool" ]; then p="$bindir/$tool"; v=$ver; else p=$(command -v $tool || true); v=""; fi
-  echo "$tool=$p"
+  printf '%s=%s\n' "$tool" "$p"
   [ "$tool" = psql ] && psqlbin=$p
   if [ -n "$p" ]; then
     [ -n "$v" ] || v=$("$p" --version 2>/dev/null | sed -E 's/^[^0-9]*([0-9]+).*/\1/')
@@ -88,7 +88,7 @@ for item in "$@"; do
     file:*|sha:*) kind=%{item%%:*}; rest=%{item#*:}; key=%{rest%%=*}; path=%{rest#*=}
       case "$path" in "~/"*) path="$home/%{path#??}";; esac
       if [ "$kind" = file ]; then
-        echo "path_$key=$path"
+        printf 'path_%s=%s\n' "$key" "$path"
         if [ -r "$path" ]; then printf 'file_%s=' "$key"; base64 -w0 < "$path"; echo; elif [ -e "$path" ]; then echo "unreadable_$key=1"; fi
       elif [ -r "$path" ]; then word $(sha256sum < "$path"); echo "sha_$key=$w"; fi;;
     port:*) p=%{item#port:}
@@ -100,7 +100,8 @@ for item in "$@"; do
         as=""; [ "%{item#sql:}" = runuser ] && as="runuser -u $osuser --"
         # From /: psql run as another user warns on stderr when it cannot enter the current directory.
         if out=$(cd / && $as "$psqlbin" -X -q -A -t -v ON_ERROR_STOP=1 -h "%{sock:-/tmp}" -p "$port" -d postgres 2>&1); then
-          echo "sql_json=$out"
+          # printf, never echo: dash's echo turns the JSON's \n and \t escapes into line breaks and tabs.
+          printf 'sql_json=%s\n' "$out"
         else printf 'sql_error=%s\n' "$(printf '%s' "$out" | base64 -w0)"; fi
       fi;;
   esac
