@@ -269,4 +269,30 @@ describe("choosing, salvaging and fencing on a failover", () => {
     await rig.waitReplayed(primary(), cut);
     expect(await count(cut)).toBe(String(expected));
   });
+
+  it("a primary declared down past its first promotion thaws writable: the next promotion fences it before promoting", async () => {
+    // A switchover first: the primary then runs on a timeline past 1 (its reads carry a history file).
+    const sw = await pgrep(["switchover", standbys()[0]!, "-i", inv]);
+    expect(sw.exitCode, sw.all).toBe(0);
+    const old = primary();
+    const [a, b] = standbys() as [string, string];
+    expect(await timelineOf(old)).toBeGreaterThan(1);
+    spawnSync("docker", ["pause", rig.host(old).container.getId()]);
+    try {
+      const f = await pgrep(["promote", a, "-i", inv, "--old-primary-is-down"]);
+      expect(f.exitCode, f.all).toBe(0);
+    } finally {
+      spawnSync("docker", ["unpause", rig.host(old).container.getId()]);
+    }
+    expect(await rig.psql(old, "SELECT pg_is_in_recovery()")).toBe("f");
+    const r = await pgrep(["promote", b, "-i", inv, "--fence"]);
+    expect([0, 5], r.all).toContain(r.exitCode);
+    const fenced = r.stderr.indexOf(`[${old}] split brain: it accepts writes`);
+    expect(fenced, r.all).toBeGreaterThanOrEqual(0);
+    expect(fenced, r.all).toBeLessThan(r.stderr.indexOf(`[${b}] ✓ promoted`));
+    expect(await rig.sh(old, "pg_lsclusters -h | awk '{print $4}'")).toMatch(/^down/);
+    const j = await pgrep(["rejoin", old, "-i", inv]);
+    expect(j.exitCode, j.all).toBe(0);
+    await rig.waitReplayed(b, old);
+  });
 });
