@@ -393,7 +393,7 @@ function promotionTimeline(trace: string): string {
   return ["| step | at | since the one before |", "|---|---|---|", ...marks.map(([what, t], i) => `| ${what} | ${t === undefined ? "?" : `${t.toFixed(3)} s`} | ${i && t !== undefined && marks[i - 1]![1] !== undefined ? `${Math.round((t - marks[i - 1]![1]!) * 1000)} ms` : ""} |`)].join("\n");
 }
 
-/** "1.36 s on the machine, of which the hosts' containers b2 370 ms, …; the rest is pgrep, Docker and the machine's own". */
+/** The CPU a command used: on the whole machine, and how much of it on each host (its container). */
 function cpuText(c: { machine: number; hosts: (readonly [string, number | undefined])[] } | undefined): string {
   if (!c) return "(not measured)";
   const known = c.hosts.filter((x): x is readonly [string, number] => x[1] !== undefined);

@@ -66,7 +66,7 @@ export function provenance(): { commit: string; dirty: boolean; machine: string 
 
 /**
  * CPU time (ms) used so far by a container's processes, from its cgroup (v1 cpuacct or v2 cpu.stat), or
- * undefined where neither is readable; and the whole machine's, from /proc/stat.
+ * undefined where neither is readable.
  */
 export function containerCpuMs(id: string): number | undefined {
   const read = (path: string) => {
